@@ -85,7 +85,9 @@ def reader_slug(reader_id: str) -> str:
 def reader_field(reader_id: str, kind: str = "classification") -> str:
     """Name of the field holding ``reader_id``'s labels of the given kind."""
     if kind not in READER_KIND_SUFFIX:
-        raise ValueError(f"unknown label kind {kind!r}; expected one of {sorted(READER_KIND_SUFFIX)}")
+        raise ValueError(
+            f"unknown label kind {kind!r}; expected one of {sorted(READER_KIND_SUFFIX)}"
+        )
     return f"{READER_PREFIX}{reader_slug(reader_id)}{READER_KIND_SUFFIX[kind]}"
 
 
@@ -111,7 +113,9 @@ def reader_field_info(reader_id: str, kind: str, level: str = "slice") -> dict:
     }
 
 
-def mark_reader_field(dataset, field_name: str, reader_id: str, kind: str, level: str = "slice") -> None:
+def mark_reader_field(
+    dataset, field_name: str, reader_id: str, kind: str, level: str = "slice"
+) -> None:
     """Record on the field itself that it holds one reader's labels."""
     field = dataset.get_field(field_name)
     info = dict(field.info or {})
@@ -128,7 +132,9 @@ def reader_fields(dataset, kinds: Iterable[str] | None = None) -> dict[str, dict
     wanted = set(kinds) if kinds is not None else None
     out = {}
     for name, field in dataset.get_field_schema().items():
-        meta = (field.info or {}).get(INFO_KEY) if getattr(field, "info", None) else None
+        meta = (
+            (field.info or {}).get(INFO_KEY) if getattr(field, "info", None) else None
+        )
         if not meta or meta.get("role") != "reader":
             continue
         if wanted is not None and meta.get("kind") not in wanted:

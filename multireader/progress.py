@@ -14,7 +14,9 @@ def report(progress: Optional[ProgressFn], fraction: float, message: str) -> Non
         progress(min(1.0, max(0.0, float(fraction))), message)
 
 
-def scaled(progress: Optional[ProgressFn], start: float, end: float) -> Optional[ProgressFn]:
+def scaled(
+    progress: Optional[ProgressFn], start: float, end: float
+) -> Optional[ProgressFn]:
     """A callback that maps [0, 1] onto [start, end] of ``progress``, for sub-steps."""
     if progress is None:
         return None

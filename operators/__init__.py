@@ -1,0 +1,8 @@
+"""The plugin's operators: thin adapters over the ``multireader`` package."""
+
+from .declare_label_schema import DeclareLabelSchema
+from .import_dicom import ImportDicom
+from .import_reader_labels import ImportReaderLabels
+from .render_window_presets import RenderWindowPresets
+
+OPERATORS = (ImportDicom, ImportReaderLabels, DeclareLabelSchema, RenderWindowPresets)

@@ -1,0 +1,210 @@
+"""Operator ``import_dicom``: DICOM files, folders, globs or a DICOMDIR into a dataset."""
+
+from __future__ import annotations
+
+import os
+
+import fiftyone as fo
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from . import _common
+
+WINDOW_CHOICES = {
+    "auto": "The file's own window (VOI), else a robust percentile window",
+    "lung": "Lung (C -600 / W 1500)",
+    "mediastinum": "Mediastinum (C 50 / W 350)",
+    "bone": "Bone (C 400 / W 1800)",
+    "brain": "Brain (C 40 / W 80)",
+    "soft_tissue": "Soft tissue (C 40 / W 400)",
+}
+
+
+class ImportDicom(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="import_dicom",
+            label="Import DICOM",
+            description=(
+                "Import DICOM files, folders, glob patterns or a DICOMDIR: every "
+                "frame becomes a sample, series become ordered volumes, patient "
+                "identifiers are not copied"
+            ),
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        inputs.str(
+            "inputs",
+            required=True,
+            label="DICOM files",
+            description=(
+                "Files, folders (searched recursively), glob patterns such as "
+                "/data/study/**/*.dcm, or a DICOMDIR. Several: one per line"
+            ),
+            view=types.TextFieldView(multiline=True),
+        )
+        if ctx.dataset is None:
+            inputs.str(
+                "dataset_name",
+                required=True,
+                label="New dataset name",
+                description="The dataset to create",
+            )
+        else:
+            inputs.str(
+                "dataset_name",
+                required=False,
+                label="New dataset name (optional)",
+                description=(
+                    f"Leave empty to import into the current dataset "
+                    f"({ctx.dataset.name}); files already imported are skipped"
+                ),
+            )
+        window = types.Dropdown(label="Window")
+        for key, label in WINDOW_CHOICES.items():
+            window.add_choice(key, label=label)
+        inputs.enum(
+            "window",
+            window.values(),
+            default="auto",
+            label="Window for the rendered images",
+            description="Native values (HU for CT) are kept whatever you choose",
+            view=window,
+        )
+        presets = types.Dropdown(multiple=True)
+        for key, label in WINDOW_CHOICES.items():
+            if key != "auto":
+                presets.add_choice(key, label=label)
+        inputs.list(
+            "presets",
+            types.String(),
+            default=[],
+            required=False,
+            label="Extra window presets",
+            description=(
+                "Also render these presets as extra media fields "
+                "(filepath_<preset>), switchable in the App's media settings"
+            ),
+            view=presets,
+        )
+        inputs.bool(
+            "include_identifiers",
+            default=False,
+            label="Copy patient identifiers",
+            description=(
+                "Off by default: names, IDs, birth dates, addresses and "
+                "institutions are never copied. A salted pseudonymous "
+                "patient_key is always written for patient-level grouping"
+            ),
+            view=types.CheckboxView(),
+        )
+        inputs.bool(
+            "include_study_date",
+            default=False,
+            label="Store study dates",
+            description="Off by default: a date can help re-identify a patient",
+            view=types.CheckboxView(),
+        )
+        inputs.int(
+            "num_workers",
+            default=os.cpu_count() or 1,
+            label="Worker processes",
+            description="Processes that decode files in parallel",
+        )
+        _common.delegation_input(inputs)
+        return types.Property(inputs, view=types.View(label="Import DICOM"))
+
+    def resolve_delegation(self, ctx):
+        return _common.resolve_delegation(ctx)
+
+    def execute(self, ctx):
+        from multireader import importer
+
+        name = (ctx.params.get("dataset_name") or "").strip()
+        if name:
+            dataset = (
+                fo.load_dataset(name)
+                if fo.dataset_exists(name)
+                else fo.Dataset(name, persistent=True)
+            )
+        else:
+            dataset = ctx.dataset
+        report = importer.import_dicom(
+            dataset,
+            _split_inputs(ctx.params["inputs"]),
+            window=ctx.params.get("window") or "auto",
+            presets=ctx.params.get("presets") or (),
+            include_identifiers=bool(ctx.params.get("include_identifiers", False)),
+            include_study_date=bool(ctx.params.get("include_study_date", False)),
+            num_workers=ctx.params.get("num_workers"),
+            render_dir=ctx.params.get("render_dir"),
+            progress=_common.progress_for(ctx),
+        )
+        if not ctx.delegated:
+            if name and (ctx.dataset is None or ctx.dataset.name != name):
+                ctx.trigger("open_dataset", {"dataset": name})
+            else:
+                ctx.trigger("reload_dataset")
+        return report.to_dict()
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.int("imported", label="Samples imported")
+        outputs.int("duplicates", label="Already in the dataset (skipped)")
+        outputs.int("series", label="Series")
+        _common.table(
+            outputs,
+            "skipped",
+            "Files skipped, and why",
+            {"path": "File", "reason": "Reason"},
+        )
+        return types.Property(outputs, view=types.View(label="DICOM import"))
+
+    def __call__(
+        self,
+        dataset_or_name,
+        inputs,
+        *,
+        window: str = "auto",
+        presets=(),
+        include_identifiers: bool = False,
+        include_study_date: bool = False,
+        num_workers: int | None = None,
+        render_dir: str | None = None,
+        delegate: bool = False,
+    ):
+        """Import DICOM from the SDK; returns the import report as a dict.
+
+        ``dataset_or_name`` is a dataset, or the name of one (created, persistent,
+        when it does not exist yet).
+        """
+        if isinstance(dataset_or_name, str):
+            name = dataset_or_name
+            dataset = (
+                fo.load_dataset(name)
+                if fo.dataset_exists(name)
+                else fo.Dataset(name, persistent=True)
+            )
+        else:
+            dataset = dataset_or_name
+        params = dict(
+            inputs=[inputs] if isinstance(inputs, str) else list(inputs),
+            window=window,
+            presets=list(presets),
+            include_identifiers=include_identifiers,
+            include_study_date=include_study_date,
+            num_workers=num_workers,
+            render_dir=render_dir,
+        )
+        return _common.run_from_sdk(self, dataset, params, delegate=delegate)
+
+
+def _split_inputs(value) -> list[str]:
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [line.strip() for line in str(value).splitlines() if line.strip()]

@@ -1,0 +1,74 @@
+"""Operator ``render_window_presets``: re-render images with named CT windows."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from . import _common
+from .import_dicom import WINDOW_CHOICES
+
+
+class RenderWindowPresets(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="render_window_presets",
+            label="Render window presets",
+            description=(
+                "Re-render images from their native values (HU) with named "
+                "windows; each preset becomes a media field you can switch to"
+            ),
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        presets = types.Dropdown(multiple=True)
+        for key, label in WINDOW_CHOICES.items():
+            if key != "auto":
+                presets.add_choice(key, label=label)
+        inputs.list(
+            "presets",
+            types.String(),
+            required=True,
+            default=["lung", "mediastinum"],
+            label="Presets",
+            description="Written to filepath_<preset>; the App's media settings switch between them",
+            view=presets,
+        )
+        target = types.RadioGroup()
+        target.add_choice("DATASET", label="Whole dataset")
+        target.add_choice("CURRENT_VIEW", label="Current view")
+        inputs.enum(
+            "target", target.values(), default="DATASET", label="Samples", view=target
+        )
+        _common.delegation_input(inputs)
+        return types.Property(inputs, view=types.View(label="Render window presets"))
+
+    def resolve_delegation(self, ctx):
+        return _common.resolve_delegation(ctx)
+
+    def execute(self, ctx):
+        from multireader import importer
+
+        target = (
+            ctx.dataset
+            if ctx.params.get("target", "DATASET") == "DATASET"
+            else ctx.view
+        )
+        result = importer.render_presets(
+            target,
+            list(ctx.params["presets"]),
+            progress=_common.progress_for(ctx),
+        )
+        if not ctx.delegated:
+            ctx.trigger("reload_dataset")
+        return result if isinstance(result, dict) else {"rendered": result}
+
+    def __call__(self, sample_collection, presets, *, delegate: bool = False):
+        """Render presets from the SDK for a dataset or view."""
+        params = dict(presets=list(presets), target="CURRENT_VIEW")
+        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)

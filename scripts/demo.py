@@ -1,0 +1,120 @@
+"""The demo: build the synthetic study, run every operator on it, open the App.
+
+Run it through ``./setup.sh demo`` (which installs everything first), or directly with
+the project's virtual environment: ``.venv/bin/python scripts/demo.py [--no-app]``.
+Every step goes through the plugin's operators exactly as an SDK user calls them, so
+the demo also proves the operators work end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("FIFTYONE_PLUGINS_DIR", ROOT)
+os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+
+import fiftyone as fo  # noqa: E402
+import fiftyone.operators as foo  # noqa: E402
+
+from multireader import demo, fields  # noqa: E402
+
+PLUGIN = "@multireader/disagreement"
+
+
+def op(name):
+    return foo.get_operator(f"{PLUGIN}/{name}")
+
+
+def step(message):
+    print(f"\n== {message}", flush=True)
+
+
+def build(dataset_name: str, data_dir: str, seed: int) -> fo.Dataset:
+    t0 = time.time()
+    step(f"generating the synthetic demo study in {data_dir}")
+    study = demo.generate_demo_study(data_dir, seed=seed)
+    print(f"   DICOM: {study.dicom_dir}\n   truth: {study.truth_path}")
+
+    if fo.dataset_exists(dataset_name):
+        fo.delete_dataset(dataset_name)
+    dataset = fo.Dataset(dataset_name, persistent=True)
+
+    step("declare_label_schema")
+    op("declare_label_schema")(dataset, **study.label_schema)
+
+    step("import_dicom (every frame, series as volumes, lung + mediastinum presets)")
+    report = op("import_dicom")(
+        dataset, study.dicom_dir, presets=["lung", "mediastinum"]
+    )
+    print(
+        f"   imported {report['imported']} samples in {report['series']} series; skipped {len(report['skipped'])}"
+    )
+    for item in report["skipped"]:
+        print(f"   skipped {item['path']}: {item['reason']}")
+
+    sources = [
+        (study.reads_csv, "auto", None),
+        (study.boxes_csv, "auto", None),
+        (study.masks_csv, "auto", None),
+    ]
+    sources += [(path, "seg", reader) for reader, path in study.seg_files]
+    sources += [(path, "rtstruct", reader) for reader, path in study.rtstruct_files]
+    for path, kind, reader in sources:
+        step(f"import_reader_labels {os.path.basename(str(path))}")
+        result = op("import_reader_labels")(
+            dataset, str(path), kind=kind, reader=reader
+        )
+        print(
+            f"   {result['n_labels']} labels -> {', '.join(result['fields'])}; {len(result['errors'])} rows rejected"
+        )
+        for err in result["errors"][:5]:
+            print(f"   line {err['line']}: {err['reason']}")
+
+    step("reader fields")
+    for name, meta in sorted(fields.reader_fields(dataset).items()):
+        print(
+            f"   {name:28s} reader={meta['reader']} kind={meta['kind']} level={meta['level']}"
+        )
+    print(f"\n   built in {time.time() - t0:.1f} s: {len(dataset)} samples")
+    return dataset
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--dataset",
+        default="multireader-demo",
+        help="dataset name (replaced if it exists)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=os.path.join(ROOT, "demo_data"),
+        help="where the study is written",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("MULTIREADER_PORT", 5151))
+    )
+    parser.add_argument(
+        "--no-app",
+        action="store_true",
+        help="build the dataset but do not open the App",
+    )
+    args = parser.parse_args(argv)
+
+    dataset = build(args.dataset, args.data_dir, args.seed)
+    if args.no_app:
+        return
+    step("opening the App")
+    session = fo.launch_app(dataset, remote=True, address="127.0.0.1", port=args.port)
+    print(f"   the App is at http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
+    session.wait(-1)
+
+
+if __name__ == "__main__":
+    main()
