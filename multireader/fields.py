@@ -9,7 +9,7 @@ from names.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 #: key under which this plugin stores its metadata in ``field.info`` and ``dataset.info``
 INFO_KEY = "multireader"
@@ -132,9 +132,7 @@ def reader_fields(dataset, kinds: Iterable[str] | None = None) -> dict[str, dict
     wanted = set(kinds) if kinds is not None else None
     out = {}
     for name, field in dataset.get_field_schema().items():
-        meta = (
-            (field.info or {}).get(INFO_KEY) if getattr(field, "info", None) else None
-        )
+        meta = (field.info or {}).get(INFO_KEY) if getattr(field, "info", None) else None
         if not meta or meta.get("role") != "reader":
             continue
         if wanted is not None and meta.get("kind") not in wanted:

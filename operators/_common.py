@@ -41,9 +41,7 @@ def resolve_delegation(ctx):
     return ctx.params.get("delegate", None)
 
 
-def run_from_sdk(
-    operator: foo.Operator, sample_collection, params: dict, delegate: bool = False
-):
+def run_from_sdk(operator: foo.Operator, sample_collection, params: dict, delegate: bool = False):
     """Run ``operator`` from the SDK through FiftyOne's executor, as the App would.
 
     Returns the dict the operator's ``execute`` returned, or the queued delegated
@@ -55,9 +53,7 @@ def run_from_sdk(
     return foo.execute_operator(operator.uri, ctx).result
 
 
-def table(
-    outputs: types.Object, name: str, label: str, columns: dict[str, str]
-) -> None:
+def table(outputs: types.Object, name: str, label: str, columns: dict[str, str]) -> None:
     """Declare a read-only table output, e.g. the list of skipped files."""
     view = types.TableView(label=label)
     for key, col_label in columns.items():

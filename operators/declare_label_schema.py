@@ -48,12 +48,8 @@ class DeclareLabelSchema(foo.Operator):
             view=types.CheckboxView(),
         )
         score_range = current.get("score_range") or [None, None]
-        inputs.float(
-            "score_min", default=score_range[0], required=False, label="Lowest score"
-        )
-        inputs.float(
-            "score_max", default=score_range[1], required=False, label="Highest score"
-        )
+        inputs.float("score_min", default=score_range[0], required=False, label="Lowest score")
+        inputs.float("score_max", default=score_range[1], required=False, label="Highest score")
         inputs.str(
             "mask_targets",
             required=False,
@@ -82,9 +78,7 @@ class DeclareLabelSchema(foo.Operator):
             list(ctx.params["classes"]),
             ordered=bool(ctx.params.get("ordered", False)),
             score_range=[lo, hi] if lo is not None and hi is not None else None,
-            mask_targets={int(k): v for k, v in mask_targets.items()}
-            if mask_targets
-            else None,
+            mask_targets={int(k): v for k, v in mask_targets.items()} if mask_targets else None,
             overwrite=bool(ctx.params.get("overwrite", False)),
         )
         ctx.trigger("reload_dataset")
@@ -106,9 +100,7 @@ class DeclareLabelSchema(foo.Operator):
             ordered=ordered,
             score_min=score_range[0] if score_range else None,
             score_max=score_range[1] if score_range else None,
-            mask_targets=json.dumps(
-                {str(k): v for k, v in (mask_targets or {}).items()}
-            ),
+            mask_targets=json.dumps({str(k): v for k, v in (mask_targets or {}).items()}),
             overwrite=overwrite,
         )
         return _common.run_from_sdk(self, dataset, params)

@@ -42,9 +42,7 @@ class RenderWindowPresets(foo.Operator):
         target = types.RadioGroup()
         target.add_choice("DATASET", label="Whole dataset")
         target.add_choice("CURRENT_VIEW", label="Current view")
-        inputs.enum(
-            "target", target.values(), default="DATASET", label="Samples", view=target
-        )
+        inputs.enum("target", target.values(), default="DATASET", label="Samples", view=target)
         _common.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Render window presets"))
 
@@ -54,11 +52,7 @@ class RenderWindowPresets(foo.Operator):
     def execute(self, ctx):
         from multireader import importer
 
-        target = (
-            ctx.dataset
-            if ctx.params.get("target", "DATASET") == "DATASET"
-            else ctx.view
-        )
+        target = ctx.dataset if ctx.params.get("target", "DATASET") == "DATASET" else ctx.view
         result = importer.render_presets(
             target,
             list(ctx.params["presets"]),

@@ -48,9 +48,7 @@ def build(dataset_name: str, data_dir: str, seed: int) -> fo.Dataset:
     op("declare_label_schema")(dataset, **study.label_schema)
 
     step("import_dicom (every frame, series as volumes, lung + mediastinum presets)")
-    report = op("import_dicom")(
-        dataset, study.dicom_dir, presets=["lung", "mediastinum"]
-    )
+    report = op("import_dicom")(dataset, study.dicom_dir, presets=["lung", "mediastinum"])
     print(
         f"   imported {report['imported']} samples in {report['series']} series; skipped {len(report['skipped'])}"
     )
@@ -66,9 +64,7 @@ def build(dataset_name: str, data_dir: str, seed: int) -> fo.Dataset:
     sources += [(path, "rtstruct", reader) for reader, path in study.rtstruct_files]
     for path, kind, reader in sources:
         step(f"import_reader_labels {os.path.basename(str(path))}")
-        result = op("import_reader_labels")(
-            dataset, str(path), kind=kind, reader=reader
-        )
+        result = op("import_reader_labels")(dataset, str(path), kind=kind, reader=reader)
         print(
             f"   {result['n_labels']} labels -> {', '.join(result['fields'])}; {len(result['errors'])} rows rejected"
         )
@@ -77,9 +73,7 @@ def build(dataset_name: str, data_dir: str, seed: int) -> fo.Dataset:
 
     step("reader fields")
     for name, meta in sorted(fields.reader_fields(dataset).items()):
-        print(
-            f"   {name:28s} reader={meta['reader']} kind={meta['kind']} level={meta['level']}"
-        )
+        print(f"   {name:28s} reader={meta['reader']} kind={meta['kind']} level={meta['level']}")
     print(f"\n   built in {time.time() - t0:.1f} s: {len(dataset)} samples")
     return dataset
 
@@ -97,9 +91,7 @@ def main(argv=None):
         help="where the study is written",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--port", type=int, default=int(os.environ.get("MULTIREADER_PORT", 5151))
-    )
+    parser.add_argument("--port", type=int, default=int(os.environ.get("MULTIREADER_PORT", 5151)))
     parser.add_argument(
         "--no-app",
         action="store_true",

@@ -9,7 +9,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _declared(kind):
-    text = open(os.path.join(ROOT, "fiftyone.yml")).read()
+    with open(os.path.join(ROOT, "fiftyone.yml")) as f:
+        text = f.read()
     block = re.search(rf"^{kind}:\s*\n((?:\s+- .*\n)+)", text, re.M)
     return set(re.findall(r"- (\w+)", block.group(1))) if block else set()
 
@@ -23,9 +24,7 @@ def registry():
     old = fo.config.plugins_dir
     fo.config.plugins_dir = ROOT
     try:
-        assert "@multireader/disagreement" in [
-            p.name for p in fop.list_plugins(enabled=True)
-        ]
+        assert "@multireader/disagreement" in [p.name for p in fop.list_plugins(enabled=True)]
         yield OperatorRegistry()
     finally:
         fo.config.plugins_dir = old
