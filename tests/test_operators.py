@@ -1,0 +1,98 @@
+"""The operators end to end, the way an SDK user and a delegated worker run them.
+
+A small demo study is imported through the plugin's operators (FiftyOne's executor,
+not the library functions directly), and every count is checked against what an
+independent reading of the files says.
+"""
+
+import csv
+import os
+
+import pydicom
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLUGIN = "@multireader/disagreement"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def plugins_dir():
+    import fiftyone as fo
+
+    old = fo.config.plugins_dir
+    fo.config.plugins_dir = ROOT
+    yield
+    fo.config.plugins_dir = old
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    from multireader import demo
+
+    return demo.generate_demo_study(str(tmp_path_factory.mktemp("study")), seed=3, n_series=3)
+
+
+def op(name):
+    import fiftyone.operators as foo
+
+    return foo.get_operator(f"{PLUGIN}/{name}")
+
+
+def _count_frames(dicom_dir):
+    """Frames with pixel data in the study, read independently of the importer."""
+    n = 0
+    for root, _, files in os.walk(dicom_dir):
+        for name in files:
+            ds = pydicom.dcmread(os.path.join(root, name))
+            if "PixelData" in ds and ds.get("Modality") not in ("SEG", "RTSTRUCT", "SR"):
+                n += int(ds.get("NumberOfFrames", 1) or 1)
+    return n
+
+
+def test_import_through_operators(study, dataset):
+    from multireader import fields
+
+    op("declare_label_schema")(dataset, **study.label_schema)
+    report = op("import_dicom")(dataset, str(study.dicom_dir))
+    assert report["imported"] == _count_frames(study.dicom_dir) == len(dataset)
+    assert report["skipped"] == []
+    assert dataset.info["dicom_import"]["imported"] == report["imported"]
+
+    again = op("import_dicom")(dataset, str(study.dicom_dir))
+    assert again["imported"] == 0 and again["duplicates"] == report["imported"]
+    assert len(dataset) == report["imported"]
+
+    result = op("import_reader_labels")(dataset, str(study.reads_csv))
+    with open(study.reads_csv) as f:
+        rows = list(csv.DictReader(f))
+    readers = {r["reader"] for r in rows}
+    assert set(result["fields"]) == {fields.reader_field(r) for r in readers}
+    assert result["errors"] == []
+    for reader in readers:
+        field = fields.reader_field(reader)
+        expected = {r["sop_instance_uid"]: r["label"] for r in rows if r["reader"] == reader}
+        sops, labels = dataset.values([fields.SOP_UID, f"{field}.label"])
+        got = {s: lab for s, lab in zip(sops, labels, strict=True) if lab is not None}
+        assert got == expected, reader
+    found = fields.reader_fields(dataset)
+    assert {meta["reader"] for meta in found.values()} == readers
+
+
+def test_delegated_import_reports_progress(study, dataset):
+    from fiftyone.operators.delegated import DelegatedOperationService
+    from fiftyone.operators.executor import ExecutionRunState
+
+    op("import_dicom")(dataset, str(study.dicom_dir), delegate=True)
+    assert len(dataset) == 0  # queued, not run
+
+    svc = DelegatedOperationService()
+    queued = svc.get_queued_operations(operator=f"{PLUGIN}/import_dicom", dataset_name=dataset.name)
+    assert len(queued) == 1
+    svc.execute_operation(queued[0])
+    doc = svc.get(queued[0].id)
+    assert doc.run_state == ExecutionRunState.COMPLETED, doc.result
+    assert doc.status.progress == pytest.approx(1.0)
+    assert doc.status.label
+    dataset.reload()
+    assert len(dataset) == _count_frames(study.dicom_dir)
+    svc.delete_operation(doc.id)
