@@ -139,3 +139,60 @@ def reader_fields(dataset, kinds: Iterable[str] | None = None) -> dict[str, dict
             continue
         out[name] = {k: meta.get(k) for k in ("reader", "kind", "level")}
     return out
+
+
+#: sample fields shown together in the App's sidebar, in this order
+_DICOM_SIDEBAR = (
+    PATIENT_KEY,
+    SERIES_UID,
+    SLICE_INDEX,
+    FRAME_INDEX,
+    N_FRAMES,
+    SLICE_POSITION,
+    SOP_UID,
+    STUDY_UID,
+    DICOM_KEY,
+    DICOM_PATH,
+    NATIVE_PATH,
+    NATIVE_UNIT,
+    IMAGE_POSITION,
+    IMAGE_ORIENTATION,
+    PIXEL_SPACING,
+    ROWS,
+    COLUMNS,
+)
+
+
+def update_sidebar_groups(dataset) -> None:
+    """Group the App's sidebar: one "readers" group, then slicing metadata, then DICOM.
+
+    FiftyOne's default puts every label field under "labels" and every primitive under
+    "primitives"; a radiology lead looks first for the readers, then for what to slice by.
+    """
+    import fiftyone as fo
+
+    schema = dataset.get_field_schema()
+    readers = sorted(reader_fields(dataset))
+    consensus = sorted(n for n in schema if n.startswith("consensus_"))
+    slicing = [n for n in METADATA_FIELDS if n in schema]
+    dicom = [n for n in _DICOM_SIDEBAR if n in schema]
+    taken = set(readers) | set(consensus) | set(slicing) | set(dicom)
+
+    groups = []
+    for group in fo.DatasetAppConfig.default_sidebar_groups(dataset):
+        group.paths = [p for p in group.paths if p not in taken]
+        groups.append(group)
+    ours = [
+        fo.SidebarGroupDocument(name="readers", paths=readers),
+        fo.SidebarGroupDocument(name="consensus", paths=consensus),
+        fo.SidebarGroupDocument(name="slicing", paths=slicing),
+        fo.SidebarGroupDocument(name="dicom", paths=dicom, expanded=False),
+    ]
+    ours = [g for g in ours if g.paths]
+    # tags first, then ours, then FiftyOne's remaining groups
+    head = [g for g in groups if g.name == "tags"]
+    tail = [
+        g for g in groups if g.name != "tags" and (g.paths or g.name in ("labels", "primitives"))
+    ]
+    dataset.app_config.sidebar_groups = head + ours + tail
+    dataset.save()
