@@ -123,7 +123,7 @@ class ImportDicom(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import importer
+        from multireader import fields, importer
 
         name = (ctx.params.get("dataset_name") or "").strip()
         if name:
@@ -145,6 +145,7 @@ class ImportDicom(foo.Operator):
             render_dir=ctx.params.get("render_dir"),
             progress=_common.progress_for(ctx),
         )
+        fields.update_sidebar_groups(dataset)
         if not ctx.delegated:
             if name and (ctx.dataset is None or ctx.dataset.name != name):
                 ctx.trigger("open_dataset", {"dataset": name})

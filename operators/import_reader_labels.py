@@ -84,7 +84,7 @@ class ImportReaderLabels(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import readers
+        from multireader import fields, readers
 
         report = readers.import_reader_labels(
             ctx.dataset,
@@ -93,6 +93,7 @@ class ImportReaderLabels(foo.Operator):
             reader=(ctx.params.get("reader") or None),
             progress=_common.progress_for(ctx),
         )
+        fields.update_sidebar_groups(ctx.dataset)
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
         return report.to_dict()
