@@ -32,6 +32,7 @@ PIXEL_SPACING = "pixel_spacing"  # [row spacing, column spacing] in mm
 ROWS = "rows"
 COLUMNS = "columns"
 PATIENT_KEY = "patient_key"  # salted, stable pseudonym; never the PatientID itself
+INSTANCE_NUMBER = "instance_number"
 
 #: metadata fields for slicing (typed; binned where the raw value identifies people)
 METADATA_FIELDS = (
