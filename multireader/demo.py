@@ -66,7 +66,10 @@ class _Uids:
         self.seed = seed
 
     def __call__(self, *parts) -> str:
-        return generate_uid(entropy_srcs=[f"multireader-demo-{self.seed}", *map(str, parts)])
+        # one joined string: separate sources are concatenated, so ("1", "12") == ("11", "2")
+        return generate_uid(
+            entropy_srcs=["/".join(["multireader-demo", str(self.seed), *map(str, parts)])]
+        )
 
 
 def _lesion_mask(shape, center, radius, lobes, spikes, rng):
@@ -355,6 +358,8 @@ def generate_demo_study(
                     "height": round(bh, 1),
                 }
             )
+            if im["series_index"] == 0 and reader in ("R1", "R2"):
+                continue  # their outlines of the first series come as DICOM-SEG and RTSTRUCT
             mask = _reader_mask(im["mask"], reader_no, im["degradation"], rrng)
             rel = os.path.join("masks", reader, f"{im['sop']}.png")
             Image.fromarray(mask.astype(np.uint8)).save(os.path.join(label_dir, rel))

@@ -431,6 +431,7 @@ def _import_file(path: str, options: dict) -> dict:
             {
                 **common,
                 "dicom_key": key,
+                "dicom_path": os.path.abspath(path),
                 "frame_index": frame.index,
                 "filepath": png,
                 "native_path": npy,

@@ -41,6 +41,23 @@ def _key_by_position(index, point, tolerance_mm: float = 0.5, candidates=None):
     return best
 
 
+def _fg_seq(ds, frame: int, name: str):
+    """A functional-group sequence for a frame: per-frame first, then shared."""
+    for groups, idx in (
+        ("PerFrameFunctionalGroupsSequence", frame),
+        ("SharedFunctionalGroupsSequence", 0),
+    ):
+        seq = ds.get(groups)
+        if seq is not None and len(seq) > idx and seq[idx].get(name):
+            return seq[idx].get(name)
+    return None
+
+
+def _fg(ds, frame: int, name: str):
+    seq = _fg_seq(ds, frame, name)
+    return seq[0] if seq else None
+
+
 def read_seg(path: str, index, rep) -> tuple[dict, dict]:
     """Masks ``{dicom_key: uint8 array}`` and mask targets ``{number: label}`` of a SEG."""
     ds = pydicom.dcmread(path)
@@ -56,11 +73,11 @@ def read_seg(path: str, index, rep) -> tuple[dict, dict]:
         for s in ds.SegmentSequence
     }
     masks: dict[str, np.ndarray] = {}
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
-    for i, item in enumerate(per_frame):
-        seg_number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+    for i in range(frames.shape[0]):
+        ident = _fg(ds, i, "SegmentIdentificationSequence")
+        seg_number = int(ident.ReferencedSegmentNumber) if ident is not None else 1
         key = None
-        deriv = item.get("DerivationImageSequence")
+        deriv = _fg_seq(ds, i, "DerivationImageSequence")
         if deriv:
             for source in deriv[0].get("SourceImageSequence") or []:
                 sop = str(source.ReferencedSOPInstanceUID)
@@ -68,8 +85,9 @@ def read_seg(path: str, index, rep) -> tuple[dict, dict]:
                 key = index.by_sop_frame.get((sop, frame)) or index.by_sop_frame.get((sop, 0))
                 if key:
                     break
-        if key is None and item.get("PlanePositionSequence"):
-            key = _key_by_position(index, item.PlanePositionSequence[0].ImagePositionPatient)
+        plane = _fg(ds, i, "PlanePositionSequence")
+        if key is None and plane is not None:
+            key = _key_by_position(index, plane.ImagePositionPatient)
         if key is None:
             rep.error(
                 i + 1,

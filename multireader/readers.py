@@ -71,7 +71,11 @@ class _Index:
             F.IMAGE_ORIENTATION,
             F.PIXEL_SPACING,
         ]
-        cols = dict(zip(names, dataset.values(names), strict=True))
+        present = [n for n in names if n in schema]
+        cols = dict(zip(present, dataset.values(present), strict=True))
+        n = len(cols[F.DICOM_KEY])
+        for name in names:
+            cols.setdefault(name, [None] * n)
         self.keys = cols[F.DICOM_KEY]
         self.by_sop = defaultdict(list)
         self.by_sop_frame = {}

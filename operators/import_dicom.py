@@ -194,7 +194,7 @@ class ImportDicom(foo.Operator):
         else:
             dataset = dataset_or_name
         params = dict(
-            inputs=[inputs] if isinstance(inputs, str) else list(inputs),
+            inputs=inputs if isinstance(inputs, str) else "\n".join(map(str, inputs)),
             window=window,
             presets=list(presets),
             include_identifiers=include_identifiers,
