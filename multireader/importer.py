@@ -32,17 +32,23 @@ class ImportReport:
     files: int = 0
     series: int = 0
     skipped: list[dict] = field(default_factory=list)
+    #: DICOMDIRs read as indexes: ``{"path", "files"}`` (their files are imported)
+    indexes: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def expand_inputs(inputs) -> tuple[list[str], list[dict]]:
-    """Files from paths, folders (recursive), globs and DICOMDIRs; missing ones reported."""
+def expand_inputs(inputs) -> tuple[list[str], list[dict], list[dict]]:
+    """Files from paths, folders (recursive), globs and DICOMDIRs.
+
+    Returns (files, skipped, indexes): missing inputs are reported in ``skipped``; a
+    DICOMDIR is read as an index of the files it lists (``indexes``).
+    """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
-    files, skipped, seen = [], [], set()
+    files, skipped, indexes, seen = [], [], [], set()
 
     def add(path):
         path = os.path.abspath(path)
@@ -61,8 +67,10 @@ def expand_inputs(inputs) -> tuple[list[str], list[dict]]:
         elif os.path.isfile(item):
             if os.path.basename(item).upper() == "DICOMDIR":
                 try:
-                    for path in _dicomdir_files(item):
+                    listed = _dicomdir_files(item)
+                    for path in listed:
                         add(path)
+                    indexes.append({"path": os.path.abspath(item), "files": len(listed)})
                 except Exception as err:  # noqa: BLE001
                     skipped.append({"path": item, "reason": f"unreadable DICOMDIR: {err}"})
             else:
@@ -75,7 +83,7 @@ def expand_inputs(inputs) -> tuple[list[str], list[dict]]:
                 add(path)
         else:
             skipped.append({"path": item, "reason": "no such file or folder"})
-    return files, skipped
+    return files, skipped, indexes
 
 
 def _dicomdir_files(path: str) -> list[str]:
@@ -113,8 +121,8 @@ def import_dicom(
     t0 = time.perf_counter()
     dicom.check_window(window)
     presets = [dicom.check_window(p) for p in presets if p != "auto"]
-    files, skipped = expand_inputs(inputs)
-    rep = ImportReport(dataset=dataset.name, files=len(files), skipped=skipped)
+    files, skipped, indexes = expand_inputs(inputs)
+    rep = ImportReport(dataset=dataset.name, files=len(files), skipped=skipped, indexes=indexes)
     report(progress, 0.0, f"found {len(files)} files")
 
     existing_sops = (
