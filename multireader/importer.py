@@ -255,16 +255,19 @@ def order_slices(dataset, series_uids) -> None:
     from fiftyone import ViewField as VF
 
     view = dataset.match(VF(F.SERIES_UID).is_in(list(series_uids)))
-    ids, series, pos, orient, inst, frame = view.values(
-        [
-            "id",
-            F.SERIES_UID,
-            F.IMAGE_POSITION,
-            F.IMAGE_ORIENTATION,
-            F.INSTANCE_NUMBER,
-            F.FRAME_INDEX,
-        ]
-    )
+    names = [
+        "id",
+        F.SERIES_UID,
+        F.IMAGE_POSITION,
+        F.IMAGE_ORIENTATION,
+        F.INSTANCE_NUMBER,
+        F.FRAME_INDEX,
+    ]
+    schema = dataset.get_field_schema()
+    present = [n for n in names if n == "id" or n in schema]
+    got = dict(zip(present, view.values(present), strict=True))
+    n = len(got["id"])
+    ids, series, pos, orient, inst, frame = (got.get(name, [None] * n) for name in names)
     by_series: dict[str, list[int]] = {}
     for i, s in enumerate(series):
         by_series.setdefault(s, []).append(i)
@@ -293,6 +296,11 @@ def order_slices(dataset, series_uids) -> None:
         for rank, k in enumerate(sorted(keys)):
             slice_index[k[-1]] = rank
     dataset.set_values(F.SLICE_INDEX, slice_index, key_field="id")
+    if F.SLICE_POSITION not in schema:
+        import fiftyone as fo
+
+        # declared up front: a series without geometry has only None positions
+        dataset.add_sample_field(F.SLICE_POSITION, fo.FloatField)
     dataset.set_values(F.SLICE_POSITION, slice_position, key_field="id")
     dataset.save_view(
         F.VOLUME_VIEW, dataset.group_by(F.SERIES_UID, order_by=F.SLICE_INDEX), overwrite=True
