@@ -400,6 +400,7 @@ def _import_file(path: str, options: dict) -> dict:
         "sop_instance_uid": sop,
         "series_instance_uid": str(ds.get("SeriesInstanceUID") or f"series-of-{sop}"),
         "study_instance_uid": str(ds.get("StudyInstanceUID") or "") or None,
+        "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID") or "") or None,
         "n_frames": len(decoded.frames),
         "rows": int(decoded.frames[0].native.shape[0]),
         "columns": int(decoded.frames[0].native.shape[1]),

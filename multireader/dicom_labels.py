@@ -27,6 +27,14 @@ def _geometry(index, key):
     )
 
 
+def _same_space(index, frame_of_reference_uid):
+    """Candidate frames in the same patient coordinate system: planes of different
+    series share z values, so a position means nothing without its frame of reference."""
+    if frame_of_reference_uid:
+        return index.by_frame_of_reference.get(str(frame_of_reference_uid), [])
+    return None
+
+
 def _key_by_position(index, point, tolerance_mm: float = 0.5, candidates=None):
     """The frame whose plane contains ``point`` (within ``tolerance_mm``), if any."""
     best, best_d = None, tolerance_mm
@@ -87,7 +95,8 @@ def read_seg(path: str, index, rep) -> tuple[dict, dict]:
                     break
         plane = _fg(ds, i, "PlanePositionSequence")
         if key is None and plane is not None:
-            key = _key_by_position(index, plane.ImagePositionPatient)
+            space = _same_space(index, ds.get("FrameOfReferenceUID"))
+            key = _key_by_position(index, plane.ImagePositionPatient, candidates=space)
         if key is None:
             rep.error(
                 i + 1,
@@ -116,6 +125,10 @@ def read_rtstruct(path: str, index, rep) -> tuple[dict, dict]:
         int(r.ROINumber): str(r.get("ROIName", f"ROI {r.ROINumber}"))
         for r in ds.get("StructureSetROISequence") or []
     }
+    frames_of_reference = {
+        int(r.ROINumber): r.get("ReferencedFrameOfReferenceUID")
+        for r in ds.get("StructureSetROISequence") or []
+    }
     values = {number: i + 1 for i, number in enumerate(sorted(names))}
     targets = {values[n]: names[n] for n in names}
     masks: dict[str, np.ndarray] = {}
@@ -139,7 +152,8 @@ def read_rtstruct(path: str, index, rep) -> tuple[dict, dict]:
                 if key:
                     break
             if key is None:
-                key = _key_by_position(index, points.mean(axis=0))
+                space = _same_space(index, frames_of_reference.get(number))
+                key = _key_by_position(index, points.mean(axis=0), candidates=space)
             if key is None:
                 rep.error(
                     None,

@@ -22,6 +22,7 @@ DICOM_KEY = "dicom_key"  # "<SOPInstanceUID>:<frame_index>", unique, the re-impo
 SOP_UID = "sop_instance_uid"
 SERIES_UID = "series_instance_uid"
 STUDY_UID = "study_instance_uid"
+FRAME_OF_REFERENCE = "frame_of_reference_uid"  # the patient coordinate system of the geometry
 NATIVE_PATH = "native_path"  # .npy of native values after the Modality LUT (HU for CT)
 NATIVE_UNIT = "native_unit"  # "HU" for CT, else RescaleType or "" when unknown
 SLICE_INDEX = "slice_index"  # 0-based position in the series volume, sorted by position
@@ -152,6 +153,7 @@ _DICOM_SIDEBAR = (
     SLICE_POSITION,
     SOP_UID,
     STUDY_UID,
+    FRAME_OF_REFERENCE,
     DICOM_KEY,
     DICOM_PATH,
     NATIVE_PATH,

@@ -70,6 +70,7 @@ class _Index:
             F.IMAGE_POSITION,
             F.IMAGE_ORIENTATION,
             F.PIXEL_SPACING,
+            F.FRAME_OF_REFERENCE,
         ]
         present = [n for n in names if n in schema]
         cols = dict(zip(present, dataset.values(present), strict=True))
@@ -83,6 +84,7 @@ class _Index:
         self.by_path = defaultdict(list)
         self.shape = {}
         self.geometry = {}
+        self.by_frame_of_reference = defaultdict(list)
         for i, key in enumerate(self.keys):
             sop, frame = cols[F.SOP_UID][i], cols[F.FRAME_INDEX][i] or 0
             self.by_sop[sop].append(key)
@@ -92,6 +94,7 @@ class _Index:
                 if p:
                     self.by_path[os.path.abspath(p)].append(key)
             self.shape[key] = (cols[F.ROWS][i], cols[F.COLUMNS][i])
+            self.by_frame_of_reference[cols[F.FRAME_OF_REFERENCE][i]].append(key)
             self.geometry[key] = (
                 cols[F.IMAGE_POSITION][i],
                 cols[F.IMAGE_ORIENTATION][i],
