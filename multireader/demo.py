@@ -187,9 +187,9 @@ def _ct_dataset(path, uids, hu, meta) -> FileDataset:
 
 def _reader_call(rng, reader, truth, image, session, n_sessions):
     """A simulated read: the class index a reader assigns, and their confidence."""
-    sigma = 0.32
+    sigma = 0.25
     if image["degradation"]:
-        sigma = 1.25
+        sigma = 1.6
     elif image["scanner"] is UNRELIABLE_SCANNER:
         sigma = 0.85
     shift = 0.0
@@ -316,7 +316,9 @@ def generate_demo_study(
     reads, boxes, masks_rows = [], [], []
     for reader_no, reader in enumerate(READERS):
         rrng = np.random.default_rng([seed, reader_no])
-        order = list(range(len(images)))
+        # each reader works through the study in their own order, so a reading
+        # session mixes series and the drift is not confounded with any one series
+        order = rrng.permutation(len(images)).tolist()
         per_session = int(np.ceil(len(order) / n_sessions))
         mask_folder = os.path.join(label_dir, "masks", reader)
         os.makedirs(mask_folder, exist_ok=True)

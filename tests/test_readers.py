@@ -34,7 +34,7 @@ def _rows(path):
 
 def _by_sop(ds, field, attr="label"):
     sops, values = ds.values([F.SOP_UID, f"{field}.{attr}"])
-    return {s: v for s, v in zip(sops, values, strict=True)}
+    return dict(zip(sops, values, strict=True))
 
 
 def test_class_reads_land_in_one_field_per_reader_with_provenance(ds, study):
@@ -147,7 +147,8 @@ def test_dicom_seg_lands_on_the_referenced_slices(ds, study):
 
 def test_rtstruct_contours_are_rasterised_on_their_slices(ds, study):
     reader, path = study.rtstruct_files[0]
-    truth = json.load(open(study.truth_path))["images"]
+    with open(study.truth_path) as f:
+        truth = json.load(f)["images"]
     rep = readers.import_reader_labels(ds, path, reader=reader, kind="rtstruct")
     assert rep.errors == []
     field = F.reader_field(reader, "mask")
