@@ -1,13 +1,16 @@
 """A synthetic multi-reader chest-CT study, written as real DICOM files.
 
-Everything here is made up: no patient, no scan. The study has lesions whose truth is
-known, reads from four simulated radiologists, and the problems this plugin exists to
-find, planted on purpose and listed in ``truth.json`` (see docs/demo_study.md):
+Everything here is made up: no patient, no scan. The plugin needs a study whose truth
+is known to show (and to test) that it finds what it claims to find, and no public
+multi-reader data set can be shipped with it. So this module draws chest CT slices with
+lesions whose class follows from what is visible (size, margin, density), simulates
+four radiologists reading them, and plants the problems the plugin exists to find,
+each listed with its parameters in ``truth.json`` (see docs/demo_study.md):
 
-(a) blurred and low-dose series, where readers disagree far more;
+(a) blurred and low-dose images, where readers disagree far more;
 (b) a reader biased toward "suspicious";
-(c) a reader who drifts across reading sessions;
-(d) a handful of clear-cut errors by one reader;
+(c) a reader who drifts across reading sessions (weeks apart);
+(d) a handful of clear-cut errors by one reader on easy images;
 (e) a scanner model on which every reader is less reliable.
 
 Run ``python -m multireader.demo OUT_DIR`` or call :func:`generate_demo_study`.
@@ -24,39 +27,83 @@ from dataclasses import dataclass, field
 import numpy as np
 import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from .progress import ProgressFn, report
 
 CLASSES = ["benign", "probably_benign", "suspicious", "malignant"]
 READERS = ["R1", "R2", "R3", "R4"]
-BIASED_READER, DRIFTING_READER, ERROR_READER = "R2", "R3", "R4"
+STEADY_READER, BIASED_READER, DRIFTING_READER, ERROR_READER = READERS
 SCANNERS = [
-    {"manufacturer": "Acme Medical", "model": "Helix 64", "noise": 12.0},
-    {"manufacturer": "Nordlys Imaging", "model": "Aurora 128", "noise": 22.0},
+    {"manufacturer": "Acme Medical", "model": "Helix 64", "noise": 12.0, "kernel": "B45f"},
+    {"manufacturer": "Acme Medical", "model": "Helix 128", "noise": 10.0, "kernel": "B45f"},
+    {"manufacturer": "Nordlys Imaging", "model": "Aurora 16", "noise": 22.0, "kernel": "LUNG"},
 ]
-UNRELIABLE_SCANNER = SCANNERS[1]
+UNRELIABLE_SCANNER = SCANNERS[2]
 LABEL_SCHEMA = {
     "classes": CLASSES,
     "ordered": True,
     "score_range": [1, 5],
     "mask_targets": {1: "lesion"},
 }
-_SPACING = 0.7  # mm per pixel
+N_SESSIONS = 6
+
+#: the columns of the three tables, in order (docs/demo_study.md)
+READS_COLUMNS = [
+    "sop_instance_uid",
+    "frame",
+    "reader",
+    "label",
+    "score",
+    "confidence",
+    "timestamp",
+    "session",
+]
+BOXES_COLUMNS = ["sop_instance_uid", "frame", "reader", "label", "x", "y", "width", "height"]
+MASKS_COLUMNS = ["sop_instance_uid", "frame", "reader", "mask_path", "timestamp", "session"]
+
+#: the simulated readers' noise: the standard deviation of their latent call, in classes
+READER_SIGMA = {"clean": 0.30, "unreliable_scanner": 0.85, "degraded": 1.25}
+BIAS_RATE = 0.45  # share of the biased reader's benign / probably-benign calls turned suspicious
+DRIFT_SIGMA, DRIFT_SHIFT = 0.8, 0.8  # added to sigma / to the latent class by the last session
+MISSING_RATE = 0.06  # share of images a reader did not read
+
+_SPACING = 0.7  # mm per pixel at 256 px
 _THICKNESS = 2.5  # mm between slices
+_IMPLEMENTATION_UID = generate_uid(entropy_srcs=["multireader-demo-implementation"])
+
+# class index -> (radius range px at 256 px, lobulation, spiculae, density HU); the class
+# follows from what is visible, so an image-feature model could learn it
+_CLASS_SHAPE = {
+    0: ((3.5, 5.0), 0.02, 0, 180.0),  # benign: small, round, calcified
+    1: ((5.5, 7.5), 0.08, 0, 60.0),  # probably benign: small, smooth, soft tissue
+    2: ((8.0, 11.0), 0.18, 2, 40.0),  # suspicious: larger, lobulated, a few spiculae
+    3: ((12.0, 16.0), 0.22, 7, 35.0),  # malignant: large, spiculated
+}
 
 
 @dataclass
 class DemoStudy:
+    """Where everything of a generated study lies (absolute paths)."""
+
     root: str
     dicom_dir: str
     reads_csv: str
     boxes_csv: str
     masks_csv: str
     truth_path: str
-    seg_files: list = field(default_factory=list)
-    rtstruct_files: list = field(default_factory=list)
+    seg_files: list = field(default_factory=list)  # [(reader_id, path)]
+    rtstruct_files: list = field(default_factory=list)  # [(reader_id, path)]
     label_schema: dict = field(default_factory=lambda: dict(LABEL_SCHEMA))
+
+
+def truth_key(sop_instance_uid: str, frame: int | str | None = None) -> str:
+    """The key of an image in ``truth.json``: the SOP instance UID, plus ``:<frame>``
+    for a frame of the multi-frame file, exactly as a reads row names it."""
+    if frame is None or str(frame) == "":
+        return str(sop_instance_uid)
+    return f"{sop_instance_uid}:{int(frame)}"
 
 
 class _Uids:
@@ -73,7 +120,10 @@ class _Uids:
 
 
 def _lesion_mask(shape, center, radius, lobes, spikes, rng):
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    """A lobulated blob with narrow spiculae, drawn in a window around its centre."""
+    reach = int(np.ceil(radius * (1 + lobes) * 1.7)) + 2
+    r0, c0 = int(center[0]) - reach, int(center[1]) - reach
+    yy, xx = np.mgrid[r0 : r0 + 2 * reach + 1, c0 : c0 + 2 * reach + 1]
     dy, dx = yy - center[0], xx - center[1]
     theta = np.arctan2(dy, dx)
     r = radius * (1 + lobes * np.sin(3 * theta + rng.uniform(0, 2 * np.pi)))
@@ -81,133 +131,234 @@ def _lesion_mask(shape, center, radius, lobes, spikes, rng):
         # narrow angular bumps: spiculae reaching ~60% beyond the margin
         delta = np.angle(np.exp(1j * (theta - angle)))
         r = r + 0.6 * radius * np.exp(-(delta**2) / (2 * 0.06**2))
-    return np.hypot(dy, dx) <= r
+    inside = np.hypot(dy, dx) <= r
+    mask = np.zeros(shape, bool)
+    rr, cc = yy[inside], xx[inside]
+    keep = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
+    mask[rr[keep], cc[keep]] = True
+    return mask
 
 
-_CLASS_SHAPE = {
-    # radius px, lobulation, spiculae, density HU
-    0: ((3.5, 5.0), 0.02, 0, 180.0),  # benign: small, round, calcified
-    1: ((5.5, 7.5), 0.08, 0, 60.0),
-    2: ((8.0, 11.0), 0.18, 2, 40.0),
-    3: ((12.0, 16.0), 0.22, 7, 35.0),  # malignant: large, spiculated
-}
-
-
-def _image(rng, size, z, cls, scanner, degradation):
-    """One slice in HU and its lesion mask."""
-    from scipy.ndimage import gaussian_filter
-
-    yy, xx = np.mgrid[:size, :size]
+def _anatomy(size: int, z: float, contrast: bool):
+    """A chest cross-section in HU (no noise) and the two lung masks."""
+    yy, xx = np.mgrid[:size, :size].astype(float)
     s = size / 256.0
+    c = 128 * s
     hu = np.full((size, size), -1000.0)
-    body = ((xx - 128 * s) / (112 * s)) ** 2 + ((yy - 128 * s) / (84 * s)) ** 2 <= 1
-    hu[body] = 40.0
+
+    def ellipse(cx, cy, rx, ry):
+        return ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
+
+    body = ellipse(c, c, 112 * s, 84 * s)
+    hu[body] = -100.0  # subcutaneous fat
+    inner = ellipse(c, c, 104 * s, 77 * s)
+    hu[inner] = 40.0  # muscle and mediastinum
+    shell = inner & ~ellipse(c, c, 98 * s, 72 * s)
+    hu[shell & (np.sin(np.arctan2(yy - c, xx - c) * 9 + z / 20.0) > 0.3)] = 500.0  # ribs
     breath = 1 + 0.08 * np.sin(z / 12.0)
     lungs = []
     for cx in (83 * s, 173 * s):
-        lung = ((xx - cx) / (36 * s * breath)) ** 2 + ((yy - 122 * s) / (56 * s * breath)) ** 2 <= 1
-        hu[lung] = -850.0
+        lung = ellipse(cx, 122 * s, 36 * s * breath, 56 * s * breath)
+        # dependent lung is a little denser (gravity), as on real supine CT
+        hu[lung] = -870.0 + 40.0 * (yy[lung] - 66 * s) / (112 * s)
         lungs.append((cx, lung))
-    spine = (xx - 128 * s) ** 2 + (yy - 188 * s) ** 2 <= (13 * s) ** 2
-    hu[spine] = 700.0
-    shell = body & ~(((xx - 128 * s) / (106 * s)) ** 2 + ((yy - 128 * s) / (78 * s)) ** 2 <= 1)
-    hu[shell & (np.sin(np.arctan2(yy - 128 * s, xx - 128 * s) * 9) > 0.3)] = 500.0
+    hu[ellipse(c - 6 * s, 118 * s, 20 * s, 24 * s)] = 40.0  # heart
+    hu[ellipse(c + 12 * s, 160 * s, 9 * s, 9 * s)] = 250.0 if contrast else 45.0  # aorta
+    spine = ellipse(c, 188 * s, 13 * s, 13 * s)
+    hu[spine] = 700.0  # cortical bone
+    hu[ellipse(c, 188 * s, 8 * s, 8 * s)] = 250.0  # cancellous bone
+    return hu, lungs
 
+
+def _image(rng, size, z, cls, scanner, degradation, contrast):
+    """One slice in HU, its lesion mask, and the lesion's visible properties."""
+    from scipy.ndimage import gaussian_filter
+
+    s = size / 256.0
+    hu, lungs = _anatomy(size, z, contrast)
     (rlo, rhi), lobes, spikes, density = _CLASS_SHAPE[cls]
-    radius = rng.uniform(rlo, rhi) * s
+    radius_256 = float(rng.uniform(rlo, rhi))
+    radius = radius_256 * s
     cx, lung = lungs[rng.integers(2)]
-    for _ in range(50):
+    for _ in range(60):
         center = (
-            rng.uniform(122 * s - 35 * s, 122 * s + 35 * s),
-            rng.uniform(cx - 18 * s, cx + 18 * s),
+            float(rng.uniform(122 * s - 35 * s, 122 * s + 35 * s)),
+            float(rng.uniform(cx - 18 * s, cx + 18 * s)),
         )
         mask = _lesion_mask((size, size), center, radius, lobes, spikes, rng)
         if mask.any() and lung[mask].mean() > 0.97:
             break
     hu[mask] = density
-    if degradation == "blurred":
-        hu = gaussian_filter(hu, 2.6)
+    if degradation == "blurred":  # motion: margins and spiculae smear out
+        hu = gaussian_filter(hu, 2.6 * s)
     noise = scanner["noise"] * (5.0 if degradation == "low_dose" else 1.0)
     hu = hu + rng.normal(0, noise, hu.shape)
-    return np.clip(hu, -1024, 3071), mask
+    lesion = {
+        "radius_px": round(radius, 2),
+        "lobulation": lobes,
+        "spiculae": spikes,
+        "density_hu": density,
+        "center_rc": [round(center[0], 1), round(center[1], 1)],
+    }
+    # the ordinal score refines the class: a large suspicious lesion scores 4, not 3
+    score = {0: 1, 1: 2, 2: 3 if radius_256 < (rlo + rhi) / 2 else 4, 3: 5}[cls]
+    return np.clip(hu, -1024, 3071), mask, lesion, score
 
 
-def _ct_dataset(path, uids, hu, meta) -> FileDataset:
+def _ct_dataset(path: str, hu: np.ndarray, meta: dict) -> FileDataset:
+    """A CT Image Storage instance whose stored values map to HU through the rescale."""
     file_meta = FileMetaDataset()
     file_meta.MediaStorageSOPClassUID = CTImageStorage
     file_meta.MediaStorageSOPInstanceUID = meta["sop"]
     file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    file_meta.ImplementationClassUID = uids("implementation")
+    file_meta.ImplementationClassUID = _IMPLEMENTATION_UID
+    file_meta.ImplementationVersionName = "MRDEMO_01"
     ds = FileDataset(path, {}, file_meta=file_meta, preamble=b"\0" * 128)
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.SOPClassUID = CTImageStorage
     ds.SOPInstanceUID = meta["sop"]
     ds.StudyInstanceUID = meta["study"]
     ds.SeriesInstanceUID = meta["series"]
     ds.FrameOfReferenceUID = meta["frame_of_reference"]
+    ds.PositionReferenceIndicator = ""
     ds.Modality = "CT"
+    # obviously synthetic identifiers, there so the importer's identifier policy is exercised
     ds.PatientName = meta["patient_name"]
     ds.PatientID = meta["patient_id"]
-    ds.PatientSex = meta["sex"]
     ds.PatientBirthDate = f"{int(meta['study_date'][:4]) - meta['age']}0615"
-    ds.AccessionNumber = f"DEMOACC{meta['series_number']:04d}"
-    ds.ReferringPhysicianName = "DEMO^REFERRER"
-    ds.StudyID = f"DEMO{meta['series_number']:03d}"
+    ds.PatientSex = meta["sex"]
     ds.PatientAge = f"{meta['age']:03d}Y"
     ds.PatientWeight = f"{meta['weight']:.1f}"
-    ds.StudyDate = meta["study_date"]
-    ds.StudyTime = "090000"
+    ds.AccessionNumber = f"DEMOACC{meta['series_number']:04d}"
+    ds.ReferringPhysicianName = "DEMO^REFERRER"
+    ds.InstitutionName = "Demo Hospital (synthetic)"
+    ds.StudyID = f"DEMO{meta['study_number']:03d}"
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = meta["study_date"]
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "090000"
+    ds.StudyDescription = "CT CHEST (synthetic demo)"
+    ds.SeriesDescription = meta["series_description"]
     ds.Manufacturer = meta["scanner"]["manufacturer"]
     ds.ManufacturerModelName = meta["scanner"]["model"]
-    ds.InstitutionName = "Demo Hospital (synthetic)"
+    ds.DeviceSerialNumber = "DEMO-0001"
+    ds.SoftwareVersions = "demo-1.0"
     ds.BodyPartExamined = "CHEST"
-    ds.KVP = "80" if meta["degradation"] == "low_dose" else "120"
+    ds.PatientPosition = "HFS"
+    low_dose = meta["degradation"] == "low_dose"
+    ds.KVP = "100" if low_dose else "120"
+    ds.XRayTubeCurrent = 20 if low_dose else 180
+    ds.ConvolutionKernel = meta["scanner"]["kernel"]
     if meta["contrast"]:
-        ds.ContrastBolusAgent = "IODINE"
+        ds.ContrastBolusAgent = "Iohexol 350 mgI/ml"
+        ds.ContrastBolusRoute = "IV"
     ds.SeriesNumber = meta["series_number"]
+    ds.AcquisitionNumber = 1
     ds.InstanceNumber = meta["instance"]
-    ds.SeriesDescription = f"Chest CT {meta['series_number']}"
-    ds.ImagePositionPatient = [-hu.shape[1] * _SPACING / 2, -hu.shape[0] * _SPACING / 2, meta["z"]]
+    rows, cols = hu.shape
+    spacing = _SPACING * 256 / cols
+    ds.ImagePositionPatient = [-cols * spacing / 2, -rows * spacing / 2, meta["z"]]
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.PixelSpacing = [_SPACING, _SPACING]
+    ds.PixelSpacing = [spacing, spacing]
     ds.SliceThickness = _THICKNESS
+    ds.SpacingBetweenSlices = _THICKNESS
     ds.SliceLocation = meta["z"]
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = hu.shape
+    ds.Rows, ds.Columns = rows, cols
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
     ds.PixelRepresentation = 0
     ds.RescaleIntercept = -1024
     ds.RescaleSlope = 1
     ds.RescaleType = "HU"
-    ds.WindowCenter = [-600, 40]
-    ds.WindowWidth = [1500, 400]
+    # contrast studies are set up for the mediastinum, the others for the lungs
+    ds.WindowCenter, ds.WindowWidth = (40, 400) if meta["contrast"] else (-600, 1500)
+    ds.WindowCenterWidthExplanation = "MEDIASTINUM" if meta["contrast"] else "LUNG"
     ds.PixelData = np.round(hu + 1024).astype(np.uint16).tobytes()
     return ds
 
 
-def _reader_call(rng, reader, truth, image, session, n_sessions):
-    """A simulated read: the class index a reader assigns, and their confidence."""
-    sigma = 0.25
+def _reader_call(rng, reader, truth_class, image, session):
+    """A simulated read: the class a reader assigns, the score, and their confidence.
+
+    Each reader sees the true class through Gaussian noise on an ordinal latent scale
+    (a standard model of ordinal rating); the planted problems change that noise or add
+    a systematic shift, so they show in any honest agreement statistic.
+    """
     if image["degradation"]:
-        sigma = 1.6
+        sigma = READER_SIGMA["degraded"]
     elif image["scanner"] is UNRELIABLE_SCANNER:
-        sigma = 0.85
+        sigma = READER_SIGMA["unreliable_scanner"]
+    else:
+        sigma = READER_SIGMA["clean"]
     shift = 0.0
     if reader == DRIFTING_READER:
-        # from sharp in the first session to loose and upgrading by the last
-        progress = session / max(n_sessions - 1, 1)
-        sigma += 0.9 * progress
-        shift += 0.5 * progress
-    latent = truth + shift + rng.normal(0, sigma)
+        # sharp in the first session, loose and upgrading by the last
+        progress = session / (N_SESSIONS - 1)
+        sigma += DRIFT_SIGMA * progress
+        shift += DRIFT_SHIFT * progress
+    latent = truth_class + shift + rng.normal(0, sigma)
     call = int(np.clip(np.rint(latent), 0, 3))
-    if reader == BIASED_READER and call < 2 and rng.random() < 0.45:
+    if reader == BIASED_READER and call < 2 and rng.random() < BIAS_RATE:
         call = 2
+    score = {0: 1, 1: 2, 2: 3 if latent < 2.0 else 4, 3: 5}[call]
     confidence = float(np.clip(1 - abs(latent - call) - 0.1 * sigma, 0.3, 0.99))
-    return call, round(confidence, 2)
+    return call, score, round(confidence, 2)
 
 
-def _score(rng, cls):
-    return {0: 1, 1: 2, 2: int(rng.choice([3, 4])), 3: 5}[cls]
+def _reader_mask(mask, reader_no, degradation, rng):
+    """Each reader draws the boundary their own way (tight, generous, shifted)."""
+    from scipy.ndimage import binary_dilation, binary_erosion
+    from scipy.ndimage import shift as nd_shift
+
+    out = mask
+    if reader_no == 0:
+        out = binary_erosion(mask, iterations=1) if mask.sum() > 30 else mask
+    elif reader_no == 1:
+        out = binary_dilation(mask, iterations=1)
+    elif reader_no == 2:
+        offset = (int(rng.integers(-2, 3)), int(rng.integers(-2, 3)))
+        out = nd_shift(mask.astype(np.uint8), offset, order=0) > 0
+    else:
+        out = binary_dilation(mask, iterations=2)
+    if degradation:
+        out = binary_dilation(out, iterations=int(rng.integers(1, 4)))
+    return out.astype(np.uint8)
+
+
+def _box_of(mask) -> list[int]:
+    rows, cols = np.nonzero(mask)
+    return [
+        int(cols.min()),
+        int(rows.min()),
+        int(cols.max() - cols.min() + 1),
+        int(rows.max() - rows.min() + 1),
+    ]
+
+
+def _plan(n_series: int, rng) -> list[dict]:
+    """Which series goes on which scanner, which is degraded, and whose it is.
+
+    The degraded series sit on the reliable scanners, so the two planted effects can be
+    told apart; the last series is the one written as a multi-frame file.
+    """
+    n_patients = max(1, int(np.ceil(n_series * 2 / 3)))  # a third of the patients come back
+    degraded = {1: "blurred", 4: "low_dose", 9: "blurred"} if n_series >= 10 else {1: "blurred"}
+    plan = []
+    for k in range(n_series):
+        scanner = SCANNERS[2] if k % 4 == 2 else SCANNERS[k % 2]
+        deg = degraded.get(k)
+        plan.append(
+            {
+                "k": k,
+                "patient": k % n_patients,
+                "study_number": k // n_patients,  # 0: baseline, 1: follow-up
+                "scanner": scanner,
+                "degradation": deg,
+                "contrast": bool(rng.random() < 0.4),
+                "multiframe": n_series >= 3 and k == n_series - 1,
+            }
+        )
+    return plan
 
 
 def generate_demo_study(
@@ -221,11 +372,14 @@ def generate_demo_study(
 ) -> DemoStudy:
     """Write the demo study under ``out_dir`` and return where everything is.
 
-    The default, 24 series of 14 slices, gives 336 images. Same seed, same study.
+    The default, 24 series of 14 slices, gives 336 images (one series of them in one
+    multi-frame file). Same seed, same study: UIDs, pixels, reads and file names.
     """
     from PIL import Image
 
     n_series = 24 if n_series is None else int(n_series)
+    if n_series < 1 or slices_per_series < 2:
+        raise ValueError("n_series must be >= 1 and slices_per_series >= 2")
     rng = np.random.default_rng(seed)
     uids = _Uids(seed)
     root = os.path.abspath(out_dir)
@@ -234,203 +388,201 @@ def generate_demo_study(
     os.makedirs(dicom_dir, exist_ok=True)
     os.makedirs(label_dir, exist_ok=True)
 
-    # series plan: ~1/3 on the unreliable scanner; degraded series on the reliable one,
-    # so the two planted effects can be told apart
-    n_patients = max(2, (n_series * 2) // 3)
-    plan = []
-    degraded = {1: "blurred", 5: "low_dose", 9: "blurred"} if n_series >= 10 else {1: "blurred"}
-    for k in range(n_series):
-        scanner = SCANNERS[1] if k % 3 == 2 else SCANNERS[0]
-        deg = degraded.get(k)
-        if deg:
-            scanner = SCANNERS[0]
-        plan.append({"k": k, "patient": k % n_patients, "scanner": scanner, "degradation": deg})
-
-    images, datasets_by_series = [], {}
-    base_date = dt.date(2026, 1, 5)
+    plan = _plan(n_series, rng)
+    images: list[dict] = []
+    datasets_by_series: dict[int, list] = {}
+    base_date = dt.date(2025, 9, 1)
     for item in plan:
         k, p = item["k"], item["patient"]
-        study_no = k // n_patients  # patients seen twice get a second study
-        pid = f"DEMO{p:03d}"
+        prng = np.random.default_rng([seed, 1000 + p])  # one patient, one set of demographics
         meta_base = {
-            "patient_id": pid,
+            "patient_id": f"DEMO{p:03d}",
             "patient_name": f"DEMO^PATIENT^{p:03d}",
-            "sex": "F" if p % 2 else "M",
-            "age": 38 + (p * 7) % 45,
-            "weight": 55 + (p * 11) % 50,
-            "study": uids("study", p, study_no),
+            "sex": "F" if prng.random() < 0.5 else "M",
+            "age": int(prng.integers(38, 84)),
+            "weight": float(np.round(prng.uniform(52, 105), 1)),
+            "study": uids("study", p, item["study_number"]),
+            "study_number": p * 10 + item["study_number"],
             "series": uids("series", k),
             "frame_of_reference": uids("for", k),
-            "study_date": (base_date + dt.timedelta(days=30 * study_no + p)).strftime("%Y%m%d"),
+            "study_date": (
+                base_date + dt.timedelta(days=7 * p + 120 * item["study_number"])
+            ).strftime("%Y%m%d"),
             "scanner": item["scanner"],
             "degradation": item["degradation"],
-            "contrast": k % 2 == 0,
+            "contrast": item["contrast"],
             "series_number": k + 1,
+            "series_description": "CT CHEST" + (" WITH CONTRAST" if item["contrast"] else ""),
         }
-        folder = os.path.join(dicom_dir, pid, f"series_{k + 1:02d}")
+        folder = os.path.join(
+            dicom_dir, meta_base["patient_id"], f"study_{item['study_number'] + 1}"
+        )
+        if not item["multiframe"]:
+            folder = os.path.join(folder, f"series_{k + 1:02d}")
         os.makedirs(folder, exist_ok=True)
         # file names in an order unrelated to slice position
-        names = [f"IM{n:04d}.dcm" for n in rng.permutation(slices_per_series)]
-        datasets_by_series[meta_base["series"]] = []
+        names = [f"IM{n:04d}.dcm" for n in rng.permutation(slices_per_series) + 1]
+        datasets_by_series[k] = []
+        z0 = -150.0 + 40.0 * rng.random()
         for j in range(slices_per_series):
             cls = int(rng.choice(4, p=[0.35, 0.25, 0.2, 0.2]))
-            z = -100.0 + j * _THICKNESS
-            hu, mask = _image(rng, image_size, z, cls, item["scanner"], item["degradation"])
+            z = round(z0 + j * _THICKNESS, 2)
+            hu, mask, lesion, score = _image(
+                rng, image_size, z, cls, item["scanner"], item["degradation"], item["contrast"]
+            )
             sop = uids("sop", k, j)
             meta = {**meta_base, "sop": sop, "instance": j + 1, "z": z}
             path = os.path.join(folder, names[j])
-            ds = _ct_dataset(path, uids, hu, meta)
-            ds.save_as(path, enforce_file_format=True)
-            datasets_by_series[meta_base["series"]].append(ds)
-            rows_idx, cols_idx = np.nonzero(mask)
+            ds = _ct_dataset(path, hu, meta)
+            if not item["multiframe"]:
+                ds.save_as(path, enforce_file_format=True)
+            datasets_by_series[k].append(ds)
             images.append(
                 {
                     "sop": sop,
+                    "frame": None,
                     "series": meta_base["series"],
+                    "study": meta_base["study"],
+                    "patient_id": meta_base["patient_id"],
                     "series_index": k,
                     "slice": j,
+                    "z": z,
                     "class": cls,
-                    "score": _score(rng, cls),
+                    "score": score,
                     "mask": mask,
-                    "box": [
-                        int(cols_idx.min()),
-                        int(rows_idx.min()),
-                        int(cols_idx.max() - cols_idx.min() + 1),
-                        int(rows_idx.max() - rows_idx.min() + 1),
-                    ],
+                    "lesion": lesion,
+                    "box": _box_of(mask),
                     "scanner": item["scanner"],
                     "degradation": item["degradation"],
+                    "contrast": item["contrast"],
+                    # unambiguous: a clear image, an extreme class, far from any boundary
                     "easy": item["degradation"] is None
-                    and item["scanner"] is SCANNERS[0]
+                    and item["scanner"] is not UNRELIABLE_SCANNER
                     and cls in (0, 3),
                 }
             )
-        report(progress, 0.6 * (k + 1) / n_series, f"wrote series {k + 1}/{n_series}")
+        if item["multiframe"]:
+            _write_multiframe(os.path.join(folder, "MF_SERIES.dcm"), item, datasets_by_series, uids)
+            # the converter orders frames its own way; each frame names its source instance
+            mf = datasets_by_series[k][0]
+            frame_of = {
+                str(g.ConversionSourceAttributesSequence[0].ReferencedSOPInstanceUID): n
+                for n, g in enumerate(mf.PerFrameFunctionalGroupsSequence)
+            }
+            for im in images:
+                if im["series_index"] == k:
+                    im["sop"], im["frame"] = mf.SOPInstanceUID, frame_of[im["sop"]]
+        report(progress, 0.55 * (k + 1) / n_series, f"wrote series {k + 1}/{n_series}")
 
-    # (d) clear-cut errors: easy, unambiguous images where the reader calls the opposite extreme
-    easy = [i for i, im in enumerate(images) if im["easy"]]
+    for im in images:
+        im["key"] = truth_key(im["sop"], im["frame"])
+
+    # (d) clear-cut errors: easy, unambiguous single-frame images where one reader calls
+    # the opposite extreme (a large spiculated malignancy "benign", a calcified granuloma
+    # "malignant")
+    seg_series, rt_series = 0, min(2, n_series - 1)
+    easy = [
+        i
+        for i, im in enumerate(images)
+        if im["easy"] and im["frame"] is None and im["series_index"] not in (seg_series, rt_series)
+    ]
     n_errors = min(10, len(easy) // 4)
     error_idx = set(rng.choice(easy, n_errors, replace=False).tolist()) if n_errors else set()
 
-    n_sessions = 6
-    reads, boxes, masks_rows = [], [], []
+    by_series: dict[int, list[int]] = {}
+    for i, im in enumerate(images):
+        by_series.setdefault(im["series_index"], []).append(i)
+
+    reads, boxes, mask_rows = [], [], []
+    reader_masks: dict[tuple[str, int], np.ndarray] = {}
+    start = dt.datetime(2026, 1, 12, 8, 0)
     for reader_no, reader in enumerate(READERS):
         rrng = np.random.default_rng([seed, reader_no])
-        # each reader works through the study in their own order, so a reading
-        # session mixes series and the drift is not confounded with any one series
-        order = rrng.permutation(len(images)).tolist()
-        per_session = int(np.ceil(len(order) / n_sessions))
-        mask_folder = os.path.join(label_dir, "masks", reader)
-        os.makedirs(mask_folder, exist_ok=True)
-        for pos, i in enumerate(order):
-            im = images[i]
-            session = pos // per_session
-            forced = reader == ERROR_READER and i in error_idx
-            if not forced and rrng.random() < 0.06:
-                continue  # this reader did not read this image: a missing row, never a negative
-            call, confidence = _reader_call(rrng, reader, im["class"], im, session, n_sessions)
-            if forced:
-                call, confidence = 3 - im["class"], 0.9
-            when = dt.datetime(2026, 2, 2, 8, 0) + dt.timedelta(
-                days=7 * session, minutes=3 * (pos % per_session)
-            )
-            common = {"sop_instance_uid": im["sop"], "reader": reader}
-            reads.append(
-                {
-                    **common,
-                    "label": CLASSES[call],
-                    "score": _score(rrng, call),
-                    "confidence": confidence,
-                    "timestamp": when.isoformat(),
-                    "session": f"S{session + 1}",
-                }
-            )
-            x, y, w, h = im["box"]
-            jitter = rrng.normal(0, 1.2, 4) * (3 if im["degradation"] else 1)
-            bx, by = max(0.0, x + jitter[0]), max(0.0, y + jitter[1])
-            bw = max(2.0, min(w + jitter[2], image_size - bx))
-            bh = max(2.0, min(h + jitter[3], image_size - by))
-            boxes.append(
-                {
-                    **common,
-                    "label": CLASSES[call],
-                    "x": round(bx, 1),
-                    "y": round(by, 1),
-                    "width": round(bw, 1),
-                    "height": round(bh, 1),
-                }
-            )
-            if im["series_index"] == 0 and reader in ("R1", "R2"):
-                continue  # their outlines of the first series come as DICOM-SEG and RTSTRUCT
-            mask = _reader_mask(im["mask"], reader_no, im["degradation"], rrng)
-            rel = os.path.join("masks", reader, f"{im['sop']}.png")
-            Image.fromarray(mask.astype(np.uint8)).save(os.path.join(label_dir, rel))
-            masks_rows.append(
-                {
-                    **common,
-                    "mask_path": rel,
-                    "timestamp": when.isoformat(),
-                    "session": f"S{session + 1}",
-                }
-            )
-        report(progress, 0.6 + 0.25 * (reader_no + 1) / len(READERS), f"simulated reader {reader}")
+        # each reader reads whole series, in their own order, over six weekly sessions,
+        # so a session is not tied to any scanner or degraded series
+        series_order = rrng.permutation(sorted(by_series)).tolist()
+        session_of = {
+            s: min(N_SESSIONS - 1, n * N_SESSIONS // len(series_order))
+            for n, s in enumerate(series_order)
+        }
+        minutes = dict.fromkeys(range(N_SESSIONS), 0)
+        os.makedirs(os.path.join(label_dir, "masks", reader), exist_ok=True)
+        for s in series_order:
+            session = session_of[s]
+            for i in by_series[s]:
+                im = images[i]
+                forced = reader == ERROR_READER and i in error_idx
+                # the SEG / RTSTRUCT authors outlined every slice of their series
+                complete = (reader, s) in (("R1", seg_series), ("R2", rt_series))
+                if not (forced or complete) and rrng.random() < MISSING_RATE:
+                    continue  # not read: a missing row, never a negative
+                call, score, confidence = _reader_call(rrng, reader, im["class"], im, session)
+                if forced:
+                    call = 3 - im["class"]
+                    score, confidence = (1 if call == 0 else 5), 0.9
+                minutes[session] += int(rrng.integers(1, 4))
+                when = start + dt.timedelta(
+                    days=7 * session + reader_no, hours=reader_no, minutes=minutes[session]
+                )
+                frame = "" if im["frame"] is None else im["frame"]
+                common = {"sop_instance_uid": im["sop"], "frame": frame, "reader": reader}
+                stamp = {"timestamp": when.isoformat(), "session": f"S{session + 1}"}
+                reads.append(
+                    {
+                        **common,
+                        "label": CLASSES[call],
+                        "score": score,
+                        "confidence": confidence,
+                        **stamp,
+                    }
+                )
+                mask = _reader_mask(im["mask"], reader_no, im["degradation"], rrng)
+                if not mask.any():
+                    mask = im["mask"].astype(np.uint8)
+                reader_masks[(reader, i)] = mask
+                x, y, w, h = _box_of(mask)
+                jitter = rrng.normal(0, 0.8, 4) * (3 if im["degradation"] else 1)
+                bx = float(np.clip(x + jitter[0], 0, image_size - 2))
+                by = float(np.clip(y + jitter[1], 0, image_size - 2))
+                boxes.append(
+                    {
+                        **common,
+                        "label": CLASSES[call],
+                        "x": round(bx, 1),
+                        "y": round(by, 1),
+                        "width": round(float(np.clip(w + jitter[2], 2, image_size - bx)), 1),
+                        "height": round(float(np.clip(h + jitter[3], 2, image_size - by)), 1),
+                    }
+                )
+                if complete:
+                    continue  # their outlines of this series come as DICOM-SEG / RTSTRUCT
+                stem = im["sop"] if im["frame"] is None else f"{im['sop']}_f{im['frame']}"
+                rel = f"masks/{reader}/{stem}.png"
+                Image.fromarray(mask).save(os.path.join(label_dir, rel))
+                mask_rows.append({**common, "mask_path": rel, **stamp})
+        report(progress, 0.55 + 0.3 * (reader_no + 1) / len(READERS), f"simulated {reader}")
 
-    reads_csv = _write_csv(os.path.join(label_dir, "reads.csv"), reads)
-    boxes_csv = _write_csv(os.path.join(label_dir, "boxes.csv"), boxes)
-    masks_csv = _write_csv(os.path.join(label_dir, "masks.csv"), masks_rows)
+    # one reading order for every table: by reader, then by time
+    reads.sort(key=lambda r: (r["reader"], r["timestamp"]))
+    reads_csv = _write_csv(os.path.join(label_dir, "reads.csv"), READS_COLUMNS, reads)
+    boxes_csv = _write_csv(os.path.join(label_dir, "boxes.csv"), BOXES_COLUMNS, boxes)
+    masks_csv = _write_csv(os.path.join(label_dir, "masks.csv"), MASKS_COLUMNS, mask_rows)
 
-    # DICOM-SEG by R1 and RTSTRUCT by R2 on the first series
-    first = plan[0]
-    series_uid = uids("series", first["k"])
-    series_images = [im for im in images if im["series"] == series_uid]
     seg_files, rt_files = [], []
-    seg_path = os.path.join(label_dir, "seg_R1.dcm")
-    if _write_seg(seg_path, datasets_by_series[series_uid], series_images, uids, first["k"]):
+    if not plan[seg_series]["multiframe"]:
+        seg_path = os.path.join(label_dir, "seg_R1.dcm")
+        masks = [reader_masks[("R1", i)] for i in by_series[seg_series]]
+        _write_seg(seg_path, datasets_by_series[seg_series], masks, uids, seg_series, "R1")
         seg_files.append(("R1", seg_path))
-    rt_path = os.path.join(label_dir, "rtstruct_R2.dcm")
-    _write_rtstruct(rt_path, datasets_by_series[series_uid], series_images, uids, first["k"])
-    rt_files.append(("R2", rt_path))
+    if not plan[rt_series]["multiframe"]:
+        rt_path = os.path.join(label_dir, "rtstruct_R2.dcm")
+        masks = [reader_masks[("R2", i)] for i in by_series[rt_series]]
+        _write_rtstruct(rt_path, datasets_by_series[rt_series], masks, uids, rt_series, "R2")
+        rt_files.append(("R2", rt_path))
+    report(progress, 0.95, "wrote DICOM-SEG and RTSTRUCT")
 
-    truth = {
-        "seed": seed,
-        "classes": CLASSES,
-        "readers": READERS,
-        "images": {
-            im["sop"]: {
-                "class": CLASSES[im["class"]],
-                "score": im["score"],
-                "series_instance_uid": im["series"],
-                "slice": im["slice"],
-                "manufacturer": im["scanner"]["manufacturer"],
-                "model": im["scanner"]["model"],
-                "degradation": im["degradation"],
-                "box": im["box"],
-                "lesion_pixels": int(im["mask"].sum()),
-            }
-            for im in images
-        },
-        "planted": {
-            "degraded_images": {
-                "sop_instance_uids": [im["sop"] for im in images if im["degradation"]],
-                "kinds": sorted({im["degradation"] for im in images if im["degradation"]}),
-            },
-            "biased_reader": {"reader": BIASED_READER, "toward": "suspicious", "rate": 0.45},
-            "drifting_reader": {
-                "reader": DRIFTING_READER,
-                "sessions": n_sessions,
-                "field": "session",
-            },
-            "clear_cut_errors": {
-                "reader": ERROR_READER,
-                "sop_instance_uids": sorted(images[i]["sop"] for i in error_idx),
-            },
-            "unreliable_scanner": {
-                "manufacturer": UNRELIABLE_SCANNER["manufacturer"],
-                "model": UNRELIABLE_SCANNER["model"],
-            },
-        },
-    }
     truth_path = os.path.join(root, "truth.json")
+    truth = _truth(seed, images, error_idx, seg_files, rt_files, seg_series, rt_series)
     with open(truth_path, "w") as f:
         json.dump(truth, f, indent=1)
     report(progress, 1.0, f"demo study: {len(images)} images, {len(reads)} reads")
@@ -446,39 +598,129 @@ def generate_demo_study(
     )
 
 
-def _reader_mask(mask, reader_no, degradation, rng):
-    """Each reader draws the boundary their own way (tight, generous, shifted)."""
-    from scipy.ndimage import binary_dilation, binary_erosion, shift
+def _truth(seed, images, error_idx, seg_files, rt_files, seg_series, rt_series) -> dict:
+    """What was planted, where, and with which parameters (keys: :func:`truth_key`)."""
+    rel = os.path.relpath
+    return {
+        "seed": seed,
+        "classes": CLASSES,
+        "score_range": LABEL_SCHEMA["score_range"],
+        "readers": READERS,
+        "reader_model": {
+            "latent_sigma": READER_SIGMA,
+            "missing_rate": MISSING_RATE,
+            "description": "call = round(class + shift + N(0, sigma)), clipped to the scale",
+        },
+        "images": {
+            im["key"]: {
+                "sop_instance_uid": im["sop"],
+                "frame": im["frame"],
+                "dicom_key": f"{im['sop']}:{im['frame'] or 0}",
+                "series_instance_uid": im["series"],
+                "study_instance_uid": im["study"],
+                "slice_index": im["slice"],
+                "z_mm": im["z"],
+                "class": CLASSES[im["class"]],
+                "score": im["score"],
+                "manufacturer": im["scanner"]["manufacturer"],
+                "model": im["scanner"]["model"],
+                "degradation": im["degradation"],
+                "contrast": im["contrast"],
+                "easy": im["easy"],
+                "lesion": im["lesion"],
+                "box": im["box"],
+                "lesion_pixels": int(im["mask"].sum()),
+            }
+            for im in images
+        },
+        "planted": {
+            "degraded_images": {
+                "keys": [im["key"] for im in images if im["degradation"]],
+                "kinds": sorted({im["degradation"] for im in images if im["degradation"]}),
+                "parameters": {
+                    "blurred_gaussian_sigma_px": 2.6,
+                    "low_dose_noise_factor": 5.0,
+                    "reader_sigma": READER_SIGMA["degraded"],
+                },
+            },
+            "biased_reader": {
+                "reader": BIASED_READER,
+                "toward": "suspicious",
+                "parameters": {"rate": BIAS_RATE, "applies_to": ["benign", "probably_benign"]},
+            },
+            "drifting_reader": {
+                "reader": DRIFTING_READER,
+                "sessions": [f"S{n + 1}" for n in range(N_SESSIONS)],
+                "parameters": {
+                    "extra_sigma_by_last_session": DRIFT_SIGMA,
+                    "upward_shift_by_last_session": DRIFT_SHIFT,
+                    "growth": "linear in session number",
+                },
+            },
+            "clear_cut_errors": {
+                "reader": ERROR_READER,
+                "keys": sorted(images[i]["key"] for i in error_idx),
+                "parameters": {"call": "the opposite extreme of the scale"},
+            },
+            "unreliable_scanner": {
+                "manufacturer": UNRELIABLE_SCANNER["manufacturer"],
+                "model": UNRELIABLE_SCANNER["model"],
+                "parameters": {
+                    "reader_sigma": READER_SIGMA["unreliable_scanner"],
+                    "image_noise_hu": UNRELIABLE_SCANNER["noise"],
+                },
+            },
+        },
+        "label_files": {
+            "seg": [
+                {"reader": r, "path": rel(p, os.path.dirname(p)), "series_index": seg_series}
+                for r, p in seg_files
+            ],
+            "rtstruct": [
+                {"reader": r, "path": rel(p, os.path.dirname(p)), "series_index": rt_series}
+                for r, p in rt_files
+            ],
+        },
+    }
 
-    out = mask
-    if reader_no == 0:
-        out = binary_erosion(mask, iterations=1) if mask.sum() > 30 else mask
-    elif reader_no == 1:
-        out = binary_dilation(mask, iterations=1)
-    elif reader_no == 2:
-        out = shift(mask.astype(float), (rng.integers(-1, 2), rng.integers(-1, 2)), order=0) > 0.5
-    else:
-        out = binary_dilation(mask, iterations=2)
-    if degradation:
-        out = binary_dilation(out, iterations=int(rng.integers(1, 4)))
-    return out.astype(np.uint8)
 
-
-def _write_csv(path, rows):
+def _write_csv(path: str, columns: list[str], rows: list[dict]) -> str:
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     return path
 
 
-def _write_seg(path, source_datasets, series_images, uids, k) -> bool:
+def _write_multiframe(path, item, datasets_by_series, uids) -> None:
+    """One series as a Legacy Converted Enhanced CT file (per-frame plane positions).
+
+    highdicom's converter builds the functional groups from the single-frame instances,
+    so each frame carries its own PlanePositionSequence and the pixel transformation.
+    """
+    import highdicom as hd
+
+    k = item["k"]
+    sources = datasets_by_series[k]
+    mf = hd.legacy.LegacyConvertedEnhancedCTImage(
+        legacy_datasets=sources,
+        series_instance_uid=uids("multiframe-series", k),
+        series_number=sources[0].SeriesNumber,
+        sop_instance_uid=uids("multiframe", k),
+        instance_number=1,
+    )
+    mf.save_as(path, enforce_file_format=True)
+    datasets_by_series[k] = [mf]
+
+
+def _write_seg(path, source_datasets, masks, uids, k, reader) -> None:
+    """The reader's outlines of one series as a DICOM-SEG referencing the CT instances."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    by_sop = {im["sop"]: im for im in series_images}
-    sources = sorted(source_datasets, key=lambda d: float(d.ImagePositionPatient[2]))
-    pixel = np.stack([by_sop[d.SOPInstanceUID]["mask"] for d in sources]).astype(bool)
+    order = np.argsort([float(d.ImagePositionPatient[2]) for d in source_datasets])
+    sources = [source_datasets[i] for i in order]
+    pixel = np.stack([masks[i] for i in order]).astype(bool)
     description = hd.seg.SegmentDescription(
         segment_number=1,
         segment_label="lesion",
@@ -496,28 +738,31 @@ def _write_seg(path, source_datasets, series_images, uids, k) -> bool:
         sop_instance_uid=uids("seg", k),
         instance_number=1,
         manufacturer="multireader demo",
-        manufacturer_model_name="synthetic reader R1",
+        manufacturer_model_name=f"synthetic reader {reader}",
         software_versions="0.1",
         device_serial_number="0",
+        content_creator_name=f"DEMO^{reader}",
+        content_label="LESION",
     )
     seg.save_as(path)
-    return True
 
 
-def _write_rtstruct(path, source_datasets, series_images, uids, k) -> None:
-    from pydicom.sequence import Sequence
+def _write_rtstruct(path, source_datasets, masks, uids, k, reader) -> None:
+    """The reader's outlines of one series as an RTSTRUCT: closed planar contours in
+    patient millimetres, each referencing the CT image it was drawn on."""
     from skimage.measure import find_contours
 
-    by_sop = {im["sop"]: im for im in series_images}
     first = source_datasets[0]
+    sop = uids("rtstruct", k)
     file_meta = FileMetaDataset()
     file_meta.MediaStorageSOPClassUID = pydicom.uid.RTStructureSetStorage
-    file_meta.MediaStorageSOPInstanceUID = uids("rtstruct", k)
+    file_meta.MediaStorageSOPInstanceUID = sop
     file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    file_meta.ImplementationClassUID = uids("implementation")
+    file_meta.ImplementationClassUID = _IMPLEMENTATION_UID
     ds = FileDataset(path, {}, file_meta=file_meta, preamble=b"\0" * 128)
+    ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = pydicom.uid.RTStructureSetStorage
-    ds.SOPInstanceUID = uids("rtstruct", k)
+    ds.SOPInstanceUID = sop
     ds.Modality = "RTSTRUCT"
     for keyword in (
         "StudyInstanceUID",
@@ -535,8 +780,29 @@ def _write_rtstruct(path, source_datasets, series_images, uids, k) -> None:
     ds.SeriesInstanceUID = uids("rtstruct-series", k)
     ds.SeriesNumber = 200 + k
     ds.Manufacturer = "multireader demo"
-    ds.StructureSetLabel = "R2 lesions"
+    ds.OperatorsName = f"DEMO^{reader}"
+    ds.StructureSetLabel = f"{reader} lesions"
     ds.StructureSetDate = "20260301"
+    ds.StructureSetTime = "120000"
+
+    images = []
+    for src in source_datasets:
+        ref = pydicom.Dataset()
+        ref.ReferencedSOPClassUID = src.SOPClassUID
+        ref.ReferencedSOPInstanceUID = src.SOPInstanceUID
+        images.append(ref)
+    series_ref = pydicom.Dataset()
+    series_ref.SeriesInstanceUID = first.SeriesInstanceUID
+    series_ref.ContourImageSequence = Sequence(images)
+    study_ref = pydicom.Dataset()
+    study_ref.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management
+    study_ref.ReferencedSOPInstanceUID = first.StudyInstanceUID
+    study_ref.RTReferencedSeriesSequence = Sequence([series_ref])
+    for_ref = pydicom.Dataset()
+    for_ref.FrameOfReferenceUID = first.FrameOfReferenceUID
+    for_ref.RTReferencedStudySequence = Sequence([study_ref])
+    ds.ReferencedFrameOfReferenceSequence = Sequence([for_ref])
+
     roi = pydicom.Dataset()
     roi.ROINumber = 1
     roi.ReferencedFrameOfReferenceUID = first.FrameOfReferenceUID
@@ -544,15 +810,17 @@ def _write_rtstruct(path, source_datasets, series_images, uids, k) -> None:
     roi.ROIGenerationAlgorithm = "MANUAL"
     ds.StructureSetROISequence = Sequence([roi])
     contours = []
-    for src in source_datasets:
-        mask = by_sop[src.SOPInstanceUID]["mask"]
+    for src, mask in zip(source_datasets, masks, strict=True):
         pos = np.asarray(src.ImagePositionPatient, float)
-        for c in find_contours(mask.astype(float), 0.5):
+        row_mm, col_mm = (float(v) for v in src.PixelSpacing)
+        # pad so a lesion touching the border still closes
+        for c in find_contours(np.pad(mask.astype(float), 1), 0.5):
             if len(c) < 4:
                 continue
-            # (row, col) -> patient mm: x grows with column, y with row
+            c = c - 1
+            # (row, col) -> patient mm for an axial slice: x grows with column, y with row
             xyz = np.column_stack(
-                [pos[0] + c[:, 1] * _SPACING, pos[1] + c[:, 0] * _SPACING, np.full(len(c), pos[2])]
+                [pos[0] + c[:, 1] * col_mm, pos[1] + c[:, 0] * row_mm, np.full(len(c), pos[2])]
             )
             item = pydicom.Dataset()
             ref = pydicom.Dataset()
@@ -572,23 +840,30 @@ def _write_rtstruct(path, source_datasets, series_images, uids, k) -> None:
     obs.ObservationNumber = 1
     obs.ReferencedROINumber = 1
     obs.RTROIInterpretedType = "ORGAN"
-    obs.ROIInterpreter = "R2"
+    obs.ROIInterpreter = f"DEMO^{reader}"
     ds.RTROIObservationsSequence = Sequence([obs])
     ds.save_as(path, enforce_file_format=True)
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    """``python -m multireader.demo OUT_DIR [--seed N] [--series N] [--size PX]``."""
     import argparse
 
     parser = argparse.ArgumentParser(description="Write the synthetic multi-reader demo study.")
     parser.add_argument("out_dir")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--series", type=int, default=None)
-    args = parser.parse_args()
+    parser.add_argument("--series", type=int, default=None, help="number of series (24)")
+    parser.add_argument("--size", type=int, default=256, help="image rows and columns")
+    args = parser.parse_args(argv)
     study = generate_demo_study(
         args.out_dir,
         seed=args.seed,
         n_series=args.series,
-        progress=lambda f, m: print(f"{f:4.0%} {m}"),
+        image_size=args.size,
+        progress=lambda f, m: print(f"{f:4.0%} {m}", flush=True),
     )
-    print(json.dumps({k: str(v) for k, v in study.__dict__.items()}, indent=1))
+    print(json.dumps({k: v for k, v in study.__dict__.items() if k != "label_schema"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -226,10 +226,42 @@ def _write_samples(dataset, records: list[dict], presets) -> None:
         )
         sample[F.INSTANCE_NUMBER] = rec["instance_number"]
         samples.append(sample)
+    _declare_fields(dataset, samples)
     dataset.add_samples(samples, progress=False)
     dataset.create_index(F.DICOM_KEY)
     dataset.create_index(F.SERIES_UID)
     _register_media_fields(dataset, presets)
+
+
+def _declare_fields(dataset, samples) -> None:
+    """Declare every new field in one schema update before the bulk insert.
+
+    ``add_samples`` adds new fields one at a time, each a round trip and a reload:
+    about 1.4 s for the ~35 fields of a fresh DICOM dataset, more than decoding a
+    hundred slices. One merge does the same work once.
+    """
+    from fiftyone.core.odm.utils import create_implied_field
+
+    schema = dataset.get_field_schema(include_private=True)
+    new = {}
+    for sample in samples:
+        for name, value in sample.iter_fields():
+            if (
+                value is None
+                or name in schema
+                or name in new
+                or name.startswith("_")
+                or name == "id"
+            ):
+                continue
+            new[name] = create_implied_field(name, value)
+    if not new:
+        return
+    try:
+        dataset._sample_doc_cls.merge_field_schema(new, validate=False)
+        dataset._reload()
+    except Exception:  # noqa: BLE001 - private API; add_samples declares them anyway
+        return
 
 
 def _register_media_fields(dataset, presets) -> None:
