@@ -361,6 +361,25 @@ def _plan(n_series: int, rng) -> list[dict]:
     return plan
 
 
+def _sessions(plan: list[dict], rng) -> dict[int, int]:
+    """Deal a reader's series into weekly sessions, each kind of series spread evenly.
+
+    Each reader reads whole series in their own order; dealing degraded, unreliable-scanner
+    and clean series round-robin keeps every session a similar mix, so a change across
+    sessions is the reader's drift, not a harder worklist.
+    """
+    strata: dict[str, list[int]] = {}
+    for item in plan:
+        kind = "degraded" if item["degradation"] else item["scanner"]["model"]
+        strata.setdefault(kind, []).append(item["k"])
+    session_of, dealt = {}, int(rng.integers(N_SESSIONS))
+    for kind in sorted(strata):
+        for k in rng.permutation(strata[kind]).tolist():
+            session_of[k] = dealt % N_SESSIONS
+            dealt += 1
+    return session_of
+
+
 def generate_demo_study(
     out_dir: str,
     *,
@@ -498,13 +517,8 @@ def generate_demo_study(
     start = dt.datetime(2026, 1, 12, 8, 0)
     for reader_no, reader in enumerate(READERS):
         rrng = np.random.default_rng([seed, reader_no])
-        # each reader reads whole series, in their own order, over six weekly sessions,
-        # so a session is not tied to any scanner or degraded series
-        series_order = rrng.permutation(sorted(by_series)).tolist()
-        session_of = {
-            s: min(N_SESSIONS - 1, n * N_SESSIONS // len(series_order))
-            for n, s in enumerate(series_order)
-        }
+        session_of = _sessions(plan, rrng)
+        series_order = sorted(by_series, key=lambda s: (session_of[s], rrng.random()))
         minutes = dict.fromkeys(range(N_SESSIONS), 0)
         os.makedirs(os.path.join(label_dir, "masks", reader), exist_ok=True)
         for s in series_order:
