@@ -25,6 +25,7 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 
 import fiftyone as fo
+import pydicom
 
 from multireader import demo, importer
 
@@ -42,7 +43,7 @@ def run_ours(files_dir: str, work: str) -> tuple[float, int]:
 def run_peer(files_dir: str, work: str) -> tuple[float, int]:
     t0 = time.perf_counter()
     ds = fo.Dataset.from_dir(
-        dicom_path=os.path.join(files_dir, "*", "*", "*.dcm"),  # the study's patient/series folders
+        dicom_path=os.path.join(files_dir, "*.dcm"),
         dataset_type=fo.types.DICOMDataset,
         images_dir=os.path.join(work, "peer"),
         progress=False,
@@ -71,6 +72,17 @@ def main(argv=None) -> dict:
             slices_per_series=args.slices,
             image_size=args.size,
         )
+        # the peer cannot import multi-frame files (it writes one image per file and
+        # fails on a frame stack), so both import the study's single-frame files
+        files_dir = os.path.join(tmp, "flat")
+        os.makedirs(files_dir)
+        for root, _, names in os.walk(study.dicom_dir):
+            for name in names:
+                path = os.path.join(root, name)
+                if "NumberOfFrames" not in pydicom.dcmread(path, stop_before_pixels=True):
+                    shutil.copy(
+                        path, os.path.join(files_dir, f"{len(os.listdir(files_dir)):05d}.dcm")
+                    )
         times = {"ours": [], "peer": []}
         counts = {}
         for r in range(args.repeats):
@@ -78,14 +90,14 @@ def main(argv=None) -> dict:
             for name in order:
                 work = os.path.join(tmp, f"run-{r}-{name}")
                 os.makedirs(work)
-                seconds, n = (run_ours if name == "ours" else run_peer)(study.dicom_dir, work)
+                seconds, n = (run_ours if name == "ours" else run_peer)(files_dir, work)
                 times[name].append(seconds)
                 counts[name] = n
                 shutil.rmtree(work)
                 print(f"repeat {r + 1} {name:4s} {seconds:7.2f} s  {n} samples", flush=True)
         ours, peer = statistics.median(times["ours"]), statistics.median(times["peer"])
         result = {
-            "files": args.series * args.slices,
+            "files": len(os.listdir(files_dir)),
             "image_size": args.size,
             "cpus": os.cpu_count(),
             "samples": counts,
