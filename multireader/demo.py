@@ -505,8 +505,13 @@ def generate_demo_study(
         for i, im in enumerate(images)
         if im["easy"] and im["frame"] is None and im["series_index"] not in (seg_series, rt_series)
     ]
-    n_errors = min(10, len(easy) // 4)
-    error_idx = set(rng.choice(easy, n_errors, replace=False).tolist()) if n_errors else set()
+    # mostly missed cancers, the error that matters most, and a few over-calls
+    missed = [i for i in easy if images[i]["class"] == 3]
+    over = [i for i in easy if images[i]["class"] == 0]
+    n_missed = min(6, len(missed) // 3)
+    n_over = min(4, len(over) // 3)
+    error_idx = set(rng.choice(missed, n_missed, replace=False).tolist()) if n_missed else set()
+    error_idx |= set(rng.choice(over, n_over, replace=False).tolist()) if n_over else set()
 
     by_series: dict[int, list[int]] = {}
     for i, im in enumerate(images):
@@ -554,18 +559,20 @@ def generate_demo_study(
                 if not mask.any():
                     mask = im["mask"].astype(np.uint8)
                 reader_masks[(reader, i)] = mask
+                # each edge of the reader's box is placed by hand, a little off their outline
                 x, y, w, h = _box_of(mask)
-                jitter = rrng.normal(0, 0.8, 4) * (3 if im["degradation"] else 1)
-                bx = float(np.clip(x + jitter[0], 0, image_size - 2))
-                by = float(np.clip(y + jitter[1], 0, image_size - 2))
+                edge = rrng.normal(0, 0.8, 4) * (2.5 if im["degradation"] else 1)
+                x0, y0 = max(0.0, x + edge[0]), max(0.0, y + edge[1])
+                x1 = min(float(image_size), max(x0 + 2, x + w + edge[2]))
+                y1 = min(float(image_size), max(y0 + 2, y + h + edge[3]))
                 boxes.append(
                     {
                         **common,
                         "label": CLASSES[call],
-                        "x": round(bx, 1),
-                        "y": round(by, 1),
-                        "width": round(float(np.clip(w + jitter[2], 2, image_size - bx)), 1),
-                        "height": round(float(np.clip(h + jitter[3], 2, image_size - by)), 1),
+                        "x": round(x0, 1),
+                        "y": round(y0, 1),
+                        "width": round(x1 - x0, 1),
+                        "height": round(y1 - y0, 1),
                     }
                 )
                 if complete:
@@ -723,6 +730,7 @@ def _write_multiframe(path, item, datasets_by_series, uids) -> None:
         sop_instance_uid=uids("multiframe", k),
         instance_number=1,
     )
+    mf.BodyPartExamined = "CHEST"  # General Series; the converter leaves it out
     mf.save_as(path, enforce_file_format=True)
     datasets_by_series[k] = [mf]
 

@@ -1,20 +1,39 @@
-"""The demo study: valid DICOM, the documented formats, and each planted problem
-measurable from the reads against truth.json with plain numpy."""
+"""The demo study: valid DICOM in Hounsfield units, the documented table formats, and
+each planted problem measurable from the reads against truth.json with plain numpy.
+
+The full default study is generated once for the module (about 10 s); the determinism
+and CLI checks use small studies of their own.
+"""
 
 import csv
+import datetime as dt
+import itertools
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pydicom
 import pytest
+from PIL import Image
 
 from multireader import demo
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    return demo.generate_demo_study(str(tmp_path_factory.mktemp("demo")), seed=0)
+def progress_calls():
+    return []
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, progress_calls):
+    out = tmp_path_factory.mktemp("demo")
+    return demo.generate_demo_study(
+        str(out), seed=0, progress=lambda f, m: progress_calls.append((f, m))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -23,63 +42,200 @@ def truth(study):
         return json.load(f)
 
 
+def _table(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    for row in rows:
+        row["key"] = demo.truth_key(row["sop_instance_uid"], row["frame"])
+    return reader.fieldnames, rows
+
+
 @pytest.fixture(scope="module")
 def reads(study):
-    with open(study.reads_csv) as f:
-        return list(csv.DictReader(f))
+    return _table(study.reads_csv)[1]
 
 
-def _files(study):
-    return [os.path.join(r, n) for r, _, names in os.walk(study.dicom_dir) for n in names]
+@pytest.fixture(scope="module")
+def headers(study):
+    return {p: pydicom.dcmread(p, stop_before_pixels=True) for p in _files(study.dicom_dir)}
 
 
-def test_real_ct_dicom_in_hounsfield_units(study, truth):
-    files = _files(study)
-    assert len(files) >= 300
-    makers, patients = set(), set()
-    for path in files[:40]:
+def _files(folder):
+    return sorted(os.path.join(r, n) for r, _, names in os.walk(folder) for n in names)
+
+
+def _hu_frames(ds):
+    """(frame, HU array) for every frame, with the rescale from wherever the file keeps it."""
+    arr = ds.pixel_array
+    arr = arr[np.newaxis] if arr.ndim == 2 else arr
+    out = []
+    for i, frame in enumerate(arr):
+        slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+        if slope is None:
+            groups = ds.get("PerFrameFunctionalGroupsSequence")[i]
+            pvt = groups.get("PixelValueTransformationSequence")
+            if pvt is None:
+                pvt = ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence
+            slope, intercept = pvt[0].RescaleSlope, pvt[0].RescaleIntercept
+        out.append((i, frame * float(slope) + float(intercept)))
+    return out
+
+
+# --- the DICOM files ---------------------------------------------------------------
+
+
+def test_files_are_real_dicom_with_valid_file_meta(headers):
+    for path, ds in headers.items():
+        with open(path, "rb") as f:
+            assert f.read(132)[128:] == b"DICM", path
+        meta = ds.file_meta
+        assert meta.MediaStorageSOPClassUID == ds.SOPClassUID
+        assert meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        assert meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+        assert meta.ImplementationClassUID
+        assert ds.SOPClassUID in (
+            pydicom.uid.CTImageStorage,
+            pydicom.uid.LegacyConvertedEnhancedCTImageStorage,
+        )
+        assert ds.Modality == "CT" and ds.BodyPartExamined == "CHEST"
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"):
+            assert pydicom.uid.UID(ds[keyword].value).is_valid
+        assert str(ds.PatientName).startswith("DEMO^PATIENT^")  # obviously synthetic
+        assert ds.PatientID.startswith("DEMO")
+        assert ds.PatientSex in ("M", "F") and ds.PatientAge.endswith("Y")
+        assert 40 <= float(ds.PatientWeight) <= 110
+        assert ds.StudyDate.startswith(("2025", "2026"))
+    uids = [ds.SOPInstanceUID for ds in headers.values()]
+    assert len(set(uids)) == len(uids)
+
+
+def test_single_frame_geometry_and_tags(headers, truth):
+    single = {p: ds for p, ds in headers.items() if "NumberOfFrames" not in ds}
+    assert len(single) >= 300
+    for ds in single.values():
+        tr = truth["images"][ds.SOPInstanceUID]
+        assert ds.SeriesInstanceUID == tr["series_instance_uid"]
+        assert float(ds.ImagePositionPatient[2]) == pytest.approx(tr["z_mm"])
+        assert [float(v) for v in ds.ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
+        assert len(ds.PixelSpacing) == 2 and float(ds.SliceThickness) > 0
+        assert int(ds.InstanceNumber) == tr["slice_index"] + 1
+        assert float(ds.RescaleSlope) == 1 and float(ds.RescaleIntercept) == -1024
+        assert (float(ds.WindowCenter), float(ds.WindowWidth)) in ((-600, 1500), (40, 400))
+        assert float(ds.KVP) in (100, 120)
+        assert ("ContrastBolusAgent" in ds) == tr["contrast"]
+
+
+def test_pixels_are_hounsfield_units_per_tissue(headers, truth):
+    checked = 0
+    for path in list(headers)[::7]:
         ds = pydicom.dcmread(path)
-        assert (
-            ds.file_meta.TransferSyntaxUID
-            and ds.file_meta.MediaStorageSOPClassUID == ds.SOPClassUID
-        )
-        hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
-        assert hu.min() < -900 and hu.max() > 400  # air and bone
-        assert -1000 <= np.median(hu) <= 100
-        assert ds.SOPInstanceUID in truth["images"]
-    for path in files:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        makers.add(ds.Manufacturer)
-        patients.add(ds.PatientID)
-    assert len(makers) >= 2 and len(patients) >= 2
-    assert len(truth["images"]) == len(files)
+        for frame, hu in _hu_frames(ds):
+            key = demo.truth_key(ds.SOPInstanceUID, frame if "NumberOfFrames" in ds else None)
+            tr = truth["images"][key]
+            assert hu.shape == (256, 256)
+            assert np.median(hu[:8, :8]) < -950  # air outside the body
+            assert -950 < np.median(hu[72:78, 80:86]) < -750  # lung parenchyma
+            assert -30 < np.median(hu[62:67, 124:132]) < 110  # soft tissue
+            assert np.median(hu[186:190, 138:140]) > 400  # cortical bone of the spine
+            r, c = (int(v) for v in tr["lesion"]["center_rc"])
+            assert np.median(hu[r - 1 : r + 2, c - 1 : c + 2]) > -400  # a solid lesion
+            checked += 1
+    assert checked >= 40
 
 
-def test_same_seed_same_study(study, tmp_path):
-    again = demo.generate_demo_study(str(tmp_path), seed=0, n_series=2)
-    with open(again.reads_csv) as f:
-        first = {r["sop_instance_uid"] for r in csv.DictReader(f)}
-    with open(study.reads_csv) as f:
-        assert first <= {r["sop_instance_uid"] for r in csv.DictReader(f)}
+def test_counts_patients_studies_scanners(headers, truth, reads):
+    assert len(truth["images"]) >= 300
+    assert len({r["reader"] for r in reads}) >= 3
+    makers = {(ds.Manufacturer, ds.ManufacturerModelName) for ds in headers.values()}
+    assert len({m for m, _ in makers}) >= 2 and len(makers) >= 3
+    series = {ds.SeriesInstanceUID for ds in headers.values()}
+    assert len(series) >= 20
+    studies_of = {}
+    for ds in headers.values():
+        studies_of.setdefault(ds.PatientID, set()).add(ds.StudyInstanceUID)
+    assert len(studies_of) >= 10
+    assert sum(len(s) == 2 for s in studies_of.values()) >= 4  # follow-up studies
+    contrast = [bool(ds.get("ContrastBolusAgent")) for ds in headers.values()]
+    assert 0 < sum(contrast) < len(contrast)
 
 
-def test_file_names_do_not_follow_position(study):
-    folder = os.path.dirname(_files(study)[0])
-    names = sorted(os.listdir(folder))
-    z = [
-        float(
-            pydicom.dcmread(os.path.join(folder, n), stop_before_pixels=True).ImagePositionPatient[
-                2
-            ]
-        )
-        for n in names
-    ]
-    assert z != sorted(z)
+def test_one_series_is_a_multiframe_file_with_per_frame_positions(headers, truth, reads):
+    multi = [(p, ds) for p, ds in headers.items() if "NumberOfFrames" in ds]
+    assert len(multi) == 1
+    path, ds = multi[0]
+    assert ds.SOPClassUID == pydicom.uid.LegacyConvertedEnhancedCTImageStorage
+    assert int(ds.NumberOfFrames) == 14
+    for frame, groups in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        z = float(groups.PlanePositionSequence[0].ImagePositionPatient[2])
+        assert z == pytest.approx(truth["images"][f"{ds.SOPInstanceUID}:{frame}"]["z_mm"])
+    frames = {int(r["frame"]) for r in reads if r["sop_instance_uid"] == ds.SOPInstanceUID}
+    assert frames == set(range(14))
+    assert all(r["frame"] == "" for r in reads if r["sop_instance_uid"] != ds.SOPInstanceUID)
 
 
-def test_tables_have_the_documented_columns(study, reads):
-    assert list(reads[0]) == [
+def test_file_names_do_not_follow_slice_position(headers):
+    by_folder = {}
+    for path, ds in headers.items():
+        if "NumberOfFrames" not in ds:
+            by_folder.setdefault(os.path.dirname(path), []).append(
+                (os.path.basename(path), float(ds.ImagePositionPatient[2]))
+            )
+    assert len(by_folder) >= 20
+    for items in by_folder.values():
+        z_by_name = [z for _, z in sorted(items)]
+        assert z_by_name != sorted(z_by_name) and z_by_name != sorted(z_by_name, reverse=True)
+
+
+def test_same_seed_same_study_other_seed_other_study(tmp_path):
+    def small(name, seed):
+        return demo.generate_demo_study(str(tmp_path / name), seed=seed, n_series=3, image_size=64)
+
+    a, b, c = small("a", 0), small("b", 0), small("c", 1)
+
+    def content(s):
+        files = _files(s.dicom_dir)
+        names = [os.path.relpath(p, s.dicom_dir) for p in files]
+        dicoms = [pydicom.dcmread(p) for p in files]
+        tables = []
+        for p in (s.reads_csv, s.boxes_csv, s.masks_csv, s.truth_path):
+            with open(p) as f:
+                tables.append(f.read())
+        return names, [(d.SOPInstanceUID, d.PixelData) for d in dicoms], tables
+
+    assert content(a) == content(b)
+    assert content(a)[1][0][0] != content(c)[1][0][0]
+    assert content(a)[2][0] != content(c)[2][0]
+
+
+def test_progress_is_reported_up_to_done(progress_calls):
+    fractions = [f for f, _ in progress_calls]
+    assert len(fractions) > 5 and fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert all(isinstance(m, str) and m for _, m in progress_calls)
+
+
+def test_cli_writes_a_study(tmp_path):
+    out = tmp_path / "cli"
+    proc = subprocess.run(
+        [sys.executable, "-m", "multireader.demo", str(out), "--series", "2", "--size", "96"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert os.path.exists(out / "truth.json") and os.path.exists(out / "labels" / "reads.csv")
+    ds = pydicom.dcmread(_files(str(out / "dicom"))[0])
+    assert (ds.Rows, ds.Columns) == (96, 96)
+
+
+# --- the reads tables --------------------------------------------------------------
+
+
+def test_tables_have_exactly_the_documented_columns(study, reads, truth):
+    assert _table(study.reads_csv)[0] == [
         "sop_instance_uid",
+        "frame",
         "reader",
         "label",
         "score",
@@ -87,91 +243,305 @@ def test_tables_have_the_documented_columns(study, reads):
         "timestamp",
         "session",
     ]
-    with open(study.boxes_csv) as f:
-        assert list(csv.DictReader(f).fieldnames) == [
-            "sop_instance_uid",
-            "reader",
-            "label",
-            "x",
-            "y",
-            "width",
-            "height",
-        ]
-    with open(study.masks_csv) as f:
-        rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["sop_instance_uid", "reader", "mask_path", "timestamp", "session"]
-    assert len({r["reader"] for r in reads}) >= 3
+    assert _table(study.boxes_csv)[0] == [
+        "sop_instance_uid",
+        "frame",
+        "reader",
+        "label",
+        "x",
+        "y",
+        "width",
+        "height",
+    ]
+    assert _table(study.masks_csv)[0] == [
+        "sop_instance_uid",
+        "frame",
+        "reader",
+        "mask_path",
+        "timestamp",
+        "session",
+    ]
+    schema = study.label_schema
+    assert schema == {
+        "classes": ["benign", "probably_benign", "suspicious", "malignant"],
+        "ordered": True,
+        "score_range": [1, 5],
+        "mask_targets": {1: "lesion"},
+    }
+    for r in reads:
+        assert r["key"] in truth["images"]
+        assert r["label"] in schema["classes"]
+        assert 1 <= int(r["score"]) <= 5 and 0 < float(r["confidence"]) <= 1
+        assert dt.datetime.fromisoformat(r["timestamp"])
+        assert r["session"] in {f"S{n}" for n in range(1, 7)}
+
+
+def test_missing_reads_are_missing_rows(reads, truth):
+    n_images = len(truth["images"])
+    pairs = [(r["reader"], r["key"]) for r in reads]
+    assert len(set(pairs)) == len(pairs)  # one read per reader and image
+    for reader in truth["readers"]:
+        n = sum(1 for r, _ in pairs if r == reader)
+        assert 0.85 * n_images < n < n_images  # each reader skipped a few images
+
+
+def test_sessions_are_weeks_apart(reads):
+    for reader in {r["reader"] for r in reads}:
+        days = {}
+        for r in reads:
+            if r["reader"] == reader:
+                days.setdefault(r["session"], set()).add(r["timestamp"][:10])
+        assert len(days) == 6 and all(len(d) == 1 for d in days.values())
+        first = dt.date.fromisoformat(min(days["S1"]))
+        last = dt.date.fromisoformat(min(days["S6"]))
+        assert (last - first).days >= 28
+
+
+def test_boxes_are_in_bounds_and_on_the_lesion(study, truth):
+    rows = _table(study.boxes_csv)[1]
+    assert len(rows) == len(_table(study.reads_csv)[1])
+    ious = []
+    for r in rows:
+        x, y, w, h = (float(r[k]) for k in ("x", "y", "width", "height"))
+        assert x >= 0 and y >= 0 and w > 0 and h > 0 and x + w <= 256 and y + h <= 256
+        tx, ty, tw, th = truth["images"][r["key"]]["box"]
+        iw = max(0.0, min(x + w, tx + tw) - max(x, tx))
+        ih = max(0.0, min(y + h, ty + th) - max(y, ty))
+        ious.append(iw * ih / (w * h + tw * th - iw * ih))
+    assert min(ious) > 0.05 and np.median(ious) > 0.5
+
+
+def test_masks_match_the_image_shape_and_the_lesion(study, truth):
+    rows = _table(study.masks_csv)[1]
+    folder = os.path.dirname(study.masks_csv)
+    for r in rows[::5]:
+        mask = np.asarray(Image.open(os.path.join(folder, r["mask_path"])))
+        assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 1}
+        x, y, w, h = truth["images"][r["key"]]["box"]
+        # a reader's outline of the true lesion: tight, generous or a little shifted
+        assert mask[y : y + h, x : x + w].sum() > 0
+        assert mask[max(0, y - 6) : y + h + 6, max(0, x - 6) : x + w + 6].sum() == mask.sum()
+    # readers draw the same lesion differently
+    by_key = {}
+    for r in rows:
+        by_key.setdefault(r["key"], []).append(
+            np.asarray(Image.open(os.path.join(folder, r["mask_path"])))
+        )
+        if len(by_key[r["key"]]) == 4:
+            areas = {int(m.sum()) for m in by_key[r["key"]]}
+            assert len(areas) >= 3
+            break
+
+
+def _sop_index(headers):
+    return {ds.SOPInstanceUID: ds for ds in headers.values()}
+
+
+def test_seg_references_the_source_ct_instances(study, headers, truth):
+    assert [r for r, _ in study.seg_files] == ["R1"]
     seg = pydicom.dcmread(study.seg_files[0][1])
+    assert seg.Modality == "SEG" and seg.SOPClassUID == pydicom.uid.SegmentationStorage
+    sops = _sop_index(headers)
+    referenced = [
+        item.ReferencedSOPInstanceUID
+        for series in seg.ReferencedSeriesSequence
+        for item in series.ReferencedInstanceSequence
+    ]
+    assert len(referenced) == 14 and all(s in sops for s in referenced)
+    assert int(seg.NumberOfFrames) == 14
+    pixels = seg.pixel_array
+    for n, groups in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        src = groups.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        tr = truth["images"][src]
+        z = float(groups.PlanePositionSequence[0].ImagePositionPatient[2])
+        assert z == pytest.approx(tr["z_mm"])
+        x, y, w, h = tr["box"]
+        assert pixels[n][y : y + h, x : x + w].sum() >= 0.5 * pixels[n].sum() > 0
+
+
+def test_rtstruct_contours_lie_on_the_referenced_slices(study, headers, truth):
+    assert [r for r, _ in study.rtstruct_files] == ["R2"]
     rt = pydicom.dcmread(study.rtstruct_files[0][1])
-    assert seg.Modality == "SEG" and rt.Modality == "RTSTRUCT"
+    assert rt.Modality == "RTSTRUCT"
+    sops = _sop_index(headers)
+    refs = rt.ReferencedFrameOfReferenceSequence[0]
+    listed = refs.RTReferencedStudySequence[0].RTReferencedSeriesSequence[0].ContourImageSequence
+    assert all(item.ReferencedSOPInstanceUID in sops for item in listed)
+    contours = rt.ROIContourSequence[0].ContourSequence
+    seen = set()
+    for contour in contours:
+        sop = contour.ContourImageSequence[0].ReferencedSOPInstanceUID
+        ct = sops[sop]
+        assert ct.FrameOfReferenceUID == refs.FrameOfReferenceUID
+        xyz = np.asarray(contour.ContourData, float).reshape(-1, 3)
+        assert np.allclose(xyz[:, 2], float(ct.ImagePositionPatient[2]))
+        origin = np.asarray(ct.ImagePositionPatient[:2], float)
+        col_row = (xyz[:, :2] - origin) / np.asarray(ct.PixelSpacing, float)[::-1]
+        x, y, w, h = truth["images"][sop]["box"]
+        assert (col_row[:, 0] > x - 4).all() and (col_row[:, 0] < x + w + 4).all()
+        assert (col_row[:, 1] > y - 4).all() and (col_row[:, 1] < y + h + 4).all()
+        seen.add(sop)
+    assert len(seen) == 14
+
+
+# --- the planted problems, measured against truth.json -----------------------------
+
+CLASSES = ["benign", "probably_benign", "suspicious", "malignant"]
+
+
+def _calls(reads):
+    return {(r["reader"], r["key"]): CLASSES.index(r["label"]) for r in reads}
+
+
+def _cohen_kappa(a, b):
+    """Cohen's (1960) kappa: (p_o - p_e) / (1 - p_e), chance from each rater's marginals."""
+    a, b = np.asarray(a), np.asarray(b)
+    p_o = np.mean(a == b)
+    p_e = sum(np.mean(a == c) * np.mean(b == c) for c in range(len(CLASSES)))
+    return (p_o - p_e) / (1 - p_e)
+
+
+def _mean_pairwise_kappa(calls, readers, keys):
+    kappas = []
+    for r1, r2 in itertools.combinations(readers, 2):
+        both = [k for k in keys if (r1, k) in calls and (r2, k) in calls]
+        kappas.append(_cohen_kappa([calls[r1, k] for k in both], [calls[r2, k] for k in both]))
+    return float(np.mean(kappas))
 
 
 def _accuracy(rows, truth):
-    return np.mean([r["label"] == truth["images"][r["sop_instance_uid"]]["class"] for r in rows])
+    return float(np.mean([r["label"] == truth["images"][r["key"]]["class"] for r in rows]))
 
 
-def test_planted_degraded_images_have_more_disagreement(reads, truth):
-    degraded = set(truth["planted"]["degraded_images"]["sop_instance_uids"])
-    on = [r for r in reads if r["sop_instance_uid"] in degraded]
-    off = [r for r in reads if r["sop_instance_uid"] not in degraded]
+def _subsets(truth):
+    model = truth["planted"]["unreliable_scanner"]["model"]
+    degraded = set(truth["planted"]["degraded_images"]["keys"])
+    images = truth["images"]
+    clean = {k for k, v in images.items() if k not in degraded and v["model"] != model}
+    scanner = {k for k, v in images.items() if k not in degraded and v["model"] == model}
+    return degraded, scanner, clean
+
+
+def test_planted_degraded_images_have_far_more_disagreement(reads, truth):
+    degraded, _, clean = _subsets(truth)
     assert len(degraded) >= 30
-    assert _accuracy(on, truth) < _accuracy(off, truth) - 0.3
+    assert {truth["images"][k]["degradation"] for k in degraded} == {"blurred", "low_dose"}
+    assert all(truth["images"][k]["degradation"] is None for k in clean)
+    calls = _calls(reads)
+    kappa_degraded = _mean_pairwise_kappa(calls, truth["readers"], degraded)
+    kappa_clean = _mean_pairwise_kappa(calls, truth["readers"], clean)
+    assert kappa_degraded < kappa_clean - 0.25
+    on = [r for r in reads if r["key"] in degraded]
+    off = [r for r in reads if r["key"] in clean]
+    assert _accuracy(on, truth) < _accuracy(off, truth) - 0.2
 
 
-def test_planted_biased_reader_calls_suspicious_more(reads, truth):
+def test_planted_biased_reader_calls_suspicious_far_more(reads, truth):
     biased = truth["planted"]["biased_reader"]["reader"]
+    assert truth["planted"]["biased_reader"]["toward"] == "suspicious"
+    low = {k for k, v in truth["images"].items() if v["class"] in ("benign", "probably_benign")}
     rate = {
-        r: np.mean([x["label"] == "suspicious" for x in reads if x["reader"] == r])
-        for r in truth["readers"]
+        reader: np.mean(
+            [r["label"] == "suspicious" for r in reads if r["reader"] == reader and r["key"] in low]
+        )
+        for reader in truth["readers"]
     }
     others = [v for k, v in rate.items() if k != biased]
-    assert rate[biased] > max(others) + 0.1
+    assert rate[biased] > max(others) + 0.2
+    # and the bias is one way: the biased reader over-calls on average, the others do not
+    calls = _calls(reads)
+    images = truth["images"]
+
+    def mean_error(reader):
+        keys = [k for (r, k) in calls if r == reader]
+        return np.mean([calls[reader, k] - CLASSES.index(images[k]["class"]) for k in keys])
+
+    assert mean_error(biased) > 0.2
+    assert all(
+        abs(mean_error(r)) < 0.15
+        for r in truth["readers"]
+        if r not in (biased,) and r != truth["planted"]["drifting_reader"]["reader"]
+    )
 
 
 def test_planted_drifting_reader_gets_worse_by_session(reads, truth):
     drifting = truth["planted"]["drifting_reader"]["reader"]
-    mine = [r for r in reads if r["reader"] == drifting]
-    first = [r for r in mine if r["session"] == "S1"]
-    last = [r for r in mine if r["session"] == "S6"]
-    assert _accuracy(first, truth) > _accuracy(last, truth) + 0.25
-    steady = [r for r in reads if r["reader"] == "R1"]
-    s1 = [r for r in steady if r["session"] == "S1"]
-    s6 = [r for r in steady if r["session"] == "S6"]
-    assert abs(_accuracy(s1, truth) - _accuracy(s6, truth)) < 0.2
+    _, _, clean = _subsets(truth)
+
+    def by_session(reader):
+        return [
+            _accuracy(
+                [
+                    r
+                    for r in reads
+                    if r["reader"] == reader and r["session"] == s and r["key"] in clean
+                ],
+                truth,
+            )
+            for s in truth["planted"]["drifting_reader"]["sessions"]
+        ]
+
+    acc = by_session(drifting)
+    slope = np.polyfit(np.arange(len(acc)), acc, 1)[0]
+    assert slope < -0.06  # loses more than 6 points of accuracy per weekly session
+    assert np.mean(acc[:2]) > np.mean(acc[-2:]) + 0.25
+    for reader in truth["readers"]:
+        if reader != drifting:
+            other = by_session(reader)
+            assert abs(np.polyfit(np.arange(len(other)), other, 1)[0]) < 0.03, reader
 
 
-def test_planted_clear_cut_errors_are_where_truth_says(reads, truth):
+def test_planted_clear_cut_errors_are_exactly_where_truth_says(reads, truth):
     planted = truth["planted"]["clear_cut_errors"]
-    errors = set(planted["sop_instance_uids"])
+    errors = set(planted["keys"])
     assert 8 <= len(errors) <= 12
-    by_reader = {(r["reader"], r["sop_instance_uid"]): r["label"] for r in reads}
-    for sop in errors:
-        truth_class = truth["images"][sop]["class"]
-        assert (
-            truth_class in ("benign", "malignant") and truth["images"][sop]["degradation"] is None
-        )
-        assert by_reader[(planted["reader"], sop)] == (
-            "malignant" if truth_class == "benign" else "benign"
-        )
-        # most other readers get these easy images right
-        others = [by_reader.get((r, sop)) for r in truth["readers"] if r != planted["reader"]]
-        others = [o for o in others if o]
-        assert 2 * sum(o == truth_class for o in others) >= len(others)
+    calls = _calls(reads)
+    images = truth["images"]
+    for key in errors:
+        tr = images[key]
+        assert tr["easy"] and tr["degradation"] is None and tr["class"] in ("benign", "malignant")
+        assert calls[planted["reader"], key] == 3 - CLASSES.index(tr["class"])
+        others = [
+            calls[r, key] for r in truth["readers"] if r != planted["reader"] and (r, key) in calls
+        ]
+        # the rest of the panel sides with the truth, not with the error
+        truth_class = CLASSES.index(tr["class"])
+        assert abs(np.mean(others) - truth_class) < abs(np.mean(others) - (3 - truth_class))
+        assert truth_class in others
+    # no reader makes an opposite-extreme call on an easy image anywhere else
+    for (reader, key), call in calls.items():
+        if images[key]["easy"] and abs(call - CLASSES.index(images[key]["class"])) == 3:
+            assert reader == planted["reader"] and key in errors
 
 
-def test_planted_unreliable_scanner(reads, truth):
+def test_planted_unreliable_scanner_has_far_more_disagreement(reads, truth):
+    _, scanner, clean = _subsets(truth)
     model = truth["planted"]["unreliable_scanner"]["model"]
-    clean = {s for s, im in truth["images"].items() if im["degradation"] is None}
-    on = [
-        r
-        for r in reads
-        if r["sop_instance_uid"] in clean
-        and truth["images"][r["sop_instance_uid"]]["model"] == model
-    ]
-    off = [
-        r
-        for r in reads
-        if r["sop_instance_uid"] in clean
-        and truth["images"][r["sop_instance_uid"]]["model"] != model
-    ]
-    assert _accuracy(on, truth) < _accuracy(off, truth) - 0.1
+    calls = _calls(reads)
+    kappa_scanner = _mean_pairwise_kappa(calls, truth["readers"], scanner)
+    kappa_clean = _mean_pairwise_kappa(calls, truth["readers"], clean)
+    assert kappa_scanner < kappa_clean - 0.2
+    # it is the worst model, also without separating out the degraded images
+    models = {v["model"] for v in truth["images"].values()}
+    kappa = {
+        m: _mean_pairwise_kappa(
+            calls, truth["readers"], {k for k, v in truth["images"].items() if v["model"] == m}
+        )
+        for m in models
+    }
+    assert min(kappa, key=kappa.get) == model
+    assert kappa[model] < min(v for m, v in kappa.items() if m != model) - 0.15
+
+
+def test_truth_class_follows_visible_lesion_properties(truth):
+    """An image-feature model could learn the class: size alone orders the classes."""
+    radius = {c: [] for c in CLASSES}
+    for v in truth["images"].values():
+        radius[v["class"]].append(v["lesion"]["radius_px"])
+        spiculated = v["lesion"]["spiculae"] > 0
+        assert spiculated == (v["class"] in ("suspicious", "malignant"))
+        assert {"benign": [1], "probably_benign": [2], "suspicious": [3, 4], "malignant": [5]}[
+            v["class"]
+        ].count(v["score"])
+    for lo, hi in itertools.pairwise(CLASSES):
+        assert max(radius[lo]) < min(radius[hi])
