@@ -70,9 +70,13 @@ def test_import_through_operators(study, dataset):
     assert result["errors"] == []
     for reader in readers:
         field = fields.reader_field(reader)
-        expected = {r["sop_instance_uid"]: r["label"] for r in rows if r["reader"] == reader}
-        sops, labels = dataset.values([fields.SOP_UID, f"{field}.label"])
-        got = {s: lab for s, lab in zip(sops, labels, strict=True) if lab is not None}
+        expected = {
+            f"{r['sop_instance_uid']}:{int(r['frame']) if r.get('frame') else 0}": r["label"]
+            for r in rows
+            if r["reader"] == reader
+        }
+        keys, labels = dataset.values([fields.DICOM_KEY, f"{field}.label"])
+        got = {k: lab for k, lab in zip(keys, labels, strict=True) if lab is not None}
         assert got == expected, reader
     found = fields.reader_fields(dataset)
     assert {meta["reader"] for meta in found.values()} == readers

@@ -16,7 +16,7 @@ from multireader import fields as F
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     return demo.generate_demo_study(
-        str(tmp_path_factory.mktemp("study")), seed=11, n_series=3, slices_per_series=5
+        str(tmp_path_factory.mktemp("study")), seed=11, n_series=4, slices_per_series=5
     )
 
 
@@ -32,9 +32,18 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
-def _by_sop(ds, field, attr="label"):
-    sops, values = ds.values([F.SOP_UID, f"{field}.{attr}"])
-    return dict(zip(sops, values, strict=True))
+def _key(row):
+    """The dataset key a table row names (single-frame rows leave `frame` empty)."""
+    return f"{row['sop_instance_uid']}:{int(row['frame']) if row.get('frame') else 0}"
+
+
+def _by_key(ds, field, attr="label"):
+    keys, values = ds.values([F.DICOM_KEY, f"{field}.{attr}"])
+    return dict(zip(keys, values, strict=True))
+
+
+def _sample(ds, row):
+    return ds.match({F.DICOM_KEY: _key(row)}).first()
 
 
 def test_class_reads_land_in_one_field_per_reader_with_provenance(ds, study):
@@ -42,16 +51,16 @@ def test_class_reads_land_in_one_field_per_reader_with_provenance(ds, study):
     rows = _rows(study.reads_csv)
     assert rep.errors == [] and rep.n_labels == len(rows)
     for reader in {r["reader"] for r in rows}:
-        mine = {r["sop_instance_uid"]: r for r in rows if r["reader"] == reader}
+        mine = {_key(r): r for r in rows if r["reader"] == reader}
         field = F.reader_field(reader)
-        labels = _by_sop(ds, field)
+        labels = _by_key(ds, field)
         # exactly this reader's reads; samples they did not read stay empty (None)
-        assert {s: v for s, v in labels.items() if v is not None} == {
-            s: r["label"] for s, r in mine.items()
+        assert {k: v for k, v in labels.items() if v is not None} == {
+            k: r["label"] for k, r in mine.items()
         }
         assert sum(v is None for v in labels.values()) == len(ds) - len(mine)
-        sample = ds.match({F.SOP_UID: next(iter(mine))}).first()
-        label, row = sample[field], mine[sample[F.SOP_UID]]
+        sample = ds.match({F.DICOM_KEY: next(iter(mine))}).first()
+        label, row = sample[field], mine[sample[F.DICOM_KEY]]
         assert label.reader == reader and label.session == row["session"]
         assert label.score == float(row["score"]) and label.confidence == pytest.approx(
             float(row["confidence"])
@@ -75,8 +84,8 @@ def test_json_reads_and_series_level_reads(ds, study, tmp_path):
     path.write_text(json.dumps({"reads": reads}))
     rep = readers.import_reader_labels(ds, str(path))
     assert rep.errors == [] and rep.fields == ["reader_dr_x_series"]
-    labels = _by_sop(ds, "reader_dr_x_series")
-    in_series = set(ds.match({F.SERIES_UID: series[0]}).values(F.SOP_UID))
+    labels = _by_key(ds, "reader_dr_x_series")
+    in_series = set(ds.match({F.SERIES_UID: series[0]}).values(F.DICOM_KEY))
     assert {s for s, v in labels.items() if v == "suspicious"} == in_series
     assert F.reader_fields(ds)["reader_dr_x_series"] == {
         "reader": "Dr. X",
@@ -89,7 +98,7 @@ def test_boxes_are_normalised_exactly(ds, study):
     rep = readers.import_reader_labels(ds, study.boxes_csv)
     assert rep.errors == []
     row = _rows(study.boxes_csv)[0]
-    sample = ds.match({F.SOP_UID: row["sop_instance_uid"]}).first()
+    sample = _sample(ds, row)
     (det,) = sample[F.reader_field(row["reader"], "boxes")].detections
     cols, rows = sample[F.COLUMNS], sample[F.ROWS]
     expected = [
@@ -110,13 +119,14 @@ def test_png_and_npy_masks_round_trip(ds, study, tmp_path):
     rep = readers.import_reader_labels(ds, study.masks_csv)
     assert rep.errors == []
     row = _rows(study.masks_csv)[0]
-    sample = ds.match({F.SOP_UID: row["sop_instance_uid"]}).first()
+    sample = _sample(ds, row)
     original = np.asarray(
         Image.open(os.path.join(os.path.dirname(study.masks_csv), row["mask_path"]))
     )
     stored = np.asarray(Image.open(sample[F.reader_field(row["reader"], "mask")].mask_path))
     np.testing.assert_array_equal(stored, original)
 
+    sample = ds.match({F.N_FRAMES: 1}).first()
     npy = tmp_path / "m.npy"
     mask = np.zeros((sample[F.ROWS], sample[F.COLUMNS]), np.uint8)
     mask[10:20, 30:45] = 1
@@ -147,27 +157,35 @@ def test_dicom_seg_lands_on_the_referenced_slices(ds, study):
 
 def test_rtstruct_contours_are_rasterised_on_their_slices(ds, study):
     reader, path = study.rtstruct_files[0]
-    with open(study.truth_path) as f:
-        truth = json.load(f)["images"]
     rep = readers.import_reader_labels(ds, path, reader=reader, kind="rtstruct")
     assert rep.errors == []
     field = F.reader_field(reader, "mask")
     rt = pydicom.dcmread(path)
+    checked = 0
+    for contour in rt.ROIContourSequence[0].ContourSequence:
+        sop = contour.ContourImageSequence[0].ReferencedSOPInstanceUID
+        sample = ds.match({F.SOP_UID: sop}).first()
+        # independently: the CT file's own geometry, the polygon's extent and area
+        ct = pydicom.dcmread(sample[F.DICOM_PATH], stop_before_pixels=True)
+        origin = np.asarray(ct.ImagePositionPatient, float)
+        xyz = np.asarray(contour.ContourData, float).reshape(-1, 3)
+        col = (xyz[:, 0] - origin[0]) / float(ct.PixelSpacing[1])
+        row = (xyz[:, 1] - origin[1]) / float(ct.PixelSpacing[0])
+        area = 0.5 * abs(np.dot(col, np.roll(row, 1)) - np.dot(row, np.roll(col, 1)))
+        mask = np.asarray(Image.open(sample[field].mask_path)) > 0
+        rows, cols = np.nonzero(mask)
+        assert abs(cols.min() - col.min()) <= 1 and abs(cols.max() - col.max()) <= 1
+        assert abs(rows.min() - row.min()) <= 1 and abs(rows.max() - row.max()) <= 1
+        assert abs(mask.sum() - area) <= 0.25 * area + 4
+        checked += 1
+    assert checked > 0
+    # slices without a contour stay without a mask
     referenced = {
         c.ContourImageSequence[0].ReferencedSOPInstanceUID
         for c in rt.ROIContourSequence[0].ContourSequence
     }
-    for sample in ds.match({F.SOP_UID: {"$in": sorted(referenced)}}):
-        mask = np.asarray(Image.open(sample[field].mask_path)) > 0
-        x, y, w, h = truth[sample[F.SOP_UID]]["box"]
-        rows, cols = np.nonzero(mask)
-        # the filled contour covers the lesion's box to within one pixel
-        assert abs(cols.min() - x) <= 1 and abs(rows.min() - y) <= 1
-        assert abs(cols.max() + 1 - (x + w)) <= 1 and abs(rows.max() + 1 - (y + h)) <= 1
-        assert (
-            abs(int(mask.sum()) - truth[sample[F.SOP_UID]]["lesion_pixels"])
-            <= 0.35 * truth[sample[F.SOP_UID]]["lesion_pixels"]
-        )
+    others = ds.match({F.SOP_UID: {"$nin": sorted(referenced)}})
+    assert all(v is None for v in others.values(f"{field}.mask_path"))
 
 
 def test_rtstruct_without_image_references_is_matched_by_plane(ds, study, tmp_path):
@@ -236,7 +254,7 @@ def test_whole_file_errors_name_the_problem(ds, tmp_path):
 
 
 def test_wrong_mask_shape_is_rejected(ds, tmp_path):
-    sample = ds.first()
+    sample = ds.match({F.N_FRAMES: 1}).first()
     np.save(tmp_path / "small.npy", np.zeros((4, 4), np.uint8))
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"sop_instance_uid,reader,mask_path\n{sample[F.SOP_UID]},R1,small.npy\n")
