@@ -44,12 +44,12 @@ def screenshot(
 
 
 def dismiss_banners(page) -> None:
-    """Close the App's analytics and advertising pop-ups so they hide nothing."""
-    for name in ("Disable", "Dismiss"):
-        button = page.get_by_role("button", name=name)
-        if button.count():
-            button.first.click()
-            page.wait_for_timeout(300)
+    """Close the App's advertising pop-over, then its analytics banner, so they hide nothing."""
+    for text in ("Dismiss", "Disable"):
+        loc = page.get_by_text(text, exact=True)
+        if loc.count():
+            loc.first.click(force=True)
+            page.wait_for_timeout(400)
 
 
 if __name__ == "__main__":
