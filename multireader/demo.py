@@ -425,7 +425,9 @@ def generate_demo_study(
     """Write the demo study under ``out_dir`` and return where everything is.
 
     The default, 24 series of 14 slices, gives 336 images (one series of them in one
-    multi-frame file). Same seed, same study: UIDs, pixels, reads and file names.
+    multi-frame file). Same seed, same study: UIDs, pixels, reads and file names. The
+    planted problems are sized for the default; a few series still import and read the
+    same way (for quick tests) but may be too small to hold every planted problem.
     """
     from PIL import Image
 
@@ -624,7 +626,7 @@ def generate_demo_study(
     report(progress, 0.95, "wrote DICOM-SEG and RTSTRUCT")
 
     truth_path = os.path.join(root, "truth.json")
-    truth = _truth(seed, images, error_idx, seg_files, rt_files, seg_series, rt_series)
+    truth = _truth(seed, root, images, error_idx, seg_files, rt_files, seg_series, rt_series)
     with open(truth_path, "w") as f:
         json.dump(truth, f, indent=1)
     report(progress, 1.0, f"demo study: {len(images)} images, {len(reads)} reads")
@@ -640,7 +642,7 @@ def generate_demo_study(
     )
 
 
-def _truth(seed, images, error_idx, seg_files, rt_files, seg_series, rt_series) -> dict:
+def _truth(seed, root, images, error_idx, seg_files, rt_files, seg_series, rt_series) -> dict:
     """What was planted, where, and with which parameters (keys: :func:`truth_key`)."""
     rel = os.path.relpath
     return {
@@ -716,12 +718,11 @@ def _truth(seed, images, error_idx, seg_files, rt_files, seg_series, rt_series) 
         },
         "label_files": {
             "seg": [
-                {"reader": r, "path": rel(p, os.path.dirname(p)), "series_index": seg_series}
+                {"reader": r, "path": rel(p, root), "series_index": seg_series}
                 for r, p in seg_files
             ],
             "rtstruct": [
-                {"reader": r, "path": rel(p, os.path.dirname(p)), "series_index": rt_series}
-                for r, p in rt_files
+                {"reader": r, "path": rel(p, root), "series_index": rt_series} for r, p in rt_files
             ],
         },
     }

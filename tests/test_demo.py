@@ -339,6 +339,8 @@ def _sop_index(headers):
 
 def test_seg_references_the_source_ct_instances(study, headers, truth):
     assert [r for r, _ in study.seg_files] == ["R1"]
+    listed = truth["label_files"]["seg"][0]
+    assert os.path.join(study.root, listed["path"]) == study.seg_files[0][1]
     seg = pydicom.dcmread(study.seg_files[0][1])
     assert seg.Modality == "SEG" and seg.SOPClassUID == pydicom.uid.SegmentationStorage
     sops = _sop_index(headers)
@@ -361,6 +363,8 @@ def test_seg_references_the_source_ct_instances(study, headers, truth):
 
 def test_rtstruct_contours_lie_on_the_referenced_slices(study, headers, truth):
     assert [r for r, _ in study.rtstruct_files] == ["R2"]
+    listed = truth["label_files"]["rtstruct"][0]
+    assert os.path.join(study.root, listed["path"]) == study.rtstruct_files[0][1]
     rt = pydicom.dcmread(study.rtstruct_files[0][1])
     assert rt.Modality == "RTSTRUCT"
     sops = _sop_index(headers)
