@@ -528,8 +528,13 @@ def generate_demo_study(
                     im["sop"], im["frame"] = mf.SOPInstanceUID, frame_of[im["sop"]]
         report(progress, 0.55 * (k + 1) / n_series, f"wrote series {k + 1}/{n_series}")
 
+    # the ground-truth outline of every lesion, next to truth.json
+    os.makedirs(os.path.join(root, "truth_masks"), exist_ok=True)
     for im in images:
         im["key"] = truth_key(im["sop"], im["frame"])
+        stem = im["sop"] if im["frame"] is None else f"{im['sop']}_f{im['frame']}"
+        im["mask_path"] = f"truth_masks/{stem}.png"
+        Image.fromarray(im["mask"].astype(np.uint8)).save(os.path.join(root, im["mask_path"]))
 
     seg_series, rt_series = 0, min(2, n_series - 1)
     error_idx: set[int] = set()
@@ -674,6 +679,7 @@ def _truth(seed, root, images, error_idx, seg_files, rt_files, seg_series, rt_se
                 "lesion": im["lesion"],
                 "box": im["box"],
                 "lesion_pixels": int(im["mask"].sum()),
+                "mask_path": im["mask_path"],
             }
             for im in images
         },

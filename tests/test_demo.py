@@ -542,6 +542,15 @@ def test_planted_unreliable_scanner_has_far_more_disagreement(reads, truth):
     assert kappa[model] < min(v for m, v in kappa.items() if m != model) - 0.1
 
 
+def test_truth_masks_match_the_truth_boxes(study, truth):
+    for v in list(truth["images"].values())[::9]:
+        mask = np.asarray(Image.open(os.path.join(study.root, v["mask_path"])))
+        assert mask.shape == (256, 256) and int(mask.sum()) == v["lesion_pixels"] > 0
+        rows, cols = np.nonzero(mask)
+        x, y, w, h = v["box"]
+        assert (cols.min(), rows.min(), cols.max() + 1 - x, rows.max() + 1 - y) == (x, y, w, h)
+
+
 def test_truth_class_follows_visible_lesion_properties(truth):
     """An image-feature model could learn the class: size alone orders the classes."""
     radius = {c: [] for c in CLASSES}
