@@ -73,8 +73,30 @@ def patient_key(ds: pydicom.Dataset, salt: bytes) -> str | None:
     return hmac.new(salt, f"{pid}|{issuer}".encode(), hashlib.sha256).hexdigest()[:16]
 
 
-def _str(ds, keyword) -> str | None:
+def lookup(ds: pydicom.Dataset, keyword: str):
+    """An attribute from the top level, else from the first frame's functional groups.
+
+    Enhanced and legacy-converted multi-frame files keep per-frame attributes (kVp,
+    rescale, anatomy) inside shared or per-frame functional-group items, one level down.
+    """
     value = ds.get(keyword)
+    if value is not None:
+        return value
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        seq = ds.get(groups)
+        if not seq:
+            continue
+        for element in seq[0]:
+            if element.VR != "SQ":
+                continue
+            for item in element.value:
+                if keyword in item:
+                    return item.get(keyword)
+    return None
+
+
+def _str(ds, keyword) -> str | None:
+    value = lookup(ds, keyword)
     if value is None:
         return None
     text = str(value).strip()
@@ -82,7 +104,7 @@ def _str(ds, keyword) -> str | None:
 
 
 def _float(ds, keyword) -> float | None:
-    value = ds.get(keyword)
+    value = lookup(ds, keyword)
     if value is None or value == "":
         return None
     try:

@@ -467,11 +467,11 @@ def _import_file(path: str, options: dict) -> dict:
 
 
 def _native_unit(ds: pydicom.Dataset) -> str:
-    if str(ds.get("Modality", "")).upper() == "CT" and (
-        "RescaleIntercept" in ds or "RescaleSlope" in ds
-    ):
+    from .deid import lookup
+
+    if str(ds.get("Modality", "")).upper() == "CT" and lookup(ds, "RescaleIntercept") is not None:
         return "HU"
-    return str(ds.get("RescaleType", "") or "")
+    return str(lookup(ds, "RescaleType") or "")
 
 
 def render_native(native_path: str, out_path: str, preset: str, invert: bool) -> str:

@@ -165,3 +165,26 @@ def test_identifiers_only_on_request_and_patient_key_is_a_stable_pseudonym(
         assert other.first()[F.PATIENT_KEY] == sample[F.PATIENT_KEY]  # stable across imports
     finally:
         other.delete()
+
+
+def test_enhanced_multiframe_metadata_comes_from_functional_groups(dataset, tmp_path):
+    study = demo.generate_demo_study(
+        str(tmp_path / "study"), seed=2, n_series=3, slices_per_series=4
+    )
+    _import(dataset, study.dicom_dir, tmp_path)
+    frames = dataset.match({F.N_FRAMES: {"$gt": 1}})
+    assert len(frames) == 4
+    mf = pydicom.dcmread(frames.first()[F.DICOM_PATH], stop_before_pixels=True)
+    assert "KVP" not in mf and "RescaleIntercept" not in mf  # only in the functional groups
+    kvps = [
+        float(item.KVP)
+        for element in mf.SharedFunctionalGroupsSequence[0]
+        if element.VR == "SQ"
+        for item in element.value
+        if "KVP" in item
+    ]
+    assert kvps and set(frames.values("kvp")) == {kvps[0]}
+    assert set(frames.values(F.NATIVE_UNIT)) == {"HU"}
+    # frames stack by their own positions
+    z = [p[2] for p in frames.sort_by(F.SLICE_INDEX).values(F.IMAGE_POSITION)]
+    assert z == sorted(z) and len(set(z)) == 4
