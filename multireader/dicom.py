@@ -203,18 +203,22 @@ def _floats(value, n: int) -> list[float] | None:
     return vals if len(vals) == n else None
 
 
-def _functional_group(ds: pydicom.Dataset, frame: int, seq_name: str):
-    """An item of a functional-group sequence for a frame: per-frame first, then shared."""
+def functional_group_sequence(ds: pydicom.Dataset, frame: int, seq_name: str):
+    """A functional-group sequence for a frame: per-frame first, then shared; or None."""
     for groups, idx in (
         ("PerFrameFunctionalGroupsSequence", frame),
         ("SharedFunctionalGroupsSequence", 0),
     ):
         seq = ds.get(groups)
-        if seq is not None and len(seq) > idx:
-            item = seq[idx].get(seq_name)
-            if item:
-                return item[0]
+        if seq is not None and len(seq) > idx and seq[idx].get(seq_name):
+            return seq[idx].get(seq_name)
     return None
+
+
+def functional_group(ds: pydicom.Dataset, frame: int, seq_name: str):
+    """The first item of that sequence, or None."""
+    seq = functional_group_sequence(ds, frame, seq_name)
+    return seq[0] if seq else None
 
 
 def _frame_geometry(ds: pydicom.Dataset, nf: int):
@@ -224,7 +228,7 @@ def _frame_geometry(ds: pydicom.Dataset, nf: int):
     out = []
     for i in range(nf):
         p, o, s = pos, orient, spacing
-        plane = _functional_group(ds, i, "PlanePositionSequence")
+        plane = functional_group(ds, i, "PlanePositionSequence")
         if plane is not None:
             p = _floats(plane.get("ImagePositionPatient"), 3) or p
         elif nf > 1 and pos is not None and orient is not None:
@@ -233,10 +237,10 @@ def _frame_geometry(ds: pydicom.Dataset, nf: int):
             if step:
                 normal = np.cross(orient[:3], orient[3:])
                 p = list(np.asarray(pos) + i * step * normal)
-        po = _functional_group(ds, i, "PlaneOrientationSequence")
+        po = functional_group(ds, i, "PlaneOrientationSequence")
         if po is not None:
             o = _floats(po.get("ImageOrientationPatient"), 6) or o
-        pm = _functional_group(ds, i, "PixelMeasuresSequence")
+        pm = functional_group(ds, i, "PixelMeasuresSequence")
         if pm is not None:
             s = _floats(pm.get("PixelSpacing"), 2) or s
         out.append((p, o, s))
@@ -247,7 +251,7 @@ def _modality_lut(frame: np.ndarray, ds: pydicom.Dataset, index: int) -> np.ndar
     """Stored values -> native units (HU for CT), int16 when that is lossless."""
     slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
     if slope is None and intercept is None:
-        pvt = _functional_group(ds, index, "PixelValueTransformationSequence")
+        pvt = functional_group(ds, index, "PixelValueTransformationSequence")
         if pvt is not None:
             slope, intercept = pvt.get("RescaleSlope"), pvt.get("RescaleIntercept")
     if "ModalityLUTSequence" in ds and slope is None:
@@ -273,7 +277,7 @@ def file_window(ds: pydicom.Dataset) -> tuple[float, float] | None:
     """The file's first VOI window (center, width), if it has a usable one."""
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
     if center is None or width is None:
-        voi = _functional_group(ds, 0, "FrameVOILUTSequence")
+        voi = functional_group(ds, 0, "FrameVOILUTSequence")
         if voi is not None:
             center, width = voi.get("WindowCenter"), voi.get("WindowWidth")
     if center is None or width is None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 
+from .dicom import functional_group_sequence
+
 
 def _geometry(index, key):
     pos, orient, spacing = index.geometry.get(key, (None, None, None))
@@ -49,23 +51,6 @@ def _key_by_position(index, point, tolerance_mm: float = 0.5, candidates=None):
     return best
 
 
-def _fg_seq(ds, frame: int, name: str):
-    """A functional-group sequence for a frame: per-frame first, then shared."""
-    for groups, idx in (
-        ("PerFrameFunctionalGroupsSequence", frame),
-        ("SharedFunctionalGroupsSequence", 0),
-    ):
-        seq = ds.get(groups)
-        if seq is not None and len(seq) > idx and seq[idx].get(name):
-            return seq[idx].get(name)
-    return None
-
-
-def _fg(ds, frame: int, name: str):
-    seq = _fg_seq(ds, frame, name)
-    return seq[0] if seq else None
-
-
 def read_seg(path: str, index, rep) -> tuple[dict, dict]:
     """Masks ``{dicom_key: uint8 array}`` and mask targets ``{number: label}`` of a SEG."""
     ds = pydicom.dcmread(path)
@@ -82,10 +67,10 @@ def read_seg(path: str, index, rep) -> tuple[dict, dict]:
     }
     masks: dict[str, np.ndarray] = {}
     for i in range(frames.shape[0]):
-        ident = _fg(ds, i, "SegmentIdentificationSequence")
+        ident = functional_group(ds, i, "SegmentIdentificationSequence")
         seg_number = int(ident.ReferencedSegmentNumber) if ident is not None else 1
         key = None
-        deriv = _fg_seq(ds, i, "DerivationImageSequence")
+        deriv = functional_group_sequence(ds, i, "DerivationImageSequence")
         if deriv:
             for source in deriv[0].get("SourceImageSequence") or []:
                 sop = str(source.ReferencedSOPInstanceUID)
@@ -93,7 +78,7 @@ def read_seg(path: str, index, rep) -> tuple[dict, dict]:
                 key = index.by_sop_frame.get((sop, frame)) or index.by_sop_frame.get((sop, 0))
                 if key:
                     break
-        plane = _fg(ds, i, "PlanePositionSequence")
+        plane = functional_group(ds, i, "PlanePositionSequence")
         if key is None and plane is not None:
             space = _same_space(index, ds.get("FrameOfReferenceUID"))
             key = _key_by_position(index, plane.ImagePositionPatient, candidates=space)
