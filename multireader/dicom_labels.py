@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 
-from .dicom import functional_group_sequence
+from .dicom import functional_group, functional_group_sequence
 
 
 def _geometry(index, key):
