@@ -20,6 +20,15 @@ WINDOW_CHOICES = {
 }
 
 
+def presets_input(inputs: types.Object, **kwargs) -> None:
+    """The multi-select of named window presets (every window but "auto")."""
+    presets = types.Dropdown(multiple=True)
+    for key, label in WINDOW_CHOICES.items():
+        if key != "auto":
+            presets.add_choice(key, label=label)
+    inputs.list("presets", types.String(), view=presets, **kwargs)
+
+
 class ImportDicom(foo.Operator):
     @property
     def config(self):
@@ -76,13 +85,8 @@ class ImportDicom(foo.Operator):
             description="Native values (HU for CT) are kept whatever you choose",
             view=window,
         )
-        presets = types.Dropdown(multiple=True)
-        for key, label in WINDOW_CHOICES.items():
-            if key != "auto":
-                presets.add_choice(key, label=label)
-        inputs.list(
-            "presets",
-            types.String(),
+        presets_input(
+            inputs,
             default=[],
             required=False,
             label="Extra window presets",
@@ -90,7 +94,6 @@ class ImportDicom(foo.Operator):
                 "Also render these presets as extra media fields "
                 "(filepath_<preset>), switchable in the App's media settings"
             ),
-            view=presets,
         )
         inputs.bool(
             "include_identifiers",

@@ -6,7 +6,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
-from .import_dicom import WINDOW_CHOICES
+from .import_dicom import presets_input
 
 
 class RenderWindowPresets(foo.Operator):
@@ -26,18 +26,12 @@ class RenderWindowPresets(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        presets = types.Dropdown(multiple=True)
-        for key, label in WINDOW_CHOICES.items():
-            if key != "auto":
-                presets.add_choice(key, label=label)
-        inputs.list(
-            "presets",
-            types.String(),
+        presets_input(
+            inputs,
             required=True,
             default=["lung", "mediastinum"],
             label="Presets",
             description="Written to filepath_<preset>; the App's media settings switch between them",
-            view=presets,
         )
         target = types.RadioGroup()
         target.add_choice("DATASET", label="Whole dataset")
