@@ -78,6 +78,11 @@ def test_import_through_operators(study, dataset):
         keys, labels = dataset.values([fields.DICOM_KEY, f"{field}.label"])
         got = {k: lab for k, lab in zip(keys, labels, strict=True) if lab is not None}
         assert got == expected, reader
+    rendered = op("render_window_presets")(dataset.limit(5), ["bone"])
+    assert rendered["rendered"] == 5
+    bone = [p for p in dataset.values("filepath_bone") if p]
+    assert len(bone) == 5 and all(os.path.isfile(p) for p in bone)
+    assert "filepath_bone" in dataset.app_config.media_fields
     found = fields.reader_fields(dataset)
     assert {meta["reader"] for meta in found.values()} == readers
 
