@@ -209,11 +209,11 @@ def _write_samples(dataset, records: list[dict], presets) -> None:
     if not records:
         return
     samples = []
-    skip = {"renders", "channels", "instance_number"}
+    skip = {"renders", "channels", "filepath"}
     for rec in records:
         sample = fo.Sample(filepath=rec["filepath"])
         for key, value in rec.items():
-            if key in skip or key == "filepath" or value is None:
+            if key in skip or value is None:
                 continue
             sample[key] = value
         for preset, path in rec["renders"].items():
@@ -224,7 +224,6 @@ def _write_samples(dataset, records: list[dict], presets) -> None:
             num_channels=rec["channels"],
             mime_type="image/png",
         )
-        sample[F.INSTANCE_NUMBER] = rec["instance_number"]
         samples.append(sample)
     _declare_fields(dataset, samples)
     dataset.add_samples(samples, progress=False)
