@@ -7,6 +7,7 @@ table ("maligant") is reported by line instead of silently becoming a new class.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 
 from .fields import INFO_KEY, reader_fields
 
@@ -30,10 +31,10 @@ def get_label_schema(dataset) -> dict | None:
 
 def declare_label_schema(
     dataset,
-    classes,
+    classes: Iterable[str],
     *,
     ordered: bool = False,
-    score_range=None,
+    score_range: Sequence[float] | None = None,
     mask_targets: dict | None = None,
     overwrite: bool = False,
 ) -> dict:
@@ -70,29 +71,48 @@ def declare_label_schema(
         "mask_targets": {str(k): v for k, v in (mask_targets or {}).items()},
     }
     current = (dataset.info or {}).get(INFO_KEY, {}).get(_SCHEMA_KEY)
-    if current and current != schema and not overwrite and reader_fields(dataset):
-        raise SchemaError(
-            "this dataset already has reader labels validated against another schema "
-            f"({current['classes']}); pass overwrite=True to replace it"
-        )
+    if current and current != schema and not overwrite:
+        labelled = sorted(reader_fields(dataset))
+        if labelled:
+            changes = "; ".join(
+                f"{k}: {current.get(k)!r} -> {schema[k]!r}"
+                for k in schema
+                if current.get(k) != schema[k]
+            )
+            raise SchemaError(
+                f"this dataset already has reader labels ({', '.join(labelled[:5])}"
+                f"{', ...' if len(labelled) > 5 else ''}) validated against another schema "
+                f"({changes}); pass overwrite=True to replace it"
+            )
     info = dict(dataset.info or {})
     info[INFO_KEY] = {**info.get(INFO_KEY, {}), _SCHEMA_KEY: schema}
     dataset.info = info
     dataset.default_classes = classes
-    if mask_targets:
-        dataset.default_mask_targets = mask_targets
+    # replaced, not merged: a redeclared schema without masks leaves no stale targets
+    dataset.default_mask_targets = mask_targets or {}
     dataset.save()
     return get_label_schema(dataset)
 
 
+def ordinal_rank(schema: dict | None, label: str) -> int | None:
+    """0-based rank of ``label`` on an ordered scale (benign = 0 < ... ), else None.
+
+    Weighted agreement statistics need ranks, not names; an unordered schema has none.
+    """
+    if not schema or not schema.get("ordered") or label not in schema["classes"]:
+        return None
+    return schema["classes"].index(label)
+
+
 def check_label(schema: dict | None, label: str) -> str | None:
-    """Why ``label`` breaks the schema, or None."""
+    """Why ``label`` breaks the schema, or None (no schema declared: any label)."""
     if schema and label not in schema["classes"]:
         return f"label {label!r} is not in the declared classes {schema['classes']}"
     return None
 
 
 def check_score(schema: dict | None, score: float | None) -> str | None:
+    """Why ``score`` breaks the declared score range, or None (no range: any score)."""
     if score is None or not schema or not schema.get("score_range"):
         return None
     lo, hi = schema["score_range"]
@@ -102,6 +122,7 @@ def check_score(schema: dict | None, score: float | None) -> str | None:
 
 
 def check_mask_values(schema: dict | None, values) -> str | None:
+    """Why a mask's values break the declared mask targets (0 is background), or None."""
     targets = (schema or {}).get("mask_targets")
     if not targets:
         return None
