@@ -29,7 +29,7 @@ def plugins_dir():
 def study(tmp_path_factory):
     from multireader import demo
 
-    return demo.generate_demo_study(str(tmp_path_factory.mktemp("study")), seed=3, n_series=3)
+    return demo.generate_demo_study(str(tmp_path_factory.mktemp("study")), seed=3, n_series=4)
 
 
 def op(name):
@@ -105,3 +105,36 @@ def test_delegated_import_reports_progress(study, dataset):
     dataset.reload()
     assert len(dataset) == _count_frames(study.dicom_dir)
     svc.delete_operation(doc.id)
+
+
+def test_every_demo_label_source_imports_through_the_operator(study, dataset):
+    """Boxes, masks, DICOM-SEG and RTSTRUCT of the demo, end to end, with no rejected row."""
+    from multireader import fields
+
+    op("declare_label_schema")(dataset, **study.label_schema)
+    op("import_dicom")(dataset, str(study.dicom_dir))
+    sources = [(study.boxes_csv, "auto", None), (study.masks_csv, "auto", None)]
+    sources += [(p, "seg", r) for r, p in study.seg_files]
+    sources += [(p, "rtstruct", r) for r, p in study.rtstruct_files]
+    assert study.seg_files and study.rtstruct_files
+    for path, kind, reader in sources:
+        result = op("import_reader_labels")(dataset, str(path), kind=kind, reader=reader)
+        assert result["errors"] == [], (path, result["errors"][:3])
+        assert result["n_labels"] > 0
+    for reader, path in study.seg_files + study.rtstruct_files:
+        ref = pydicom.dcmread(path, stop_before_pixels=True)
+        field = fields.reader_field(reader, "mask")
+        # the outlines land on the slices of the series the object refers to
+        if ref.Modality == "RTSTRUCT":
+            sops = {
+                c.ContourImageSequence[0].ReferencedSOPInstanceUID
+                for c in ref.ROIContourSequence[0].ContourSequence
+            }
+        else:
+            sops = {
+                fg.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+                for fg in ref.PerFrameFunctionalGroupsSequence
+            }
+        view = dataset.match({fields.SOP_UID: {"$in": sorted(sops)}})
+        assert len(view) == len(sops)
+        assert all(p is not None for p in view.values(f"{field}.mask_path"))
