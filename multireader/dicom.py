@@ -2,9 +2,9 @@
 
 One file becomes a list of frames. Each frame keeps its native values after the
 Modality LUT (Hounsfield units for CT), its own geometry, and an 8-bit render through
-the file's VOI window or a named preset. Files that cannot be read raise
-:class:`DicomSkip` with a reason a person can act on, so an import can report it and
-go on with the rest.
+the file's VOI window or a named preset. Files that cannot be read raise a subclass of
+:class:`DicomSkip` whose message says what is wrong in words a person can act on, so
+an import can report it per file and go on with the rest.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_color_lut, apply_voi_lut
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
 #: standard radiology windows, (center, width) in HU
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
@@ -37,9 +37,46 @@ NON_IMAGE_MODALITIES = {
     "RTPLAN": "an RT plan, not an image",
 }
 
+#: transfer syntaxes whose pixel data is stored uncompressed (size is predictable)
+_NATIVE_SYNTAXES = {
+    "1.2.840.10008.1.2",  # implicit VR little endian
+    "1.2.840.10008.1.2.1",  # explicit VR little endian
+    "1.2.840.10008.1.2.1.99",  # deflated explicit VR little endian
+    "1.2.840.10008.1.2.2",  # explicit VR big endian
+}
 
+
+# --- why a file is skipped ---------------------------------------------------------
 class DicomSkip(Exception):
-    """A file that cannot be imported; ``str(err)`` says why."""
+    """A file that cannot be imported; ``str(err)`` says why.
+
+    Subclasses name the kind of problem, so callers (and tests) can tell a truncated
+    file from one that is simply not DICOM without parsing the message.
+    """
+
+
+class NotDicomError(DicomSkip):
+    """The file is not DICOM at all (no DICM prefix, nothing parses as DICOM)."""
+
+
+class TruncatedError(DicomSkip):
+    """The file is DICOM but ends early (empty, cut-off elements or pixel data)."""
+
+
+class NoPixelDataError(DicomSkip):
+    """A DICOM object without pixel data (waveforms, bare headers)."""
+
+
+class NotAnImageError(DicomSkip):
+    """An object that holds labels or an index, not an image: SEG, RTSTRUCT, SR, DICOMDIR."""
+
+
+class UnsupportedTransferSyntaxError(DicomSkip):
+    """No installed decoder handles the file's transfer syntax (named in the message)."""
+
+
+class UndecodablePixelDataError(DicomSkip):
+    """A decoder exists but the pixel data or its describing attributes are broken."""
 
 
 @dataclass
@@ -56,6 +93,8 @@ class Frame:
 
 @dataclass
 class DecodedFile:
+    """Every frame of one file, with the header that renders them."""
+
     path: str
     dataset: pydicom.Dataset
     frames: list[Frame] = field(default_factory=list)
@@ -63,6 +102,23 @@ class DecodedFile:
     is_color: bool = False
 
 
+@dataclass
+class FrameRecord:
+    """One frame ready to store: native values, its 8-bit render(s), geometry, metadata."""
+
+    dicom_key: str
+    frame_index: int
+    n_frames: int
+    native: np.ndarray
+    render: np.ndarray
+    presets: dict[str, np.ndarray]
+    position: list[float] | None
+    orientation: list[float] | None
+    spacing: list[float] | None
+    metadata: dict
+
+
+# --- reading -----------------------------------------------------------------------
 def read_header(path: str) -> pydicom.Dataset:
     """Read a file's header (no pixels), raising :class:`DicomSkip` with a reason."""
     return _read(path, stop_before_pixels=True)
@@ -72,23 +128,30 @@ def _read(path: str, stop_before_pixels: bool = False) -> pydicom.Dataset:
     try:
         size = os.path.getsize(path)
     except OSError as err:
-        raise DicomSkip(f"cannot open: {err.strerror or err}") from err
+        raise NotDicomError(f"cannot open: {err.strerror or err}") from err
     if size == 0:
-        raise DicomSkip("empty file (0 bytes)")
+        raise TruncatedError("empty file (0 bytes)")
     try:
-        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
     except InvalidDicomError:
-        pass
-    except (EOFError, ValueError, OSError, KeyError, TypeError, AttributeError) as err:
-        raise DicomSkip(f"unreadable or truncated DICOM: {_short(err)}") from err
-    # files written without the 128-byte preamble and file meta (older writers) are
-    # still DICOM; accept them only if they parse and look like an image object
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
-    except Exception as err:  # noqa: BLE001 - any parser failure means "not DICOM"
-        raise DicomSkip(f"not a DICOM file: {_short(err)}") from err
-    if "SOPClassUID" not in ds and "PixelData" not in ds and "Rows" not in ds:
-        raise DicomSkip("not a DICOM file (no DICM prefix and no DICOM image attributes)")
+        ds = None
+    except EOFError as err:
+        raise TruncatedError(
+            f"truncated DICOM: the file ends inside an element ({_short(err)})"
+        ) from err
+    except (ValueError, OSError, KeyError, TypeError, AttributeError) as err:
+        raise TruncatedError(f"unreadable or truncated DICOM: {_short(err)}") from err
+    if ds is None:
+        # files written without the 128-byte preamble and file meta (older writers) are
+        # still DICOM; accept them only if they parse and look like an image object
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+        except Exception as err:  # noqa: BLE001 - any parser failure means "not DICOM"
+            raise NotDicomError(f"not a DICOM file: {_short(err)}") from err
+        if "SOPClassUID" not in ds and "PixelData" not in ds and "Rows" not in ds:
+            raise NotDicomError("not a DICOM file (no DICM prefix and no DICOM image attributes)")
+    if len(ds) == 0:
+        raise TruncatedError("truncated DICOM: the file ends after its file meta header")
     return ds
 
 
@@ -98,6 +161,7 @@ def _short(err: BaseException, limit: int = 200) -> str:
 
 
 def transfer_syntax_name(ds: pydicom.Dataset) -> str:
+    """The transfer syntax as a person reads it, e.g. ``"JPEG 2000 Image Compression"``."""
     uid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if uid is None:
         return "Implicit VR Little Endian (no file meta)"
@@ -133,36 +197,102 @@ def sop_instance_uid(ds: pydicom.Dataset, path: str) -> str:
 
 
 def n_frames(ds: pydicom.Dataset) -> int:
+    """NumberOfFrames, 1 when absent or unreadable."""
     try:
         return max(1, int(ds.get("NumberOfFrames", 1) or 1))
     except (TypeError, ValueError):
         return 1
 
 
-def decode(path: str) -> DecodedFile:
-    """Decode every frame of a file into native values (after the Modality LUT)."""
-    ds = _read(path)
+def _check_decodable(ds: pydicom.Dataset) -> None:
+    """Name the problem before pydicom's decoder does, where it can be named exactly."""
     reason = skip_reason_for_header(ds)
     if reason:
-        raise DicomSkip(reason)
+        raise NotAnImageError(reason)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise DicomSkip(f"no pixel data (Modality {ds.get('Modality', 'unknown')})")
+        raise NoPixelDataError(f"no pixel data (Modality {ds.get('Modality', 'unknown')})")
+    uid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if "PixelData" not in ds:
+        return
+    if uid is None:
+        raise UndecodablePixelDataError(
+            "no Transfer Syntax UID (the file has no file meta header), so the encoding "
+            "of its pixel data is unknown"
+        )
+    from pydicom.pixels.decoders.base import get_decoder
+
+    try:
+        decoder = get_decoder(uid)
+    except NotImplementedError as err:
+        raise UnsupportedTransferSyntaxError(
+            f"unsupported transfer syntax {transfer_syntax_name(ds)} ({uid}): "
+            "pydicom has no decoder for it"
+        ) from err
+    if not decoder.is_available:
+        raise UnsupportedTransferSyntaxError(
+            f"unsupported transfer syntax {transfer_syntax_name(ds)} ({uid}): "
+            "no installed decoder plugin (install pylibjpeg or python-gdcm)"
+        )
+
+
+def _truncation(ds: pydicom.Dataset) -> str | None:
+    """After a failed decode: say "truncated" when uncompressed pixel data is too short.
+
+    Only asked once pydicom has failed, so layouts the byte count does not foresee
+    (YBR_FULL_422 stores two bytes per pixel) never reject a file pydicom can read.
+    """
+    uid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if uid is None or str(uid) not in _NATIVE_SYNTAXES or "PixelData" not in ds:
+        return None
+    try:
+        bits = int(ds.BitsAllocated)
+        n = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+        n *= n_frames(ds)
+        have = len(ds.PixelData)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    expected = (n * bits + 7) // 8
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "YBR_FULL_422":
+        expected = expected * 2 // 3
+    if have >= expected:
+        return None
+    return (
+        f"truncated pixel data: {have} bytes where {expected} are expected "
+        f"({ds.get('Rows')}x{ds.get('Columns')}, {n_frames(ds)} frame(s))"
+    )
+
+
+# --- decoding ----------------------------------------------------------------------
+def decode(path: str) -> DecodedFile:
+    """Decode every frame of a file into native values (after the Modality LUT).
+
+    Raises a :class:`DicomSkip` subclass naming the problem.
+    """
+    ds = _read(path)
+    _check_decodable(ds)
     try:
         arr = ds.pixel_array
     except NotImplementedError as err:
-        raise DicomSkip(
-            f"unsupported transfer syntax {transfer_syntax_name(ds)}: no installed decoder ({_short(err)})"
+        raise UnsupportedTransferSyntaxError(
+            f"unsupported transfer syntax {transfer_syntax_name(ds)}: {_short(err)}"
         ) from err
+    except EOFError as err:
+        raise TruncatedError(f"truncated pixel data: {_short(err)}") from err
     except Exception as err:  # noqa: BLE001 - pydicom raises many types for bad pixel data
-        raise DicomSkip(
+        truncated = _truncation(ds)
+        if truncated:
+            raise TruncatedError(truncated) from err
+        raise UndecodablePixelDataError(
             f"cannot decode pixel data ({transfer_syntax_name(ds)}): {_short(err)}"
         ) from err
 
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    nf = n_frames(ds)
     samples_per_pixel = int(ds.get("SamplesPerPixel", 1) or 1)
     if photometric == "PALETTE COLOR":
-        arr = apply_color_lut(arr, ds)
+        try:
+            arr = apply_color_lut(arr, ds)
+        except Exception as err:  # noqa: BLE001
+            raise UndecodablePixelDataError(f"unusable colour palette: {_short(err)}") from err
         samples_per_pixel = 3
     is_color = samples_per_pixel == 3
     # pixel_array drops the frame axis for single-frame data; put it back
@@ -172,6 +302,7 @@ def decode(path: str) -> DecodedFile:
 
     out = DecodedFile(path=path, dataset=ds, photometric=photometric, is_color=is_color)
     geometry = _frame_geometry(ds, nf)
+    instance = _int_or_none(ds.get("InstanceNumber"))
     for i in range(nf):
         native = arr[i] if is_color else _modality_lut(arr[i], ds, i)
         pos, orient, spacing = geometry[i]
@@ -182,10 +313,45 @@ def decode(path: str) -> DecodedFile:
                 position=pos,
                 orientation=orient,
                 spacing=spacing,
-                instance_number=_int_or_none(ds.get("InstanceNumber")),
+                instance_number=instance,
             )
         )
     return out
+
+
+def decode_frames(
+    path: str, window: str = "auto", presets=(), *, include_study_date: bool = False
+) -> list[FrameRecord]:
+    """Decode one file into per-frame records: native values, renders, geometry, metadata.
+
+    The one-call entry point for code that wants frames, not files. Metadata are the
+    non-identifying allow-list of :mod:`multireader.deid`. Raises a :class:`DicomSkip`
+    subclass with the reason when the file holds no decodable image.
+    """
+    from . import deid
+
+    check_window(window)
+    presets = [check_window(p) for p in presets]
+    decoded = decode(path)
+    ds = decoded.dataset
+    meta = deid.extract_metadata(ds, include_study_date=include_study_date)
+    sop = sop_instance_uid(ds, path)
+    n = len(decoded.frames)
+    return [
+        FrameRecord(
+            dicom_key=f"{sop}:{fr.index}",
+            frame_index=fr.index,
+            n_frames=n,
+            native=fr.native,
+            render=render(decoded, fr, window),
+            presets={p: render(decoded, fr, p) for p in presets},
+            position=fr.position,
+            orientation=fr.orientation,
+            spacing=fr.spacing,
+            metadata=meta,
+        )
+        for fr in decoded.frames
+    ]
 
 
 def _int_or_none(value) -> int | None:
@@ -236,7 +402,7 @@ def _frame_geometry(ds: pydicom.Dataset, nf: int):
             step = float(ds.get("SpacingBetweenSlices", 0) or ds.get("SliceThickness", 0) or 0)
             if step:
                 normal = np.cross(orient[:3], orient[3:])
-                p = list(np.asarray(pos) + i * step * normal)
+                p = [float(v) for v in np.asarray(pos) + i * step * normal]
         po = functional_group(ds, i, "PlaneOrientationSequence")
         if po is not None:
             o = _floats(po.get("ImageOrientationPatient"), 6) or o
@@ -247,70 +413,113 @@ def _frame_geometry(ds: pydicom.Dataset, nf: int):
     return out
 
 
+def _compact(values: np.ndarray) -> np.ndarray:
+    """int16 when that holds the values exactly (half the disk of int32), else float32."""
+    if values.dtype.kind == "f":
+        return values.astype(np.float32, copy=False)
+    if values.size == 0 or (values.min() >= -32768 and values.max() <= 32767):
+        return values.astype(np.int16, copy=False)
+    return values.astype(np.float32)
+
+
 def _modality_lut(frame: np.ndarray, ds: pydicom.Dataset, index: int) -> np.ndarray:
-    """Stored values -> native units (HU for CT), int16 when that is lossless."""
+    """Stored values -> native units (HU for CT), int16 when that is lossless.
+
+    Slope and intercept come from the top level, else from the frame's Pixel Value
+    Transformation functional group (enhanced CT keeps them there). Integer rescales
+    stay integers: a CT slice in int16 HU is exact and half the size of float32.
+    A Modality LUT Sequence goes through pydicom's own ``apply_modality_lut``.
+    """
     slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
     if slope is None and intercept is None:
         pvt = functional_group(ds, index, "PixelValueTransformationSequence")
         if pvt is not None:
             slope, intercept = pvt.get("RescaleSlope"), pvt.get("RescaleIntercept")
-    if "ModalityLUTSequence" in ds and slope is None:
-        from pydicom.pixels import apply_modality_lut
-
-        return np.asarray(apply_modality_lut(frame, ds))
+    if slope is None and intercept is None and "ModalityLUTSequence" in ds:
+        return _compact(np.asarray(apply_modality_lut(frame, ds)))
     slope = float(slope) if slope is not None else 1.0
     intercept = float(intercept) if intercept is not None else 0.0
     if frame.dtype.kind == "f":
         return (frame * slope + intercept).astype(np.float32)
     if slope == 1.0 and intercept == 0.0:
-        native = frame
-    elif float(slope).is_integer() and float(intercept).is_integer():
-        native = frame.astype(np.int64) * int(slope) + int(intercept)
-    else:
-        return (frame.astype(np.float64) * slope + intercept).astype(np.float32)
-    if native.min(initial=0) >= -32768 and native.max(initial=0) <= 32767:
-        return native.astype(np.int16)
-    return native.astype(np.float32)
+        return _compact(frame)
+    if slope.is_integer() and intercept.is_integer():
+        return _compact(frame.astype(np.int64) * int(slope) + int(intercept))
+    return (frame.astype(np.float64) * slope + intercept).astype(np.float32)
 
 
-def file_window(ds: pydicom.Dataset) -> tuple[float, float] | None:
-    """The file's first VOI window (center, width), if it has a usable one."""
+# --- rendering ---------------------------------------------------------------------
+def _first(value) -> float:
+    if isinstance(value, (pydicom.multival.MultiValue, list, tuple)):
+        value = value[0]
+    return float(value)
+
+
+def file_window(ds: pydicom.Dataset, frame: int = 0) -> tuple[float, float] | None:
+    """The file's first VOI window (center, width) for a frame, if it has a usable one.
+
+    Multi-valued windows are alternatives offered by the modality; the first is the one
+    it recommends. Enhanced files keep windows per frame in Frame VOI LUT items.
+    """
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
     if center is None or width is None:
-        voi = functional_group(ds, 0, "FrameVOILUTSequence")
+        voi = functional_group(ds, frame, "FrameVOILUTSequence")
         if voi is not None:
             center, width = voi.get("WindowCenter"), voi.get("WindowWidth")
     if center is None or width is None:
         return None
     try:
-        c = float(center[0] if isinstance(center, pydicom.multival.MultiValue) else center)
-        w = float(width[0] if isinstance(width, pydicom.multival.MultiValue) else width)
+        c, w = _first(center), _first(width)
     except (TypeError, ValueError, IndexError):
         return None
-    return (c, w) if w > 0 else None
+    return (c, w) if w > 0 and np.isfinite(c) and np.isfinite(w) else None
 
 
 def window_to_uint8(
-    native: np.ndarray, center: float, width: float, invert: bool = False
+    native: np.ndarray,
+    center: float,
+    width: float,
+    invert: bool = False,
+    function: str = "LINEAR",
 ) -> np.ndarray:
-    """The DICOM linear VOI function (PS3.3 C.11.2.1.2) mapped onto 0..255."""
-    x = native.astype(np.float32)
-    lo = center - 0.5 - (width - 1) / 2
-    scaled = (x - lo) / max(width - 1, 1e-6)
+    """A VOI window onto 0..255 as DICOM defines it (PS3.3 C.11.2.1.2).
+
+    ``LINEAR`` (the default) maps ``[c - 0.5 - (w-1)/2, c - 0.5 + (w-1)/2]``;
+    ``LINEAR_EXACT`` maps ``[c - w/2, c + w/2]``; ``SIGMOID`` is the logistic curve.
+    """
+    x = native.astype(np.float32, copy=False)
+    function = (function or "LINEAR").upper()
+    if function == "SIGMOID":
+        scaled = 1.0 / (1.0 + np.exp(-4.0 * (x - center) / max(width, 1e-6)))
+    elif function == "LINEAR_EXACT":
+        scaled = (x - (center - width / 2)) / max(width, 1e-6)
+    else:
+        scaled = (x - (center - 0.5 - (width - 1) / 2)) / max(width - 1, 1e-6)
     out = np.clip(scaled * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return 255 - out if invert else out
 
 
 def auto_window(native: np.ndarray) -> tuple[float, float]:
-    """A robust window (0.5-99.5 percentiles) for files without one."""
-    lo, hi = np.percentile(native, [0.5, 99.5])
+    """A robust window (0.5-99.5 percentiles) for files without one.
+
+    Percentiles rather than min/max, so a few hot pixels or the padding value around
+    a CT field of view do not squeeze the anatomy into a handful of grey levels. Large
+    images are subsampled: the percentiles of every fourth pixel differ by well under a
+    grey level, at a quarter of the cost.
+    """
+    sample = native[::2, ::2] if native.size > 1 << 18 else native
+    lo, hi = np.percentile(sample, [0.5, 99.5])
     if hi <= lo:
         lo, hi = float(native.min()), float(native.max()) + 1.0
     return (float(lo + hi) / 2.0, float(hi - lo) + 1.0)
 
 
 def render(decoded: DecodedFile, frame: Frame, window: str = "auto") -> np.ndarray:
-    """An 8-bit render of one frame: ``"auto"`` (the file's window) or a preset name."""
+    """An 8-bit render of one frame: ``"auto"`` (the file's window) or a preset name.
+
+    Order for ``"auto"``: the file's window (with its VOI LUT function), else its VOI
+    LUT Sequence, else a percentile window. MONOCHROME1 is inverted so bone is white.
+    """
     native = frame.native
     if decoded.is_color:
         return to_uint8_color(native)
@@ -319,16 +528,24 @@ def render(decoded: DecodedFile, frame: Frame, window: str = "auto") -> np.ndarr
         center, width = WINDOW_PRESETS[window]
         return window_to_uint8(native, center, width, invert)
     ds = decoded.dataset
-    win = file_window(ds)
+    win = file_window(ds, frame.index)
     if win is not None:
-        return window_to_uint8(native, *win, invert)
+        function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR")
+        return window_to_uint8(native, *win, invert, function=function)
     if "VOILUTSequence" in ds:
-        out = np.asarray(apply_voi_lut(native, ds), dtype=np.float32)
-        return window_to_uint8(out, *auto_window(out), invert)
+        try:
+            out = np.asarray(apply_voi_lut(native, ds, prefer_lut=True), dtype=np.float32)
+            bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+            top = float(2**bits - 1) if 8 <= bits <= 16 else float(out.max() or 1.0)
+            image = np.clip(out * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
+            return 255 - image if invert else image
+        except Exception:  # noqa: BLE001 - a broken LUT falls back to the percentile window
+            pass
     return window_to_uint8(native, *auto_window(native), invert)
 
 
 def to_uint8_color(native: np.ndarray) -> np.ndarray:
+    """Colour to 8 bits: as is when already 8-bit, else scaled by the image maximum."""
     if native.dtype == np.uint8:
         return native
     hi = float(native.max()) or 1.0
@@ -336,6 +553,7 @@ def to_uint8_color(native: np.ndarray) -> np.ndarray:
 
 
 def check_window(name: str) -> str:
+    """Validate a window name: ``"auto"`` or a key of :data:`WINDOW_PRESETS`."""
     if name != "auto" and name not in WINDOW_PRESETS:
         raise ValueError(
             f"unknown window {name!r}; expected 'auto' or one of {sorted(WINDOW_PRESETS)}"
@@ -351,8 +569,18 @@ def media_name(dicom_key: str) -> str:
     return hashlib.sha1(dicom_key.encode()).hexdigest()[:20]
 
 
-def save_png(image: np.ndarray, path: str) -> None:
-    """Write an 8-bit render as PNG, fast.
+def staging_suffix(path: str) -> str:
+    """Suffix of a worker's staged files for the source ``path``.
+
+    Two files in one import can hold the same SOP instance (a copy, or the same image
+    in two transfer syntaxes). Workers write to ``<stem>.<suffix>.*`` so they never
+    race on the final name; the parent keeps one copy and moves it into place.
+    """
+    return hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:8]
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """An 8-bit render as PNG bytes, fast.
 
     Encoding is the importer's hottest step. OpenCV's encoder with zlib level 1 and the
     RLE strategy measured here at 6 ms for a 512x512 CT render and ~113 KB, against
@@ -361,10 +589,13 @@ def save_png(image: np.ndarray, path: str) -> None:
     try:
         import cv2
     except ImportError:  # pragma: no cover - fiftyone depends on opencv
+        import io
+
         from PIL import Image
 
-        Image.fromarray(image).save(path, compress_level=1)
-        return
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="PNG", compress_level=1)
+        return buf.getvalue()
     bgr = image[..., ::-1] if image.ndim == 3 else image
     params = [
         cv2.IMWRITE_PNG_COMPRESSION,
@@ -374,15 +605,27 @@ def save_png(image: np.ndarray, path: str) -> None:
     ]
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(bgr), params)
     if not ok:
-        raise OSError(f"cannot encode PNG for {path}")
-    buf.tofile(path)
+        raise OSError("cannot encode PNG")
+    return buf.tobytes()
+
+
+def save_png(image: np.ndarray, path: str) -> None:
+    """Write an 8-bit render as PNG (see :func:`encode_png` for why it is fast)."""
+    with open(path, "wb") as f:
+        f.write(encode_png(image))
+
+
+def _save_npy(native: np.ndarray, path: str) -> None:
+    with open(path, "wb") as f:
+        np.save(f, native)
 
 
 def import_file(path: str, options: dict) -> dict:
-    """Decode one file and write its renders and native arrays.
+    """Decode one file and write its renders and native arrays (staged names).
 
     Returns ``{"path", "frames": [record, ...]}`` or ``{"path", "skip": reason}`` or
-    ``{"path", "duplicate": n}``. Records are small dicts; pixels stay on disk.
+    ``{"path", "duplicate": n}``. Records are small dicts; pixels stay on disk. Each
+    record's ``staged`` maps staged file -> final file (see :func:`staging_suffix`).
     """
     import warnings
 
@@ -407,7 +650,7 @@ def _import_file(path: str, options: dict) -> dict:
             return {"path": path, "duplicate": n_frames(header), "sop": sop}
         decoded = decode(path)
     except DicomSkip as err:
-        return {"path": path, "skip": str(err)}
+        return {"path": path, "skip": str(err), "kind": type(err).__name__}
     except Exception as err:  # noqa: BLE001 - one bad file must never stop an import
         return {
             "path": path,
@@ -433,24 +676,32 @@ def _import_file(path: str, options: dict) -> dict:
     out_dir = options["render_dir"]
     window = options.get("window", "auto")
     presets = options.get("presets") or ()
+    tag = staging_suffix(path)
     records = []
     for frame in decoded.frames:
         key = f"{sop}:{frame.index}"
         stem = media_name(key)
         sub = os.path.join(out_dir, stem[:2])
         os.makedirs(sub, exist_ok=True)
-        png = os.path.join(sub, f"{stem}.png")
-        save_png(render(decoded, frame, window), png)
-        npy = os.path.join(sub, f"{stem}.npy")
-        np.save(npy, frame.native)
+        staged = {}
+
+        def final(name, _sub=sub, _staged=staged):
+            path_final = os.path.join(_sub, name)
+            stage = os.path.join(_sub, f".{tag}.{name}")
+            _staged[stage] = path_final
+            return stage, path_final
+
+        stage, png = final(f"{stem}.png")
+        save_png(render(decoded, frame, window), stage)
+        stage, npy = final(f"{stem}.npy")
+        _save_npy(frame.native, stage)
         renders = {}
         for preset in presets:
             if decoded.is_color:
                 renders[preset] = png
                 continue
-            ppath = os.path.join(sub, f"{stem}_{preset}.png")
-            save_png(render(decoded, frame, preset), ppath)
-            renders[preset] = ppath
+            stage, renders[preset] = final(f"{stem}_{preset}.png")
+            save_png(render(decoded, frame, preset), stage)
         records.append(
             {
                 **common,
@@ -460,6 +711,7 @@ def _import_file(path: str, options: dict) -> dict:
                 "filepath": png,
                 "native_path": npy,
                 "renders": renders,
+                "staged": staged,
                 "image_position": frame.position,
                 "image_orientation": frame.orientation,
                 "pixel_spacing": frame.spacing,
@@ -488,3 +740,8 @@ def render_native(native_path: str, out_path: str, preset: str, invert: bool) ->
         image = window_to_uint8(native, center, width, invert)
     save_png(image, out_path)
     return out_path
+
+
+def render_native_batch(jobs: list[tuple[str, str, str, bool]]) -> list[str]:
+    """:func:`render_native` over a chunk of jobs, one task per chunk for a pool."""
+    return [render_native(*job) for job in jobs]

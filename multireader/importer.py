@@ -6,6 +6,7 @@ the parent writes samples in bulk. See docs/DESIGN.md for the fields written.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import multiprocessing as mp
 import os
@@ -140,27 +141,34 @@ def import_dicom(
         "existing_sops": existing_sops,
     }
 
-    records = []
+    results: dict[str, dict] = {}
     for i, result in enumerate(_run(files, options, num_workers)):
-        if "skip" in result:
-            rep.skipped.append({"path": result["path"], "reason": result["skip"]})
-        elif "duplicate" in result:
-            rep.duplicates += result["duplicate"]
-        else:
-            records.extend(result["frames"])
+        results[result["path"]] = result
         if i % 16 == 0 or i == len(files) - 1:
             report(
                 progress, 0.85 * (i + 1) / max(len(files), 1), f"decoded {i + 1}/{len(files)} files"
             )
 
-    # the same instance twice in one import (a copied file) counts as a duplicate
-    unique, seen = [], set()
-    for rec in records:
-        if rec["dicom_key"] in seen:
-            rep.duplicates += 1
+    # results arrive in completion order; walking them in input order makes the choice
+    # between two files holding the same instance (a copy, or another transfer syntax)
+    # deterministic: the first one given wins and counts the other as a duplicate
+    unique, seen, staged_drop = [], set(), []
+    for path in files:
+        result = results.get(path, {"skip": "the worker returned nothing"})
+        if "skip" in result:
+            rep.skipped.append({"path": path, "reason": result["skip"]})
             continue
-        seen.add(rec["dicom_key"])
-        unique.append(rec)
+        if "duplicate" in result:
+            rep.duplicates += result["duplicate"]
+            continue
+        for rec in result["frames"]:
+            if rec["dicom_key"] in seen:
+                rep.duplicates += 1
+                staged_drop.extend(rec["staged"])
+                continue
+            seen.add(rec["dicom_key"])
+            unique.append(rec)
+    _commit_media(unique, staged_drop)
 
     report(progress, 0.88, f"writing {len(unique)} samples")
     _write_samples(dataset, unique, presets)
@@ -189,6 +197,33 @@ def _run(files: list[str], options: dict, num_workers: int | None):
         futures = [pool.submit(_import_chunk, chunk, options) for chunk in chunks]
         for future in as_completed(futures):
             yield from future.result()
+
+
+def _commit_media(records: list[dict], dropped: list[str]) -> None:
+    """Move the kept records' staged files to their final names; delete the rest."""
+    for rec in records:
+        for stage, final in rec.pop("staged").items():
+            os.replace(stage, final)
+    for stage in dropped:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(stage)
+
+
+def _unique_key_index(dataset) -> None:
+    """A unique index on ``dicom_key``: the database itself refuses a second copy.
+
+    Partial (only string keys), so samples that are not DICOM frames (no key) can share
+    a dataset with them; a plain unique index would reject the second missing key.
+    """
+    info = dataset.get_index_information().get(F.DICOM_KEY)
+    if info and info.get("unique"):
+        return
+    dataset.create_index(
+        F.DICOM_KEY,
+        unique=True,
+        force=True,
+        partialFilterExpression={F.DICOM_KEY: {"$type": "string"}},
+    )
 
 
 def _mp_context():
@@ -227,7 +262,7 @@ def _write_samples(dataset, records: list[dict], presets) -> None:
         samples.append(sample)
     _declare_fields(dataset, samples)
     dataset.add_samples(samples, progress=False)
-    dataset.create_index(F.DICOM_KEY)
+    _unique_key_index(dataset)
     dataset.create_index(F.SERIES_UID)
     _register_media_fields(dataset, presets)
 
@@ -375,25 +410,30 @@ def render_presets(
             continue
         for preset in presets:
             out = f"{os.path.splitext(native)[0]}_{preset}.png"
-            jobs.append((sid, preset, native, out, (phot or "").upper() == "MONOCHROME1"))
+            jobs.append((sid, preset, native, out, preset, (phot or "").upper() == "MONOCHROME1"))
     values: dict[str, dict] = {p: {} for p in presets}
     n = max(1, int(num_workers or os.cpu_count() or 1))
     if n == 1 or len(jobs) < 32:
-        for i, (sid, preset, native, out, inv) in enumerate(jobs):
+        for i, (sid, preset, native, out, _, inv) in enumerate(jobs):
             values[preset][sid] = dicom.render_native(native, out, preset, inv)
             if i % 64 == 0:
                 report(progress, i / max(len(jobs), 1), f"rendered {i}/{len(jobs)}")
     else:
+        # one task per chunk: a task per image would spend more on pickling and
+        # scheduling than the 5 ms the render takes
+        size = max(8, min(64, len(jobs) // (4 * n) or 8))
+        chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+        done = 0
         with ProcessPoolExecutor(max_workers=n, mp_context=_mp_context()) as pool:
             futures = {
-                pool.submit(dicom.render_native, native, out, preset, inv): (sid, preset)
-                for sid, preset, native, out, inv in jobs
+                pool.submit(dicom.render_native_batch, [j[2:] for j in chunk]): chunk
+                for chunk in chunks
             }
-            for i, future in enumerate(as_completed(futures)):
-                sid, preset = futures[future]
-                values[preset][sid] = future.result()
-                if i % 64 == 0:
-                    report(progress, i / max(len(jobs), 1), f"rendered {i}/{len(jobs)}")
+            for future in as_completed(futures):
+                for (sid, preset, *_), path in zip(futures[future], future.result(), strict=True):
+                    values[preset][sid] = path
+                done += len(futures[future])
+                report(progress, done / len(jobs), f"rendered {done}/{len(jobs)}")
     for preset, vals in values.items():
         if vals:
             dataset.set_values(F.preset_media_field(preset), vals, key_field="id")
