@@ -330,3 +330,41 @@ def circle_mm(study: CTStudy, index: int, row: float, col: float, radius_mm: flo
     cx, cy, z = study.mm(row, col, index)
     t = np.linspace(0, 2 * np.pi, n, endpoint=False)
     return [[cx + radius_mm * np.cos(a), cy + radius_mm * np.sin(a), z] for a in t]
+
+
+def write_seg(path: str, study: CTStudy, labelmap: np.ndarray, names: list[str]) -> str:
+    """A BINARY DICOM-SEG made by highdicom from ``labelmap`` (slices, rows, columns).
+
+    Value ``k`` in the label map is segment ``k`` named ``names[k - 1]``. highdicom
+    leaves out empty frames and references each frame's source image in its
+    DerivationImageSequence, as clinical SEG writers do.
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=k,
+            segment_label=name,
+            segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+            segmented_property_type=codes.SCT.Lesion,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+        )
+        for k, name in enumerate(names, start=1)
+    ]
+    seg = hd.seg.Segmentation(
+        source_images=study.datasets,
+        pixel_array=labelmap.astype(np.uint8),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=generate_uid(),
+        series_number=80,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer="test",
+        manufacturer_model_name="helpers_dicom",
+        software_versions="1",
+        device_serial_number="1",
+    )
+    seg.save_as(path)
+    return path
