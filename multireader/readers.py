@@ -13,6 +13,7 @@ re-import replaces (never duplicates) and another reader's field is never touche
 
 from __future__ import annotations
 
+import copy
 import csv
 import datetime as dt
 import json
@@ -111,12 +112,14 @@ class _Index:
         self.by_path_frame = {}
         self.shape = {}
         self.geometry = {}
+        self.series_of = {}
         self.by_frame_of_reference = defaultdict(list)
         for i, key in enumerate(self.keys):
             sop, frame = cols[F.SOP_UID][i], int(cols[F.FRAME_INDEX][i] or 0)
             self.by_sop[sop].append(key)
             self.by_sop_frame[(sop, frame)] = key
             self.by_series[cols[F.SERIES_UID][i]].append(key)
+            self.series_of[key] = cols[F.SERIES_UID][i]
             for p in (cols[F.DICOM_PATH][i], cols["filepath"][i]):
                 if p:
                     full = os.path.abspath(p)
@@ -129,6 +132,24 @@ class _Index:
                 cols[F.IMAGE_ORIENTATION][i],
                 cols[F.PIXEL_SPACING][i],
             )
+
+    def restricted(self, series_uids) -> _Index:
+        """This index with position matching limited to ``series_uids``.
+
+        Two series can share a frame of reference and the same slice planes (a repeat
+        scan, a reformat); a SEG or RTSTRUCT that names the series it was drawn on must
+        not land on the other one. SOP instance lookups stay global: they are exact.
+        """
+        wanted = {u for u in series_uids if u in self.by_series}
+        if not wanted:
+            return self
+        sub = copy.copy(self)
+        sub.keys = [k for k in self.keys if self.series_of[k] in wanted]
+        sub.by_frame_of_reference = {
+            uid: [k for k in keys if self.series_of[k] in wanted]
+            for uid, keys in self.by_frame_of_reference.items()
+        }
+        return sub
 
     def resolve(
         self, row: dict, base_dir: str, key_column: str | None = None
@@ -659,6 +680,8 @@ def _mask_rows(ctx: _Context, rows, mask_dir, progress) -> dict:
 def _import_dicom_labels(
     dataset, source, kind, readers, index, label_schema, mask_dir, progress
 ) -> LabelImportReport:
+    import pydicom
+
     from . import dicom_labels
 
     rep = LabelImportReport(source=source, kind=kind)
@@ -667,12 +690,18 @@ def _import_dicom_labels(
         raise LabelImportError(err)
     read = dicom_labels.read_seg if kind == "seg" else dicom_labels.read_rtstruct
     try:
-        masks, file_targets = read(source, index, rep)
+        header = pydicom.dcmread(source, stop_before_pixels=True)
+        masks, file_targets = read(source, index.restricted(_referenced_series(header)), rep)
     except LabelImportError:
         raise
     except Exception as err:  # noqa: BLE001 - a broken file is reported, never a traceback
         raise LabelImportError(f"{source}: cannot read {kind.upper()}: {err}") from err
-    rep.n_rows = _count_items(source, kind)
+    if kind == "seg":
+        rep.n_rows = int(header.get("NumberOfFrames", 1) or 1)
+    else:
+        rep.n_rows = sum(
+            len(r.get("ContourSequence") or []) for r in header.get("ROIContourSequence") or []
+        )
     name = F.reader_field(reader, "mask")
     field_targets = dict(dataset.mask_targets.get(name) or {})
     lut, targets = _target_lut(
@@ -690,14 +719,15 @@ def _import_dicom_labels(
     return rep
 
 
-def _count_items(source: str, kind: str) -> int:
-    """Frames of a SEG, contours of an RTSTRUCT: what the report's ``n_rows`` counts."""
-    import pydicom
-
-    ds = pydicom.dcmread(source, stop_before_pixels=True)
-    if kind == "seg":
-        return int(ds.get("NumberOfFrames", 1) or 1)
-    return sum(len(r.get("ContourSequence") or []) for r in ds.get("ROIContourSequence") or [])
+def _referenced_series(ds) -> set[str]:
+    """Series a SEG (ReferencedSeriesSequence) or RTSTRUCT (the RT referenced series
+    under ReferencedFrameOfReferenceSequence) says it was drawn on."""
+    found = {str(s.SeriesInstanceUID) for s in ds.get("ReferencedSeriesSequence") or []}
+    for ref in ds.get("ReferencedFrameOfReferenceSequence") or []:
+        for study in ref.get("RTReferencedStudySequence") or []:
+            for series in study.get("RTReferencedSeriesSequence") or []:
+                found.add(str(series.SeriesInstanceUID))
+    return {uid for uid in found if uid}
 
 
 def _target_lut(file_targets: dict, field_targets: dict, schema_targets, rep):

@@ -103,11 +103,15 @@ def write_ct_study(
     origin: tuple[float, float, float] = (-10.0, -20.0, 30.0),
     thickness: float = 2.5,
     n_frames: int = 3,
+    frame_of_reference_uid: str | None = None,
+    study_uid: str | None = None,
 ) -> CTStudy:
     """Write a CT series of ``n_slices`` single-frame files and one multi-frame file.
 
     The multi-frame file is its own series in the same frame of reference, stacked
     beyond the CT slices, so plane matching must pick the right series by position.
+    Passing another study's ``frame_of_reference_uid`` (and ``study_uid``) writes a
+    repeat series on the very same planes, which only series references tell apart.
     """
     os.makedirs(folder, exist_ok=True)
     study = CTStudy(
@@ -115,8 +119,8 @@ def write_ct_study(
         paths=[],
         sop_uids=[],
         series_uid=generate_uid(),
-        study_uid=generate_uid(),
-        frame_of_reference_uid=generate_uid(),
+        study_uid=study_uid or generate_uid(),
+        frame_of_reference_uid=frame_of_reference_uid or generate_uid(),
         rows=rows,
         columns=columns,
         spacing=tuple(float(s) for s in spacing),
@@ -262,12 +266,14 @@ def write_rtstruct(
     rois: dict[str, list[tuple[int, list[list[float]]]]],
     *,
     reference_images: bool = True,
+    reference_series: bool = True,
 ) -> str:
     """An RTSTRUCT with one ROI per entry: ``{name: [(slice index, [[x, y, z], ...]), ...]}``.
 
     Several contours of one ROI on one slice are written as separate items, the way
     planning systems write a hole. ``reference_images=False`` leaves out the
-    ContourImageSequence, so contours must be matched by their plane.
+    ContourImageSequence, so contours must be matched by their plane;
+    ``reference_series=False`` also leaves out which series the structures were drawn on.
     """
     ds = _base(RTSTRUCT_STORAGE, generate_uid(), "RTSTRUCT")
     ds.StudyInstanceUID = study.study_uid
@@ -276,8 +282,22 @@ def write_rtstruct(
     ds.InstanceNumber = 1
     ds.StructureSetLabel = "reader"
     ds.StructureSetDate = dt.date(2026, 3, 1).strftime("%Y%m%d")
+    ref_series = pydicom.Dataset()
+    ref_series.SeriesInstanceUID = study.series_uid
+    ref_series.ContourImageSequence = []
+    for sop in study.sop_uids:
+        image = pydicom.Dataset()
+        image.ReferencedSOPClassUID = CT_IMAGE_STORAGE
+        image.ReferencedSOPInstanceUID = sop
+        ref_series.ContourImageSequence.append(image)
+    ref_study = pydicom.Dataset()
+    ref_study.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"  # detached study management
+    ref_study.ReferencedSOPInstanceUID = study.study_uid
+    ref_study.RTReferencedSeriesSequence = [ref_series]
     ref_for = pydicom.Dataset()
     ref_for.FrameOfReferenceUID = study.frame_of_reference_uid
+    if reference_series:
+        ref_for.RTReferencedStudySequence = [ref_study]
     ds.ReferencedFrameOfReferenceSequence = [ref_for]
     ds.StructureSetROISequence = []
     ds.ROIContourSequence = []

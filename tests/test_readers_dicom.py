@@ -7,7 +7,15 @@ projected with x and y swapped, or without the origin, lands visibly elsewhere.
 import numpy as np
 import pydicom
 import pytest
-from helpers_dicom import circle_mm, make_study, rectangle_mm, write_rtstruct, write_seg
+from helpers_dicom import (
+    add_study_samples,
+    circle_mm,
+    make_study,
+    rectangle_mm,
+    write_ct_study,
+    write_rtstruct,
+    write_seg,
+)
 from PIL import Image
 
 from multireader import fields as F
@@ -189,6 +197,7 @@ def test_rtstruct_contour_on_a_multiframe_plane_and_off_every_plane(dataset, stu
         study,
         {"lesion": [(0, on_frame), (0, between)]},
         reference_images=False,
+        reference_series=False,
     )
     rep = readers.import_reader_labels(dataset, path, reader="R1")
     assert (
@@ -197,3 +206,35 @@ def test_rtstruct_contour_on_a_multiframe_plane_and_off_every_plane(dataset, stu
     )
     masks = _masks(dataset, "reader_r1_mask")
     assert {k for k, m in masks.items() if m is not None} == {f"{study.multiframe_sop}:1"}
+
+
+def _repeat_series(dataset, study, tmp_path):
+    """A second series on exactly the same planes, in the same frame of reference."""
+    repeat = write_ct_study(
+        str(tmp_path / "repeat"),
+        n_frames=0,
+        frame_of_reference_uid=study.frame_of_reference_uid,
+        study_uid=study.study_uid,
+    )
+    add_study_samples(dataset, repeat, str(tmp_path / "repeat_renders"))
+    assert repeat.position(1) == study.position(1)
+    return repeat
+
+
+def test_position_matching_keeps_to_the_referenced_series(dataset, study, tmp_path):
+    repeat = _repeat_series(dataset, study, tmp_path)
+    lm = _labelmap(study)
+    seg = pydicom.dcmread(write_seg(str(tmp_path / "seg.dcm"), study, lm, ["lesion", "cyst"]))
+    for group in seg.PerFrameFunctionalGroupsSequence:
+        del group.DerivationImageSequence  # left: ReferencedSeriesSequence and positions
+    seg.save_as(tmp_path / "noref.dcm")
+    rois = {"lesion": [(1, rectangle_mm(study, 1, 4, 6, 12, 20))]}
+    rt = write_rtstruct(str(tmp_path / "rt.dcm"), study, rois, reference_images=False)
+    assert (
+        readers.import_reader_labels(dataset, str(tmp_path / "noref.dcm"), reader="S").errors == []
+    )
+    assert readers.import_reader_labels(dataset, rt, reader="T").errors == []
+    for field, expected in (("reader_s_mask", {1, 2}), ("reader_t_mask", {1})):
+        masks = _masks(dataset, field)
+        assert {k for k, m in masks.items() if m is not None} == {study.key(i) for i in expected}
+        assert all(masks[repeat.key(i)] is None for i in range(len(repeat.sop_uids)))
