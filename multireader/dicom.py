@@ -263,12 +263,13 @@ def _truncation(ds: pydicom.Dataset) -> str | None:
 
 
 # --- decoding ----------------------------------------------------------------------
-def decode(path: str) -> DecodedFile:
+def decode(path: str, ds: pydicom.Dataset | None = None) -> DecodedFile:
     """Decode every frame of a file into native values (after the Modality LUT).
 
-    Raises a :class:`DicomSkip` subclass naming the problem.
+    ``ds`` is the file already read in full, to avoid reading it twice. Raises a
+    :class:`DicomSkip` subclass naming the problem.
     """
-    ds = _read(path)
+    ds = _read(path) if ds is None else ds
     _check_decodable(ds)
     try:
         arr = ds.pixel_array
@@ -582,9 +583,11 @@ def staging_suffix(path: str) -> str:
 def encode_png(image: np.ndarray) -> bytes:
     """An 8-bit render as PNG bytes, fast.
 
-    Encoding is the importer's hottest step. OpenCV's encoder with zlib level 1 and the
-    RLE strategy measured here at 6 ms for a 512x512 CT render and ~113 KB, against
-    10 ms and ~138 KB for Pillow's level 1; Pillow stays as the fallback.
+    Encoding is the importer's hottest step. OpenCV's encoder with zlib level 1, the
+    RLE strategy and the single "Up" row filter measured here at 1.4 ms and 38 KB for
+    pydicom's 512x512 CT (693_UNCR) against 3.1 ms and 37 KB when libpng tries every
+    filter per row, and 57 ms against 92 ms for a 1955x1841 radiograph; Pillow's level 1
+    was slower still. Pillow stays as the fallback.
     """
     try:
         import cv2
@@ -603,6 +606,8 @@ def encode_png(image: np.ndarray) -> bytes:
         cv2.IMWRITE_PNG_STRATEGY,
         cv2.IMWRITE_PNG_STRATEGY_RLE,
     ]
+    if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.10
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(bgr), params)
     if not ok:
         raise OSError("cannot encode PNG")
@@ -640,7 +645,9 @@ def _import_file(path: str, options: dict) -> dict:
     from . import deid
 
     try:
-        header = read_header(path)
+        # one full read: the pixel bytes of a typical slice cost less to read than a
+        # second parse of the header would
+        header = _read(path)
         reason = skip_reason_for_header(header)
         if reason:
             return {"path": path, "skip": reason}
@@ -648,7 +655,7 @@ def _import_file(path: str, options: dict) -> dict:
         existing = options.get("existing_sops") or ()
         if sop in existing:
             return {"path": path, "duplicate": n_frames(header), "sop": sop}
-        decoded = decode(path)
+        decoded = decode(path, header)
     except DicomSkip as err:
         return {"path": path, "skip": str(err), "kind": type(err).__name__}
     except Exception as err:  # noqa: BLE001 - one bad file must never stop an import

@@ -260,14 +260,18 @@ def _write_samples(dataset, records: list[dict], presets) -> None:
             mime_type="image/png",
         )
         samples.append(sample)
-    _declare_fields(dataset, samples)
-    dataset.add_samples(samples, progress=False)
+    if _declare_fields(dataset, samples):
+        # every field is declared with its type: skip the per-sample schema checks,
+        # which cost more than the insert itself
+        dataset.add_samples(samples, expand_schema=False, validate=False, progress=False)
+    else:
+        dataset.add_samples(samples, progress=False)
     _unique_key_index(dataset)
     dataset.create_index(F.SERIES_UID)
     _register_media_fields(dataset, presets)
 
 
-def _declare_fields(dataset, samples) -> None:
+def _declare_fields(dataset, samples) -> bool:
     """Declare every new field in one schema update before the bulk insert.
 
     ``add_samples`` adds new fields one at a time, each a round trip and a reload:
@@ -290,12 +294,13 @@ def _declare_fields(dataset, samples) -> None:
                 continue
             new[name] = create_implied_field(name, value)
     if not new:
-        return
+        return True
     try:
         dataset._sample_doc_cls.merge_field_schema(new, validate=False)
         dataset._reload()
     except Exception:  # noqa: BLE001 - private API; add_samples declares them anyway
-        return
+        return False
+    return True
 
 
 def _register_media_fields(dataset, presets) -> None:
