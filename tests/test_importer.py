@@ -188,3 +188,80 @@ def test_enhanced_multiframe_metadata_comes_from_functional_groups(dataset, tmp_
     # frames stack by their own positions
     z = [p[2] for p in frames.sort_by(F.SLICE_INDEX).values(F.IMAGE_POSITION)]
     assert z == sorted(z) and len(set(z)) == 4
+
+
+def _series(folder, z_by_name):
+    """Copies of CT_small.dcm as one series; file name -> slice z (mm)."""
+    src = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    series = pydicom.uid.generate_uid()
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, (name, z) in enumerate(sorted(z_by_name.items())):
+        ds = src.copy()
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.SeriesInstanceUID = series
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0.0, 0.0, float(z)]
+        ds.InstanceNumber = number + 1  # instance numbers follow the names, not z
+        ds.save_as(str(folder / name))
+    return series
+
+
+def test_slice_index_follows_position_not_file_name_or_instance_number(dataset, tmp_path):
+    z_by_name = {"a.dcm": 30.0, "b.dcm": -10.0, "c.dcm": 50.0, "d.dcm": 0.0, "e.dcm": 12.5}
+    _series(tmp_path / "series", z_by_name)
+    # a glob pattern as input
+    rep = _import(dataset, str(tmp_path / "series" / "*.dcm"), tmp_path)
+    assert rep.imported == 5 and rep.series == 1
+    got = dict(
+        zip(
+            (os.path.basename(p) for p in dataset.values(F.DICOM_PATH)),
+            dataset.values(F.SLICE_INDEX),
+            strict=True,
+        )
+    )
+    expected = {name: rank for rank, name in enumerate(sorted(z_by_name, key=z_by_name.get))}
+    assert got == expected == {"b.dcm": 0, "d.dcm": 1, "e.dcm": 2, "a.dcm": 3, "c.dcm": 4}
+    positions = dataset.sort_by(F.SLICE_INDEX).values(F.SLICE_POSITION)
+    assert positions == sorted(z_by_name.values())
+    volume = dataset.load_saved_view(F.VOLUME_VIEW)
+    assert len(volume) == 1
+
+
+def test_copies_of_one_instance_import_once_and_leave_no_stray_files(dataset, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("one.dcm", "two.dcm", "three.dcm", "four.dcm", "five.dcm"):
+        shutil.copy(get_testdata_file("CT_small.dcm"), folder / name)
+    rep = _import(dataset, str(folder), tmp_path, num_workers=2)
+    assert rep.imported == 1 and rep.duplicates == 4 and len(dataset) == 1
+    # the first file given wins, whichever worker finished first
+    assert dataset.first()[F.DICOM_PATH] == os.path.abspath(folder / "five.dcm")
+    files = [f for _, _, names in os.walk(tmp_path / "renders") for f in names]
+    assert sorted(os.path.splitext(f)[1] for f in files) == [".npy", ".png"]
+    assert not any(f.startswith(".") for f in files)
+    # the database itself refuses a second sample with the same key
+    import fiftyone as fo
+
+    clone = fo.Sample(filepath=dataset.first().filepath, dicom_key=dataset.first()[F.DICOM_KEY])
+    with pytest.raises(Exception, match="(?i)duplicate"):
+        dataset.add_sample(clone)
+    assert len(dataset) == 1
+
+
+def test_a_dicomdir_imports_the_files_it_lists(dataset, tmp_path):
+    from pydicom.fileset import FileSet
+
+    dicomdir = get_testdata_file("DICOMDIR")
+    listed = [os.path.abspath(i.path) for i in FileSet(dicomdir)]
+    rep = _import(dataset, dicomdir, tmp_path)
+    assert rep.indexes == [{"path": os.path.abspath(dicomdir), "files": len(listed)}]
+    imported = set(dataset.values(F.DICOM_PATH))
+    skipped = {s["path"] for s in rep.skipped}
+    assert imported | skipped == set(listed)
+    assert len(imported) > 0
+    assert len(dataset) == rep.imported
+    # one sample per frame, each with its image metadata
+    widths = dataset.values("metadata.width")
+    assert all(w and w > 0 for w in widths)
+    assert dataset.values("metadata.width") == dataset.values(F.COLUMNS)
