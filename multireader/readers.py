@@ -817,7 +817,10 @@ def _write(dataset, out: dict, rep: LabelImportReport, mask_targets: dict | None
     for name, (reader, kind, level, values) in out.items():
         if not values:
             continue
-        dataset.set_values(name, values, key_field=F.DICOM_KEY)
+        _check_field_type(dataset, name, next(iter(values.values())))
+        # labels built here are of the right type: per-document validation would only
+        # double the cost of a 100 000-read import
+        dataset.set_values(name, values, key_field=F.DICOM_KEY, validate=False)
         F.mark_reader_field(dataset, name, reader, kind, level)
         entry = registry.setdefault(reader, {"slug": F.reader_slug(reader), "fields": []})
         entry["fields"] = sorted({*entry.get("fields", []), name})
@@ -836,3 +839,18 @@ def _write(dataset, out: dict, rep: LabelImportReport, mask_targets: dict | None
     if written:
         # provenance attributes (reader, read_at, session, ...) become filterable in the App
         dataset.add_dynamic_sample_fields(fields=written)
+
+
+def _check_field_type(dataset, name: str, label) -> None:
+    """Refuse to write into a same-named field of another type (written by hand)."""
+    import fiftyone as fo
+
+    existing = dataset.get_field(name)
+    if existing is None:
+        return
+    doc_type = getattr(existing, "document_type", None)
+    if not isinstance(existing, fo.EmbeddedDocumentField) or doc_type is not type(label):
+        raise LabelImportError(
+            f"field {name} already exists as {existing}, not {type(label).__name__}; "
+            "rename or delete it before importing reader labels into it"
+        )

@@ -437,3 +437,14 @@ def test_one_bulk_write_per_field(dataset, study, tmp_path, monkeypatch):
     rep = readers.import_reader_labels(dataset, path)
     assert rep.n_labels == 3 * len(study.sop_uids)
     assert sorted(calls) == [(f"reader_r{i}", F.DICOM_KEY) for i in range(3)]
+
+
+def test_a_same_named_field_of_another_type_is_refused(dataset, study, tmp_path):
+    import fiftyone as fo
+
+    dataset.add_sample_field("reader_r1", fo.StringField)
+    path = _write(
+        tmp_path / "r.csv", f"sop_instance_uid,reader,label\n{study.sop_uids[0]},R1,benign\n"
+    )
+    with pytest.raises(readers.LabelImportError, match="reader_r1 already exists as"):
+        readers.import_reader_labels(dataset, path)
