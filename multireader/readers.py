@@ -814,10 +814,12 @@ def _write(dataset, out: dict, rep: LabelImportReport, mask_targets: dict | None
     meta = dict(info.get(F.INFO_KEY, {}))
     registry = {k: dict(v) for k, v in meta.get("readers", {}).items()}
     written = []
+    for name, (_, _, _, values) in out.items():  # all checked before anything is written
+        if values:
+            _check_field_type(dataset, name, next(iter(values.values())))
     for name, (reader, kind, level, values) in out.items():
         if not values:
             continue
-        _check_field_type(dataset, name, next(iter(values.values())))
         # labels built here are of the right type: per-document validation would only
         # double the cost of a 100 000-read import
         dataset.set_values(name, values, key_field=F.DICOM_KEY, validate=False)

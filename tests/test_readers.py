@@ -443,8 +443,10 @@ def test_a_same_named_field_of_another_type_is_refused(dataset, study, tmp_path)
     import fiftyone as fo
 
     dataset.add_sample_field("reader_r1", fo.StringField)
+    s = study.sop_uids[0]
     path = _write(
-        tmp_path / "r.csv", f"sop_instance_uid,reader,label\n{study.sop_uids[0]},R1,benign\n"
+        tmp_path / "r.csv", f"sop_instance_uid,reader,label\n{s},R0,benign\n{s},R1,benign\n"
     )
     with pytest.raises(readers.LabelImportError, match="reader_r1 already exists as"):
         readers.import_reader_labels(dataset, path)
+    assert "reader_r0" not in dataset.get_field_schema()  # nothing written
