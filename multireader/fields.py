@@ -67,6 +67,31 @@ READER_KIND_SUFFIX = {
     "series": "_series",
 }
 
+# --- per-sample disagreement fields (written by compute_agreement) -------------------
+DISAGREEMENT = "disagreement"  # one score in [0, 1], comparable across label kinds
+READERS_DISAGREE = "readers_disagree"  # bool, for one-click filtering
+N_READERS = "n_readers"
+#: every per-sample field compute_agreement may write, in sidebar order
+DISAGREEMENT_FIELDS = (
+    DISAGREEMENT,
+    READERS_DISAGREE,
+    N_READERS,
+    "majority_share",
+    "vote_entropy",
+    "ordinal_range",
+    "ordinal_std",
+    "score_range",
+    "score_std",
+    "disagreement_class",
+    "mean_pairwise_dice",
+    "generalized_dice",
+    "staple_uncertainty",
+    "disagreement_mask",
+    "unmatched_boxes",
+    "mean_pairwise_box_f1",
+    "disagreement_boxes",
+)
+
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 
 
@@ -179,7 +204,8 @@ def update_sidebar_groups(dataset) -> None:
     consensus = sorted(n for n in schema if n.startswith("consensus_"))
     slicing = [n for n in METADATA_FIELDS if n in schema]
     dicom = [n for n in _DICOM_SIDEBAR if n in schema]
-    taken = set(readers) | set(consensus) | set(slicing) | set(dicom)
+    disagreement = [n for n in DISAGREEMENT_FIELDS if n in schema]
+    taken = set(readers) | set(consensus) | set(slicing) | set(dicom) | set(disagreement)
 
     groups = []
     for group in fo.DatasetAppConfig.default_sidebar_groups(dataset):
@@ -188,6 +214,7 @@ def update_sidebar_groups(dataset) -> None:
     ours = [
         fo.SidebarGroupDocument(name="readers", paths=readers),
         fo.SidebarGroupDocument(name="consensus", paths=consensus),
+        fo.SidebarGroupDocument(name="disagreement", paths=disagreement),
         fo.SidebarGroupDocument(name="slicing", paths=slicing),
         fo.SidebarGroupDocument(name="dicom", paths=dicom, expanded=False),
     ]
