@@ -1,0 +1,399 @@
+"""Consensus labels from several readers: majority vote and Dawid-Skene.
+
+Ratings are an integer array ``(n_items, n_readers)`` of class codes ``0..n_classes-1``
+with ``-1`` for a missing read. Each aggregator is a small class in the manner of
+crowd-kit: ``fit(ratings)`` returns ``self`` and leaves its results in attributes ending
+in ``_``; ``fit_predict`` returns ``labels_``.
+
+Everything here is vectorised: one pass of ``np.bincount`` or one sparse matrix product
+per step, linear in the number of reads. Numpy and scipy only.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import ArrayLike
+
+__all__ = ["MajorityVote", "DawidSkene", "validate_ratings"]
+
+MISSING = -1
+
+# the floor put under probabilities before a log; the same value crowd-kit uses, so that
+# matched runs give matched numbers
+_FLOOR = 1e-10
+
+
+def validate_ratings(ratings: ArrayLike, n_classes: int, name: str = "ratings") -> np.ndarray:
+    """Check a ratings matrix and return it as a C-contiguous int64 array.
+
+    Parameters
+    ----------
+    ratings : array-like of shape (n_items, n_readers)
+        Class codes ``0..n_classes-1``; ``-1`` for a missing read. Floats are accepted
+        when every value is a whole number (no NaN: a missing read is ``-1``).
+    n_classes : int
+        Number of classes, at least 1.
+    name : str
+        The argument's name, used in error messages.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` or ``n_classes`` and what is wrong with it.
+    """
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int | np.integer):
+        raise ValueError(f"n_classes must be an int >= 1, got {n_classes!r}")
+    if n_classes < 1:
+        raise ValueError(f"n_classes must be an int >= 1, got {n_classes}")
+    arr = np.asarray(ratings)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_items, n_readers), got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} has NaN or infinite values; mark a missing read with -1")
+        if np.any(arr != np.round(arr)):
+            raise ValueError(f"{name} must hold whole class codes, found a fractional value")
+    elif arr.dtype.kind not in "iub":
+        raise ValueError(f"{name} must be an integer array, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if arr.size:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < MISSING or hi >= n_classes:
+            bad = lo if lo < MISSING else hi
+            raise ValueError(
+                f"{name} holds {bad}: codes must be in 0..{n_classes - 1}, or -1 for missing"
+            )
+    return arr
+
+
+def _class_counts(ratings: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n_items, n_classes) number of reads of each class per item, one bincount."""
+    n_items = ratings.shape[0]
+    item = np.broadcast_to(np.arange(n_items)[:, None], ratings.shape)
+    seen = ratings >= 0
+    flat = item[seen] * n_classes + ratings[seen]
+    counts = np.bincount(flat, minlength=n_items * n_classes)
+    return counts.reshape(n_items, n_classes)
+
+
+class MajorityVote:
+    """Majority vote with ties left contested.
+
+    Each item's label is the class most readers called. A tie at the top between two or
+    more classes is *contested*: the label is ``-1`` and ``contested_`` is True. It is
+    never broken arbitrarily (by class order or at random), because on a multi-reader
+    study a split panel is itself the finding.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of classes K; codes are ``0..K-1``.
+
+    Attributes
+    ----------
+    counts_ : ndarray of shape (n_items, K), int
+        Number of reads of each class.
+    n_reads_ : ndarray of shape (n_items,), int
+        Number of reads (missing reads excluded).
+    probas_ : ndarray of shape (n_items, K), float
+        Vote shares ``counts_ / n_reads_``; rows sum to 1, all zeros for an item with
+        no reads.
+    labels_ : ndarray of shape (n_items,), int
+        The class with the most votes; ``-1`` when contested or when the item has no
+        reads.
+    contested_ : ndarray of shape (n_items,), bool
+        True where two or more classes tie for the most votes.
+    share_ : ndarray of shape (n_items,), float
+        Top count / reads, in (0, 1]; ``0.0`` (not NaN) for an item with no reads.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mv = MajorityVote(3).fit(np.array([[0, 0, 1], [0, 1, -1], [-1, -1, -1]]))
+    >>> mv.labels_, mv.contested_, mv.share_.round(2)
+    (array([ 0, -1, -1]), array([False,  True, False]), array([0.67, 0.5 , 0.  ]))
+    """
+
+    def __init__(self, n_classes: int) -> None:
+        self.n_classes = n_classes
+
+    def fit(self, ratings: ArrayLike) -> MajorityVote:
+        """Count the votes of ``ratings`` (n_items, n_readers), ``-1`` missing."""
+        r = validate_ratings(ratings, self.n_classes)
+        counts = _class_counts(r, self.n_classes)
+        n_reads = counts.sum(axis=1)
+        top = counts.max(axis=1) if counts.shape[1] else np.zeros(len(counts), np.int64)
+        n_top = (counts == top[:, None]).sum(axis=1)
+        has = n_reads > 0
+        self.counts_ = counts
+        self.n_reads_ = n_reads
+        self.contested_ = has & (n_top >= 2)
+        self.labels_ = np.where(has & (n_top == 1), counts.argmax(axis=1), MISSING)
+        safe = np.maximum(n_reads, 1)
+        self.share_ = np.where(has, top / safe, 0.0)
+        self.probas_ = counts / safe[:, None]
+        return self
+
+    def fit_predict(self, ratings: ArrayLike) -> np.ndarray:
+        """Fit and return ``labels_``."""
+        return self.fit(ratings).labels_
+
+
+class DawidSkene:
+    r"""Dawid-Skene consensus: each reader's confusion matrix, fitted by EM.
+
+    Each item i has an unknown true class with prior :math:`p_k`; reader r calls class
+    l on an item of true class k with probability :math:`\pi^{(r)}_{kl}`, independently
+    of the other readers given the true class. With :math:`n^{(r)}_{il}` the number of
+    times reader r called item i class l (0 or 1, more when a reader read the item
+    repeatedly), EM alternates
+
+    - E-step: :math:`T_{ik} \propto p_k \prod_r \prod_l (\pi^{(r)}_{kl})^{n^{(r)}_{il}}`,
+      normalised over k (the posterior probability that item i is class k);
+    - M-step: :math:`\pi^{(r)}_{kl} = \sum_i T_{ik} n^{(r)}_{il} / \sum_l \sum_i T_{ik}
+      n^{(r)}_{il}` and :math:`p_k = \frac{1}{n} \sum_i T_{ik}`,
+
+    starting, as in the paper, from :math:`T_{ik}` = the share of item i's reads that
+    say k (the vote shares) and an M-step. The marginal log-likelihood
+
+    .. math:: \log L = \sum_i \log \sum_k p_k \prod_r \prod_l
+              (\pi^{(r)}_{kl})^{n^{(r)}_{il}}
+
+    never decreases from one EM step to the next (Dempster, Laird and Rubin 1977).
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of classes K.
+    max_iter : int, default 100
+        Maximum number of EM iterations (E-steps after the initial M-step).
+    tol : float, default 1e-5
+        Stop when the objective rises by less than ``tol`` per read between iterations.
+    smoothing : float, default 0.0
+        Pseudo-count added to every cell of every reader's confusion counts in the
+        M-step (additive / Laplace smoothing; a symmetric Dirichlet(1 + smoothing) MAP
+        estimate). 0 gives the paper's maximum-likelihood estimate. A small value (0.01
+        to 1) keeps a reader's never-made call from getting probability ~0, which
+        matters on small studies.
+    criterion : {"log_likelihood", "crowdkit"}, default "log_likelihood"
+        What ``tol`` applies to. ``"log_likelihood"``: the marginal log-likelihood
+        above, per read, evaluated in each E-step; on stopping, ``probas_`` is the
+        posterior under the returned ``priors_`` and ``confusions_``.
+        ``"crowdkit"``: reproduces ``crowdkit.aggregation.DawidSkene`` (v1.4): after
+        each E- and M-step the evidence lower bound
+        :math:`\sum_{i,r} \sum_k T_{ik} (\log \pi^{(r)}_{k y_{ir}} + \log p_k) + H(T)`
+        per read is compared with the previous one; ``probas_`` is the last E-step's
+        posterior and ``confusions_`` / ``priors_`` the M-step after it. Both
+        criteria floor probabilities at 1e-10 before taking logs, as crowd-kit does.
+
+    Attributes
+    ----------
+    probas_ : ndarray of shape (n_items, K)
+        Posterior class probabilities :math:`T_{ik}`: the consensus and its confidence.
+        An item with no reads gets the prior ``priors_``.
+    labels_ : ndarray of shape (n_items,), int
+        ``argmax`` of ``probas_``; ``-1`` for an item with no reads, and ``-1`` where the
+        top two posteriors are exactly tied (never broken by class order).
+    confusions_ : ndarray of shape (n_readers, K, K)
+        Rows = true class, columns = the reader's call; each row sums to 1. A true class
+        no item is estimated to have gets the uniform row (no information), or the
+        smoothing alone.
+    priors_ : ndarray of shape (K,)
+        Estimated class prevalence :math:`p_k`, over the items with at least one read.
+        A class nobody used gets a prior of 0 (floored at 1e-10 inside the logs).
+    n_iter_ : int
+        EM iterations run.
+    log_likelihood_ : float
+        Marginal log-likelihood (natural log, summed over items with reads) of the
+        returned parameters' E-step.
+    converged_ : bool
+        True when ``tol`` was met before ``max_iter``.
+    n_reads_ : ndarray of shape (n_items,), int
+        Reads per item.
+
+    References
+    ----------
+    A. P. Dawid and A. M. Skene (1979). Maximum likelihood estimation of observer
+    error-rates using the EM algorithm. Journal of the Royal Statistical Society,
+    Series C (Applied Statistics) 28(1), 20-28. https://doi.org/10.2307/2346806
+
+    A. P. Dempster, N. M. Laird and D. B. Rubin (1977). Maximum likelihood from
+    incomplete data via the EM algorithm. JRSS B 39(1), 1-38.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> r = np.array([[0, 0, 0], [1, 1, 0], [1, 1, 1], [0, 1, -1]])
+    >>> ds = DawidSkene(2).fit(r)
+    >>> ds.labels_
+    array([0, 1, 1, 0])
+    """
+
+    def __init__(
+        self,
+        n_classes: int,
+        max_iter: int = 100,
+        tol: float = 1e-5,
+        smoothing: float = 0.0,
+        criterion: Literal["log_likelihood", "crowdkit"] = "log_likelihood",
+    ) -> None:
+        self.n_classes = n_classes
+        self.max_iter = max_iter
+        self.tol = tol
+        self.smoothing = smoothing
+        self.criterion = criterion
+
+    def _check_params(self) -> None:
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int | np.integer):
+            raise ValueError(f"max_iter must be an int >= 1, got {self.max_iter!r}")
+        if self.max_iter < 1:
+            raise ValueError(f"max_iter must be an int >= 1, got {self.max_iter}")
+        if not np.isfinite(self.tol) or self.tol < 0:
+            raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
+        if not np.isfinite(self.smoothing) or self.smoothing < 0:
+            raise ValueError(f"smoothing must be a finite number >= 0, got {self.smoothing!r}")
+        if self.criterion not in ("log_likelihood", "crowdkit"):
+            raise ValueError(
+                f"criterion must be 'log_likelihood' or 'crowdkit', got {self.criterion!r}"
+            )
+
+    def fit(self, ratings: ArrayLike, column_readers: ArrayLike | None = None) -> DawidSkene:
+        """Fit the model to ``ratings`` (n_items, n_columns), ``-1`` missing.
+
+        Parameters
+        ----------
+        ratings : array-like of shape (n_items, n_columns)
+            One column per reader, or per reading when a reader read the items more
+            than once.
+        column_readers : array-like of int, shape (n_columns,), optional
+            The reader (``0..n_readers-1``) of each column, for repeated readings: the
+            columns of one reader share one confusion matrix, as in the paper, where
+            observer 1 rated every patient three times. Default: column j is reader j.
+
+        Raises
+        ------
+        ValueError
+            If ``ratings`` holds no read at all, or an argument is malformed.
+        """
+        self._check_params()
+        K = self.n_classes
+        r = validate_ratings(ratings, K)
+        n_items, n_cols = r.shape
+        if column_readers is None:
+            readers = np.arange(n_cols)
+        else:
+            readers = np.asarray(column_readers)
+            if readers.shape != (n_cols,) or readers.dtype.kind not in "iu":
+                raise ValueError(
+                    f"column_readers must be {n_cols} ints, one per column of ratings, "
+                    f"got {readers!r}"
+                )
+            if n_cols and readers.min() < 0:
+                raise ValueError("column_readers must be >= 0")
+        n_readers = int(readers.max()) + 1 if n_cols else 0
+
+        seen = r >= 0
+        if not seen.any():
+            raise ValueError("ratings holds no read (every value is -1): nothing to fit")
+        items = np.broadcast_to(np.arange(n_items)[:, None], r.shape)[seen]
+        cols = np.broadcast_to(readers[None, :], r.shape)[seen] * K + r[seen]
+        # n[i, (reader, call)]: counts of each reader's calls per item; duplicate entries
+        # (repeated readings) are summed, which is exactly the paper's n_il^(r)
+        n = sp.csr_matrix((np.ones(len(items)), (items, cols)), shape=(n_items, n_readers * K))
+        n.sum_duplicates()
+        n_t = n.T.tocsr()
+        n_reads = np.asarray(n.sum(axis=1)).ravel()
+        has = n_reads > 0
+        total_reads = float(n_reads.sum())
+
+        # initial T: vote shares, pooled over readers (the paper's start)
+        votes = _class_counts(r, K).astype(float)
+        T = votes / np.maximum(n_reads, 1)[:, None]
+
+        priors, conf, counts = self._m_step(T, has, n_t, n_readers)
+        prev = -np.inf
+        converged = False
+        it = 0
+        for it in range(1, self.max_iter + 1):  # noqa: B007 (it is read after the loop)
+            T, ll = self._e_step(n, priors, conf, has)
+            if self.criterion == "log_likelihood":
+                objective = ll / total_reads
+                if objective - prev < self.tol:
+                    converged = True
+                    break
+                prev = objective
+                priors, conf, counts = self._m_step(T, has, n_t, n_readers)
+            else:
+                priors, conf, counts = self._m_step(T, has, n_t, n_readers)
+                objective = self._elbo(T, has, n_reads, priors, conf, counts) / total_reads
+                if objective - prev < self.tol:
+                    converged = True
+                    break
+                prev = objective
+        if self.criterion == "crowdkit" or not converged:
+            # the returned parameters' own likelihood, for the record
+            _, ll = self._e_step(n, priors, conf, has)
+
+        top2 = np.sort(T, axis=1)[:, -2:] if K >= 2 else np.zeros((n_items, 2))
+        tied = (top2[:, 1] - top2[:, 0]) <= 0 if K >= 2 else np.zeros(n_items, bool)
+        self.probas_ = T
+        self.labels_ = np.where(has & ~tied, T.argmax(axis=1), MISSING)
+        self.confusions_ = conf
+        self.priors_ = priors
+        self.n_iter_ = it
+        self.log_likelihood_ = float(ll)
+        self.converged_ = converged
+        self.n_reads_ = n_reads.astype(np.int64)
+        return self
+
+    def fit_predict(
+        self, ratings: ArrayLike, column_readers: ArrayLike | None = None
+    ) -> np.ndarray:
+        """Fit and return ``labels_``."""
+        return self.fit(ratings, column_readers).labels_
+
+    def _m_step(
+        self, T: np.ndarray, has: np.ndarray, n_t: sp.csr_matrix, n_readers: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        K = self.n_classes
+        priors = T[has].mean(axis=0)
+        # counts[r, k, l] = sum_i T_ik n_il^(r): one sparse product
+        counts = np.asarray(n_t @ T).reshape(n_readers, K, K).transpose(0, 2, 1)
+        cell = np.maximum(counts + self.smoothing, _FLOOR)
+        conf = cell / cell.sum(axis=2, keepdims=True)
+        return priors, conf, counts
+
+    def _e_step(
+        self, n: sp.csr_matrix, priors: np.ndarray, conf: np.ndarray, has: np.ndarray
+    ) -> tuple[np.ndarray, float]:
+        K = self.n_classes
+        log_conf = np.log(np.maximum(conf, _FLOOR))  # (R, k, l)
+        # table[(r, l), k] = log pi^(r)_kl, so n @ table sums each item's log terms
+        table = log_conf.transpose(0, 2, 1).reshape(-1, K)
+        log_joint = np.log(np.maximum(priors, _FLOOR))[None, :] + n @ table
+        m = log_joint.max(axis=1, keepdims=True)
+        w = np.exp(log_joint - m)
+        z = w.sum(axis=1, keepdims=True)
+        T = w / z
+        ll = float((np.log(z[:, 0]) + m[:, 0])[has].sum())
+        T[~has] = priors
+        return T, ll
+
+    @staticmethod
+    def _elbo(
+        T: np.ndarray,
+        has: np.ndarray,
+        n_reads: np.ndarray,
+        priors: np.ndarray,
+        conf: np.ndarray,
+        counts: np.ndarray,
+    ) -> float:
+        # crowd-kit's evidence lower bound: sum over reads of E_T[log pi + log p] + H(T);
+        # counts already hold sum_i T_ik n_il^(r), so the first term is one dot product
+        expected = float((counts * np.log(np.maximum(conf, _FLOOR))).sum())
+        expected += float(n_reads[has] @ (T[has] @ np.log(np.maximum(priors, _FLOOR))))
+        q = np.maximum(T[has], _FLOOR)
+        return expected - float((q * np.log(q)).sum())
