@@ -1,8 +1,17 @@
 """The plugin's operators: thin adapters over the ``multireader`` package."""
 
+from .compute_agreement import ComputeAgreement
+from .compute_consensus import ComputeConsensus
 from .declare_label_schema import DeclareLabelSchema
 from .import_dicom import ImportDicom
 from .import_reader_labels import ImportReaderLabels
 from .render_window_presets import RenderWindowPresets
 
-OPERATORS = (ImportDicom, ImportReaderLabels, DeclareLabelSchema, RenderWindowPresets)
+OPERATORS = (
+    ImportDicom,
+    ImportReaderLabels,
+    DeclareLabelSchema,
+    RenderWindowPresets,
+    ComputeAgreement,
+    ComputeConsensus,
+)

@@ -1,0 +1,182 @@
+"""Operator ``compute_consensus``: a consensus label beside the readers', plus reader profiles."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from . import _common
+from .compute_agreement import KIND_LABELS, reader_choices_input, target_input, target_view
+
+METHOD_LABELS = {
+    "dawid_skene": "Dawid-Skene (EM): weighs readers by their estimated accuracy",
+    "majority": "Majority vote: ties are marked contested, never broken",
+    "staple": "STAPLE (EM): per-reader sensitivity and specificity",
+    "wbf": "Weighted box fusion",
+}
+
+
+class ComputeConsensus(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="compute_consensus",
+            label="Compute consensus labels",
+            description=(
+                "A consensus label in its own field, beside the readers' labels (never "
+                "over them), with its provenance; for class calls also each reader's "
+                "profile: confusion against consensus, prevalence bias and drift"
+            ),
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        from multireader import analysis, fields
+
+        inputs = types.Object()
+        kinds = sorted(
+            {m["kind"] for m in fields.reader_fields(ctx.dataset).values()}
+            & set(analysis.CONSENSUS_METHODS)
+        )
+        if not kinds:
+            inputs.view(
+                "none",
+                types.Warning(
+                    label="No reader fields",
+                    description="Import reader labels first (Import reader labels)",
+                ),
+            )
+            return types.Property(inputs, view=types.View(label="Compute consensus labels"))
+        kind_view = types.RadioGroup()
+        for k in kinds:
+            kind_view.add_choice(k, label=KIND_LABELS.get(k, k))
+        default_kind = "classification" if "classification" in kinds else kinds[0]
+        inputs.enum(
+            "kind", kind_view.values(), default=default_kind, label="Label type", view=kind_view
+        )
+        kind = ctx.params.get("kind") or default_kind
+        methods = analysis.CONSENSUS_METHODS[kind]
+        method_view = types.RadioGroup()
+        for m in methods:
+            method_view.add_choice(m, label=METHOD_LABELS[m])
+        inputs.enum(
+            "method", method_view.values(), default=methods[0], label="Method", view=method_view
+        )
+        method = ctx.params.get("method") if ctx.params.get("method") in methods else methods[0]
+        reader_choices_input(inputs, ctx.dataset, kinds=[kind])
+        inputs.str(
+            "output_field",
+            default=fields.consensus_field(method, kind),
+            required=True,
+            label="Output field",
+            description="A new field; reader fields are refused",
+        )
+        if kind in ("classification", "series"):
+            inputs.bool(
+                "profiles",
+                default=True,
+                label="Reader profiles",
+                description="Confusion against consensus, prevalence bias, drift across sessions",
+                view=types.CheckboxView(),
+            )
+            inputs.float(
+                "alpha",
+                default=0.05,
+                min=0.0001,
+                max=0.5,
+                label="Significance level",
+                description="For the bias and drift tests (Holm-corrected)",
+            )
+        if kind == "boxes":
+            inputs.float("iou_threshold", default=0.55, min=0.05, max=1.0, label="IoU to fuse")
+            inputs.int("min_readers", default=1, min=1, label="Keep boxes drawn by at least")
+        inputs.str(
+            "run_key",
+            default=f"consensus_{method}" + ("" if kind == "classification" else f"_{kind}"),
+            required=True,
+            label="Run key",
+        )
+        target_input(inputs)
+        _common.delegation_input(inputs)
+        return types.Property(inputs, view=types.View(label="Compute consensus labels"))
+
+    def resolve_delegation(self, ctx):
+        return _common.resolve_delegation(ctx)
+
+    def execute(self, ctx):
+        from multireader import analysis
+
+        p = ctx.params
+        results = analysis.compute_consensus(
+            target_view(ctx),
+            kind=p.get("kind") or "classification",
+            method=p.get("method") or None,
+            readers=p.get("readers") or None,
+            output_field=(p.get("output_field") or "").strip() or None,
+            run_key=(p.get("run_key") or "").strip() or None,
+            profiles=bool(p.get("profiles", True)),
+            alpha=float(p.get("alpha", 0.05)),
+            iou_threshold=float(p.get("iou_threshold", 0.55)),
+            min_readers=int(p.get("min_readers", 1)),
+            progress=_common.progress_for(ctx),
+        )
+        if not ctx.delegated:
+            ctx.trigger("reload_dataset")
+        return {
+            "run_key": results["run_key"],
+            "output_field": results["output_field"],
+            "n_contested": results.get("n_contested"),
+            "flags": [
+                {"reader": f["reader"], "kind": f["kind"], "detail": f["detail"]}
+                for f in results.get("flags", [])
+            ],
+        }
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("output_field", label="Consensus written to")
+        outputs.str("run_key", label="Stored as run")
+        outputs.int("n_contested", label="Contested (tied) samples")
+        _common.table(
+            outputs,
+            "flags",
+            "Readers flagged",
+            {"reader": "Reader", "kind": "Flag", "detail": "Why"},
+        )
+        return types.Property(outputs, view=types.View(label="Consensus"))
+
+    def __call__(
+        self,
+        sample_collection,
+        *,
+        kind: str = "classification",
+        method: str | None = None,
+        readers=None,
+        output_field: str | None = None,
+        run_key: str | None = None,
+        profiles: bool = True,
+        alpha: float = 0.05,
+        iou_threshold: float = 0.55,
+        min_readers: int = 1,
+        delegate: bool = False,
+    ):
+        """Build a consensus from the SDK; returns its field, run key and flagged readers.
+
+        Full results (confusions, posteriors' summary, reader profiles) are stored as run
+        ``run_key``: ``multireader.runs.load(dataset, run_key)``.
+        """
+        params = dict(
+            kind=kind,
+            method=method or "",
+            readers=list(readers) if readers else [],
+            output_field=output_field or "",
+            run_key=run_key or "",
+            profiles=profiles,
+            alpha=alpha,
+            iou_threshold=iou_threshold,
+            min_readers=min_readers,
+            target="CURRENT_VIEW",
+        )
+        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)
