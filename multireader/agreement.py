@@ -522,7 +522,7 @@ def fleiss_kappa(ratings: np.ndarray, n_classes: int) -> float:
     Examples
     --------
     >>> round(fleiss_kappa(np.array([[0, 0, 0], [1, 1, 0], [1, 1, 1], [0, 1, -1]]), 2), 4)
-    0.3529
+    0.1608
     """
     K = _check_n_classes(n_classes)
     x = _check_ratings(ratings, K)
@@ -632,7 +632,7 @@ def gwet_ac(ratings: np.ndarray, n_classes: int, weights: Weights = None) -> flo
     Examples
     --------
     >>> round(gwet_ac(np.array([[0, 0, 0], [1, 1, 0], [1, 1, 1], [0, 1, -1]]), 2), 4)
-    0.3725
+    0.1724
     """
     K = _check_n_classes(n_classes, minimum=2)
     w = _check_weights(weights)
@@ -704,7 +704,7 @@ def krippendorff_alpha(data: np.ndarray, level: Level = "nominal") -> float:
     Examples
     --------
     >>> round(krippendorff_alpha(np.array([[1, 1.0], [2, 2], [3, 2], [np.nan, 1]])), 3)
-    0.486
+    0.545
     """
     if level not in ("nominal", "ordinal", "interval", "ratio"):
         raise ValueError(

@@ -708,3 +708,11 @@ def test_summary_json_and_group_bootstrap_unit():
 def test_input_errors_name_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_docstring_examples_print_what_they_show():
+    import doctest
+
+    globs = {**vars(A), "np": np}
+    res = doctest.testmod(A, globs=globs, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert res.attempted >= 10 and res.failed == 0
