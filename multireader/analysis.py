@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -581,6 +582,7 @@ def compute_consensus(
     tol: float = 1e-6,
     iou_threshold: float = 0.55,
     min_readers: int = 1,
+    by_label: bool = False,
     progress: ProgressFn | None = None,
 ) -> dict:
     """A consensus label from the readers' labels, written BESIDE them in its own field.
@@ -616,7 +618,7 @@ def compute_consensus(
     if method == "dawid_skene":
         params.update(max_iter=max_iter, tol=tol)
     if kind == "boxes":
-        params.update(iou_threshold=iou_threshold, min_readers=min_readers)
+        params.update(iou_threshold=iou_threshold, min_readers=min_readers, by_label=by_label)
     provenance = {
         "method": method,
         "kind": kind,
@@ -641,7 +643,9 @@ def compute_consensus(
 
         label_type = fo.Segmentation
     else:
-        values, results = _box_consensus(view, rs, provenance, iou_threshold, min_readers, progress)
+        values, results = _box_consensus(
+            view, rs, provenance, iou_threshold, min_readers, by_label, progress
+        )
         import fiftyone as fo
 
         label_type = fo.Detections
@@ -659,7 +663,9 @@ def compute_consensus(
     dataset.add_dynamic_sample_fields(fields=[output_field])
     F.update_sidebar_groups(dataset)
     results.update({"output_field": output_field, "provenance": provenance})
-    config = {**provenance, "output_field": output_field, "n_samples": len(view)}
+    # "method" names the run type in FiftyOne's run config: the algorithm goes beside it
+    config = {k: v for k, v in provenance.items() if k != "method"}
+    config.update(algorithm=method, output_field=output_field, n_samples=len(view))
     RUNS.save(view, run_key, "consensus", config, results)
     results["run_key"] = run_key
     report(progress, 1.0, "consensus done")
@@ -813,7 +819,7 @@ def _mask_consensus(view, rs, method, provenance, output_field, progress):
     return values, results
 
 
-def _box_consensus(view, rs, provenance, iou_threshold, min_readers, progress):
+def _box_consensus(view, rs, provenance, iou_threshold, min_readers, by_label, progress):
     import fiftyone as fo
 
     from . import boxes as B
@@ -821,7 +827,7 @@ def _box_consensus(view, rs, provenance, iou_threshold, min_readers, progress):
     reads = C.box_reads(view, rs)
     n, r = len(reads.item_ids), len(rs.fields)
     values = {}
-    n_boxes = 0
+    n_boxes = n_contested = 0
     step = max(1, n // 100)
     for i in range(n):
         if i % step == 0:
@@ -830,37 +836,46 @@ def _box_consensus(view, rs, provenance, iou_threshold, min_readers, progress):
         if all(b is None for b in per):
             values[reads.item_ids[i]] = None
             continue
-        # a reader who did not read the image stays None: fusion scales confidence by
-        # the share of readers present, and an absent reader is not a negative read
+        labels = [reads.labels[j][i] for j in range(r)]
+        # A reader who did not read the image stays None: fusion scales confidence by
+        # the share of readers present, and an absent reader is not a negative read.
+        # Readers outline the same finding but may call it differently, so outlines are
+        # fused regardless of label (unless by_label), and the label is then voted.
         fused = B.weighted_box_fusion(
             per,
             scores_per_reader=[reads.scores[j][i] for j in range(r)],
-            labels_per_reader=[reads.labels[j][i] for j in range(r)],
+            labels_per_reader=labels if by_label else None,
             iou_threshold=iou_threshold,
             min_readers=min_readers,
         )
         dets = []
-        for b, s, lab, nr, mem in zip(
-            fused["boxes"],
-            fused["scores"],
-            fused["labels"],
-            fused["n_readers"],
-            fused["members"],
-            strict=True,
+        for b, s, nr, mem in zip(
+            fused["boxes"], fused["scores"], fused["n_readers"], fused["members"], strict=True
         ):
+            calls = [labels[j][k] for j, k in mem if labels[j] is not None]
+            top = Counter(c for c in calls if c is not None).most_common()
+            contested = len(top) > 1 and top[0][1] == top[1][1]
+            n_contested += contested
             dets.append(
                 fo.Detection(
-                    label=str(lab),
+                    label=None if not top or contested else str(top[0][0]),
                     bounding_box=[float(x) for x in b],
                     confidence=float(s),
                     n_readers=int(nr),
-                    readers=sorted({reads.readers[m[0]] for m in mem}),
+                    readers=sorted({reads.readers[j] for j, _ in mem}),
+                    calls=[str(c) for c in calls],
+                    contested=bool(contested),
                     method="wbf",
                 )
             )
         n_boxes += len(dets)
         values[reads.item_ids[i]] = fo.Detections(detections=dets)
-    return values, {"readers": reads.readers, "n_items": n, "n_boxes": n_boxes}
+    return values, {
+        "readers": reads.readers,
+        "n_items": n,
+        "n_boxes": n_boxes,
+        "n_contested_labels": n_contested,
+    }
 
 
 # --------------------------------------------------------------------------- display

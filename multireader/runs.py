@@ -80,6 +80,9 @@ def save(
         if not overwrite:
             raise RunError(f"run {run_key!r} exists; pass overwrite=True to replace it")
         dataset.delete_run(run_key)
+    reserved = {"method", "type", "cls"} & set(config)
+    if reserved:
+        raise RunError(f"run config keys {sorted(reserved)} are reserved by FiftyOne")
     cfg = dict(jsonable(config))
     cfg.setdefault("plugin_version", __version__)
     cfg.setdefault("created_at", dt.datetime.now(dt.UTC).isoformat())

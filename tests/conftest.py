@@ -51,26 +51,38 @@ def build_demo_dataset(name: str, data_dir: str, seed: int = 0):
 
 
 @pytest.fixture(scope="session")
-def demo_dataset(tmp_path_factory):
-    """The imported demo study, shared read-only by the tests of a session.
-
-    Tests that write (agreement fields, consensus) work on ``demo_dataset.clone()``.
-    """
+def demo_build(tmp_path_factory):
+    """(dataset, study): the imported demo study, built once per test session."""
     import fiftyone as fo
 
     name = f"test-mr-demo-{uuid.uuid4().hex[:8]}"
     ds, study = build_demo_dataset(name, str(tmp_path_factory.mktemp("demo")))
-    ds.study = study  # truth and paths, for tests that check planted effects
-    yield ds
+    yield ds, study
     if fo.dataset_exists(name):
         fo.delete_dataset(name)
+
+
+@pytest.fixture(scope="session")
+def demo_dataset(demo_build):
+    """The imported demo dataset, shared READ-ONLY by the tests of a session.
+
+    Tests that write (agreement fields, consensus) work on ``demo_clone``.
+    """
+    return demo_build[0]
+
+
+@pytest.fixture(scope="session")
+def demo_study(demo_build):
+    """The demo study's files and truth (``truth_path``) behind ``demo_dataset``."""
+    return demo_build[1]
 
 
 @pytest.fixture
 def demo_clone(demo_dataset):
     """A private, writable copy of the demo dataset, deleted after the test."""
+    import fiftyone as fo
+
     clone = demo_dataset.clone(f"test-mr-clone-{uuid.uuid4().hex[:8]}")
-    clone.study = demo_dataset.study
     yield clone
-    if clone.name and __import__("fiftyone").dataset_exists(clone.name):
-        clone.delete()
+    if fo.dataset_exists(clone.name):
+        fo.delete_dataset(clone.name)
