@@ -390,6 +390,8 @@ def _staple_em(
         beta = (1.0 - g) * np.prod(np.where(patterns, 1.0 - new_q, new_q), axis=1)
         norm = alpha + beta
         w = np.divide(alpha, norm, out=np.full_like(alpha, g), where=norm > 0)
+        # p or q at 1 - 1e-16 can make beta a tiny negative: keep W a probability
+        np.clip(w, 0.0, 1.0, out=w)
         n_iter = it + 1
         if it > 0 and max(np.abs(new_p - p).max(), np.abs(new_q - q).max()) <= tol:
             p, q = new_p, new_q
