@@ -177,36 +177,52 @@ def _chance_corrected(pa: np.ndarray, pe: np.ndarray) -> np.ndarray:
 #   pa_linear/pa_quadratic, ka_int, ka_coinc (K*K)               (ordinal only)
 
 
-def _item_features(C: np.ndarray, *, ordinal: bool) -> dict[str, np.ndarray]:
+def _item_features(
+    C: np.ndarray, *, ordinal: bool, want: frozenset[str] | None = None
+) -> dict[str, np.ndarray]:
+    """The feature blocks above (only those in ``want``, all when None)."""
+
+    def need(name: str) -> bool:
+        return want is None or name in want
+
     K = C.shape[1]
     Cf = C.astype(np.float64)
-    r = Cf.sum(1)
-    h1 = (r >= 1).astype(np.float64)
+    ones = np.ones(K)
+    r = Cf @ ones  # row sums by BLAS: reductions along a short axis are slow in numpy
     h2 = (r >= 2).astype(np.float64)
     rr = np.where(r >= 2, r * (r - 1), 1.0)
     r1 = np.where(r >= 2, r - 1, 1.0)
-    same = (Cf * (Cf - 1)).sum(1)
-    f = {
-        "has1": h1[:, None],
-        "has2": h2[:, None],
-        "pa": (same / rr * h2)[:, None],
-        "pi": Cf / np.where(r >= 1, r, 1.0)[:, None],
-        "dis": Cf * (r[:, None] - Cf) / rr[:, None] * h2[:, None],
-        "sa_num": Cf * (Cf - 1) * h2[:, None],
-        "sa_den": Cf * (r - 1)[:, None] * h2[:, None],
-        "ka_nc": Cf * h2[:, None],
-        "ka_agree": (same / r1 * h2)[:, None],
-    }
+    f: dict[str, np.ndarray] = {}
+    if need("has1"):
+        f["has1"] = (r >= 1).astype(np.float64)[:, None]
+    f["has2"] = h2[:, None]
+    if need("pa") or need("ka_agree"):
+        same = (Cf * Cf) @ ones - r
+        f["pa"] = (same / rr * h2)[:, None]
+        if need("ka_agree"):
+            f["ka_agree"] = (same / r1 * h2)[:, None]
+    if need("pi"):
+        f["pi"] = Cf / np.where(r >= 1, r, 1.0)[:, None]
+    if need("dis"):
+        f["dis"] = Cf * (r[:, None] - Cf) / rr[:, None] * h2[:, None]
+    if need("sa_num"):
+        f["sa_num"] = Cf * (Cf - 1) * h2[:, None]
+        f["sa_den"] = Cf * (r - 1)[:, None] * h2[:, None]
+    if need("ka_nc"):
+        f["ka_nc"] = Cf * h2[:, None]
     if ordinal:
         for w in ("linear", "quadratic"):
-            W = _weight_matrix(K, w)
-            f[f"pa_{w}"] = ((((Cf @ W) * Cf).sum(1) - r) / rr * h2)[:, None]
-        codes = np.arange(K, dtype=np.float64)
-        s1, s2 = Cf @ codes, Cf @ codes**2
-        f["ka_int"] = ((2 * r * s2 - 2 * s1**2) / r1 * h2)[:, None]
-        co = Cf[:, :, None] * Cf[:, None, :]
-        co[:, np.arange(K), np.arange(K)] -= Cf
-        f["ka_coinc"] = (co / r1[:, None, None] * h2[:, None, None]).reshape(len(C), K * K)
+            if need(f"pa_{w}"):
+                W = _weight_matrix(K, w)
+                f[f"pa_{w}"] = ((((Cf @ W) * Cf).sum(1) - r) / rr * h2)[:, None]
+        if need("ka_int"):
+            codes = np.arange(K, dtype=np.float64)
+            s1, s2 = Cf @ codes, Cf @ codes**2
+            f["ka_int"] = ((2 * r * s2 - 2 * s1**2) / r1 * h2)[:, None]
+        if need("ka_coinc"):
+            co = Cf[:, :, None] * Cf[:, None, :]
+            co[:, np.arange(K), np.arange(K)] -= Cf
+            f["ka_coinc"] = (co / r1[:, None, None] * h2[:, None, None]).reshape(len(C), K * K)
     return f
 
 
@@ -275,8 +291,8 @@ def _categorical_from_sums(
     S: dict[str, np.ndarray], name: str, K: int, n_readers: int
 ) -> np.ndarray:
     """One statistic, vectorised over the leading (replicate) axis of the sums."""
-    pa = _div(S["pa"][..., 0], S["has2"][..., 0])
-    pi = _div(S["pi"], S["has1"])
+    pa = _div(S["pa"][..., 0], S["has2"][..., 0]) if "pa" in S else None
+    pi = _div(S["pi"], S["has1"]) if "pi" in S else None
     if name == "percent_agreement":
         return pa
     if name == "fleiss_kappa":
@@ -336,8 +352,42 @@ _NEEDS_ORDINAL = (
 )
 
 
-def _point_sums(x: np.ndarray, K: int, *, ordinal: bool) -> dict[str, np.ndarray]:
-    return {k: v.sum(0) for k, v in _item_features(_class_counts(x, K), ordinal=ordinal).items()}
+def _point_sums(
+    x: np.ndarray, K: int, want: tuple[str, ...], *, ordinal: bool = False
+) -> dict[str, np.ndarray]:
+    feats = _item_features(_class_counts(x, K), ordinal=ordinal, want=frozenset(want))
+    ones = np.ones(len(x))
+    return {k: ones @ v for k, v in feats.items()}
+
+
+def _agreement_sums(x: np.ndarray, K: int) -> dict[str, np.ndarray]:
+    """Sums of has1, has2, pa and pi straight from the ratings, for few readers.
+
+    ``sum_k C_k (C_k - 1)`` is twice the number of agreeing reader pairs, counted with
+    one comparison per reader pair (R (R - 1) / 2 passes over the items), and
+    ``sum_i C_ik / r_i`` is one bincount of (class, reads-per-item): no items x classes
+    float arrays. Falls back to the class-count features when readers are many.
+    """
+    n, R = x.shape
+    if R * (R - 1) // 2 > 2 * K + 4:
+        return _point_sums(x, K, ("has1", "pa", "pi"))
+    xt = np.ascontiguousarray(x.T)
+    v = xt >= 0
+    r = v.sum(0, dtype=np.int64)
+    match = np.zeros(n, np.int64)
+    for j in range(R - 1):  # loop over reader pairs, not items
+        for k in range(j + 1, R):
+            match += (xt[j] == xt[k]) & v[j]
+    h2 = r >= 2
+    pa = 2.0 * (match[h2] / (r[h2] * (r[h2] - 1.0))).sum()
+    cnt = np.bincount((xt + K * r)[v], minlength=K * (R + 1)).reshape(R + 1, K)
+    pi = (cnt[1:] / np.arange(1, R + 1)[:, None]).sum(0)
+    return {
+        "has1": np.array([float((r >= 1).sum())]),
+        "has2": np.array([float(h2.sum())]),
+        "pa": np.array([pa]),
+        "pi": pi,
+    }
 
 
 def _need_two_reads(S: dict[str, np.ndarray]) -> None:
@@ -399,7 +449,7 @@ def percent_agreement(ratings: np.ndarray, n_classes: int) -> float:
     """
     K = _check_n_classes(n_classes)
     x = _check_ratings(ratings, K)
-    S = _point_sums(x, K, ordinal=False)
+    S = _agreement_sums(x, K)
     _need_two_reads(S)
     return float(_categorical_from_sums(S, "percent_agreement", K, x.shape[1]))
 
@@ -526,7 +576,7 @@ def fleiss_kappa(ratings: np.ndarray, n_classes: int) -> float:
     """
     K = _check_n_classes(n_classes)
     x = _check_ratings(ratings, K)
-    S = _point_sums(x, K, ordinal=False)
+    S = _agreement_sums(x, K)
     _need_two_reads(S)
     return _scalar(_categorical_from_sums(S, "fleiss_kappa", K, x.shape[1]), _WHY_KAPPA)
 
@@ -560,7 +610,7 @@ def fleiss_kappa_per_class(ratings: np.ndarray, n_classes: int) -> np.ndarray:
     """
     K = _check_n_classes(n_classes)
     x = _check_ratings(ratings, K)
-    S = _point_sums(x, K, ordinal=False)
+    S = _point_sums(x, K, ("has1", "pi", "dis"))
     _need_two_reads(S)
     return _categorical_from_sums(S, "fleiss_kappa_per_class", K, x.shape[1])
 
@@ -598,7 +648,7 @@ def specific_agreement(ratings: np.ndarray, n_classes: int) -> np.ndarray:
     """
     K = _check_n_classes(n_classes)
     x = _check_ratings(ratings, K)
-    S = _point_sums(x, K, ordinal=False)
+    S = _point_sums(x, K, ("sa_num",))
     _need_two_reads(S)
     return _categorical_from_sums(S, "specific_agreement", K, x.shape[1])
 
@@ -637,7 +687,11 @@ def gwet_ac(ratings: np.ndarray, n_classes: int, weights: Weights = None) -> flo
     K = _check_n_classes(n_classes, minimum=2)
     w = _check_weights(weights)
     x = _check_ratings(ratings, K)
-    S = _point_sums(x, K, ordinal=w is not None)
+    S = (
+        _agreement_sums(x, K)
+        if w is None
+        else _point_sums(x, K, ("has1", "pa", "pi", f"pa_{w}"), ordinal=True)
+    )
     _need_two_reads(S)
     name = "gwet_ac1" if w is None else f"gwet_ac2_{w}"
     why = "chance agreement p_e is 1, so (p_a - p_e) / (1 - p_e) is 0/0"
@@ -662,6 +716,39 @@ def _value_codes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     values, inv = np.unique(v, return_inverse=True)
     codes[fin] = inv
     return codes, values
+
+
+def _value_counts(v: np.ndarray) -> np.ndarray:
+    """Counts of the distinct values of a 1-D finite array (bincount when integral)."""
+    if v.size == 0:
+        return np.zeros(0)
+    lo, hi = v.min(), v.max()
+    if hi - lo <= 4 * v.size + 1024:
+        d = v - lo
+        iv = d.astype(np.int64)
+        if (iv == d).all():
+            c = np.bincount(iv)
+            return c[c > 0]
+    return np.unique(v, return_counts=True)[1]
+
+
+def _nominal_alpha(x: np.ndarray) -> float:
+    """Nominal alpha from matching reader pairs per unit: no values x values matrix."""
+    xt = np.ascontiguousarray(x.T)  # one contiguous row per reader
+    fin = np.isfinite(xt)
+    m = fin.sum(0)
+    pairable = m >= 2
+    if not pairable.any():
+        raise ValueError("no unit has at least two values, so alpha has nothing to compare")
+    match = np.zeros(xt.shape[1])
+    for j in range(len(xt) - 1):  # loop over reader pairs, not items; NaN never matches
+        for k in range(j + 1, len(xt)):
+            match += xt[j] == xt[k]
+    n = float(m[pairable].sum())
+    do = n - 2 * _div(match, m - 1.0)[pairable].sum()
+    nc = _value_counts(xt[fin & pairable]).astype(np.float64)
+    de = n * n - (nc * nc).sum()
+    return _scalar(1.0 - (n - 1) * _div(do, de), _WHY_ALPHA)
 
 
 def krippendorff_alpha(data: np.ndarray, level: Level = "nominal") -> float:
@@ -711,6 +798,8 @@ def krippendorff_alpha(data: np.ndarray, level: Level = "nominal") -> float:
             f"level must be 'nominal', 'ordinal', 'interval' or 'ratio'; got {level!r}"
         )
     x = _check_values(data, name="data")
+    if level == "nominal":
+        return _nominal_alpha(x)
     fin = np.isfinite(x)
     m = fin.sum(1)
     pairable = m >= 2
@@ -729,16 +818,6 @@ def krippendorff_alpha(data: np.ndarray, level: Level = "nominal") -> float:
     codes, values = _value_codes(x)
     V = len(values)
     nc = np.bincount(codes[fin], minlength=V).astype(np.float64)
-    if level == "nominal":
-        # matching reader pairs per unit (no V x V matrix); a missing read gets its own
-        # negative code so it never matches
-        s = np.where(fin, codes, -1 - np.arange(x.shape[1]))
-        match = np.zeros(len(x))
-        for j in range(x.shape[1] - 1):  # loop over reader columns, not items
-            match += (s[:, j + 1 :] == s[:, [j]]).sum(1)
-        do = n - (2 * match / (m - 1)).sum()
-        de = n * n - (nc * nc).sum()
-        return _scalar(1.0 - (n - 1) * _div(do, de), _WHY_ALPHA)
     rows = np.broadcast_to(np.arange(len(x))[:, None], x.shape)[fin]
     Cs = sparse.csr_matrix((np.ones(len(rows)), (rows, codes[fin])), shape=(len(x), V))
     Dm = sparse.diags(1.0 / (m - 1))

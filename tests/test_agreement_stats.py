@@ -301,9 +301,11 @@ def fleiss_gwet_loops(x: np.ndarray, k: int) -> float:
     return (pa - pe) / (1 - pe)
 
 
-def test_fleiss_kappa_with_missing_matches_loop_definition():
-    x = random_ratings(5, n=200, r=5, k=4, p_missing=0.35)
+@pytest.mark.parametrize("r", [3, 5, 9])  # 9 readers: the class-count path, not reader pairs
+def test_fleiss_kappa_with_missing_matches_loop_definition(r):
+    x = random_ratings(5, n=200, r=r, k=4, p_missing=0.35)
     assert A.fleiss_kappa(x, 4) == pytest.approx(fleiss_gwet_loops(x, 4), abs=1e-12)
+    assert A.gwet_ac(x, 4) == pytest.approx(gwet_loops(x, 4, None), abs=1e-12)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
