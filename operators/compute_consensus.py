@@ -167,12 +167,27 @@ class ComputeConsensus(foo.Operator):
         Full results (confusions, posteriors' summary, reader profiles) are stored as run
         ``run_key``: ``multireader.runs.load(dataset, run_key)``.
         """
+        from multireader import analysis, fields
+
+        if kind not in analysis.CONSENSUS_METHODS:
+            raise ValueError(
+                f"no consensus for label kind {kind!r}; choose one of "
+                f"{sorted(analysis.CONSENSUS_METHODS)}"
+            )
+        method = method or analysis.CONSENSUS_METHODS[kind][0]
+        if method not in analysis.CONSENSUS_METHODS[kind]:
+            raise ValueError(
+                f"method {method!r} does not apply to {kind} labels; choose one of "
+                f"{list(analysis.CONSENSUS_METHODS[kind])}"
+            )
         params = dict(
             kind=kind,
-            method=method or "",
+            method=method,
             readers=list(readers) if readers else [],
-            output_field=output_field or "",
-            run_key=run_key or "",
+            # the form's defaults, so required inputs validate as they do in the App
+            output_field=output_field or fields.consensus_field(method, kind),
+            run_key=run_key
+            or f"consensus_{method}" + ("" if kind == "classification" else f"_{kind}"),
             profiles=profiles,
             alpha=alpha,
             iou_threshold=iou_threshold,

@@ -1,0 +1,104 @@
+"""compute_agreement and compute_consensus as operators: SDK calls through FiftyOne's
+executor, a delegated run with progress, and the forms the operator browser shows."""
+
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLUGIN = "@multireader/disagreement"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def plugins_dir():
+    import fiftyone as fo
+
+    old = fo.config.plugins_dir
+    fo.config.plugins_dir = ROOT
+    yield
+    fo.config.plugins_dir = old
+
+
+def op(name):
+    import fiftyone.operators as foo
+
+    return foo.get_operator(f"{PLUGIN}/{name}")
+
+
+def _form(name, dataset, params=None):
+    """The operator's input form as the App receives it (JSON schema of the Property)."""
+    from fiftyone.operators.executor import ExecutionContext
+
+    ctx = ExecutionContext(
+        request_params={"dataset_name": dataset.name, "params": params or {}},
+        operator_uri=f"{PLUGIN}/{name}",
+    )
+    return op(name).resolve_input(ctx).to_json()["type"]["properties"]
+
+
+def test_forms_find_readers_kinds_and_methods(demo_dataset):
+    form = _form("compute_agreement", demo_dataset)
+    assert form["readers"]["default"] == ["R1", "R2", "R3", "R4"]
+    assert form["kinds"]["default"] == ["boxes", "classification", "mask"]
+    assert form["level"]["default"] == 0.95
+    assert {"run_key", "n_boot", "by_patient", "statistics", "target", "delegate"} <= set(form)
+    cons = _form("compute_consensus", demo_dataset)
+    assert cons["kind"]["default"] == "classification"
+    assert cons["method"]["default"] == "dawid_skene"
+    assert cons["output_field"]["default"] == "consensus_dawid_skene"
+    masks = _form("compute_consensus", demo_dataset, {"kind": "mask"})
+    assert masks["method"]["default"] == "staple"
+    assert masks["output_field"]["default"] == "consensus_staple_mask"
+    assert "profiles" not in masks
+    boxes = _form("compute_consensus", demo_dataset, {"kind": "boxes", "method": "wbf"})
+    assert boxes["output_field"]["default"] == "consensus_wbf_boxes"
+    assert "iou_threshold" in boxes
+
+
+def test_sdk_calls_go_through_the_executor(demo_clone):
+    from multireader import runs
+
+    out = op("compute_agreement")(demo_clone, kinds=["classification"], n_boot=100, run_key="ag")
+    assert out["run_key"] == "ag" and "disagreement" in out["fields_written"]
+    rows = {(r["kind"], r["statistic"]): r for r in out["statistics"]}
+    stored = runs.load(demo_clone, "ag")["results"]["kinds"]["classification"]["summary"]
+    fleiss = stored["overall"]["fleiss_kappa"]
+    assert rows[("classification", "fleiss_kappa")]["value"] == f"{fleiss['value']:.3f}"
+    assert out["n_disagree"] == demo_clone.count_values("readers_disagree")[True]
+
+    cons = op("compute_consensus")(demo_clone, method="majority", readers=["R1", "R2", "R4"])
+    assert cons["output_field"] == "consensus_majority"
+    meta = demo_clone.get_field("consensus_majority").info["multireader"]
+    assert meta["readers"] == ["R1", "R2", "R4"]
+    assert {f["reader"] for f in cons["flags"]} <= {"R1", "R2", "R4"}
+
+
+def test_delegated_agreement_reports_progress(demo_clone):
+    from fiftyone.operators.delegated import DelegatedOperationService
+    from fiftyone.operators.executor import ExecutionRunState
+
+    from multireader import runs
+
+    op("compute_agreement")(demo_clone, kinds=["mask"], n_boot=50, run_key="deleg", delegate=True)
+    assert runs.list_runs(demo_clone) == []  # queued, not run
+    svc = DelegatedOperationService()
+    queued = svc.get_queued_operations(
+        operator=f"{PLUGIN}/compute_agreement", dataset_name=demo_clone.name
+    )
+    assert len(queued) == 1
+    svc.execute_operation(queued[0])
+    doc = svc.get(queued[0].id)
+    assert doc.run_state == ExecutionRunState.COMPLETED, doc.result
+    assert doc.status.progress == pytest.approx(1.0)
+    assert doc.status.label
+    demo_clone.reload()
+    assert runs.list_runs(demo_clone, "agreement") == ["deleg"]
+    assert demo_clone.has_field("mean_pairwise_dice")
+    svc.delete_operation(doc.id)
+
+
+def test_operator_errors_name_the_problem(demo_clone):
+    with pytest.raises(Exception, match="reader field"):
+        op("compute_consensus")(demo_clone, output_field="reader_r3")
+    with pytest.raises(Exception, match="does not apply"):
+        op("compute_consensus")(demo_clone, kind="boxes", method="dawid_skene")
