@@ -20,6 +20,7 @@ os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 
 import fiftyone as fo  # noqa: E402
 import fiftyone.operators as foo  # noqa: E402
+from fiftyone import ViewField as F  # noqa: E402
 
 from multireader import demo, fields  # noqa: E402
 
@@ -74,8 +75,37 @@ def build(dataset_name: str, data_dir: str, seed: int) -> fo.Dataset:
     step("reader fields")
     for name, meta in sorted(fields.reader_fields(dataset).items()):
         print(f"   {name:28s} reader={meta['reader']} kind={meta['kind']} level={meta['level']}")
-    print(f"\n   built in {time.time() - t0:.1f} s: {len(dataset)} samples")
+    analyse(dataset)
+    print(f"\n   built and analysed in {time.time() - t0:.1f} s: {len(dataset)} samples")
     return dataset
+
+
+def analyse(dataset: fo.Dataset) -> None:
+    """Agreement, consensus and reader profiles, each through its operator."""
+    step("compute_agreement (every label type, 95% CIs by patient bootstrap)")
+    out = op("compute_agreement")(dataset)
+    for row in out["statistics"]:
+        print(f"   {row['kind']:15s} {row['statistic']:30s} {row['value']:>8s} {row['ci']}")
+    print(f"   readers disagree on {out['n_disagree']} of {len(dataset)} images")
+
+    for kind, method in (("classification", "dawid_skene"), ("mask", "staple"), ("boxes", "wbf")):
+        step(f"compute_consensus {kind} ({method}), beside the readers")
+        res = op("compute_consensus")(dataset, kind=kind, method=method)
+        print(f"   -> {res['output_field']} (run {res['run_key']})")
+        for flag in res["flags"]:
+            print(f"   FLAG {flag['reader']} {flag['kind']}: {flag['detail']}")
+
+    # the view a radiology lead opens first: contested images, most contested first
+    contested = dataset.match(F(fields.READERS_DISAGREE) == True).sort_by(  # noqa: E712
+        fields.DISAGREEMENT, reverse=True
+    )
+    dataset.save_view(
+        "contested",
+        contested,
+        description="Images where readers disagree, most contested first",
+        overwrite=True,
+    )
+    print(f"   saved view 'contested': {len(contested)} images, sorted by disagreement")
 
 
 def main(argv=None):
@@ -102,8 +132,10 @@ def main(argv=None):
     dataset = build(args.dataset, args.data_dir, args.seed)
     if args.no_app:
         return
-    step("opening the App")
-    session = fo.launch_app(dataset, remote=True, address="127.0.0.1", port=args.port)
+    step("opening the App on the contested images, most contested first")
+    session = fo.launch_app(
+        dataset.load_saved_view("contested"), remote=True, address="127.0.0.1", port=args.port
+    )
     print(f"   the App is at http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
     session.wait(-1)
 
