@@ -6,7 +6,10 @@ crowd-kit: ``fit(ratings)`` returns ``self`` and leaves its results in attribute
 in ``_``; ``fit_predict`` returns ``labels_``.
 
 Everything here is vectorised: one pass of ``np.bincount`` or one sparse matrix product
-per step, linear in the number of reads. Numpy and scipy only.
+per step, linear in the number of reads. Dawid-Skene first collapses items with the
+same row of calls (one sort), since their posteriors are equal, and runs EM on the
+distinct rows weighted by their multiplicity: exact, and with a few readers far fewer
+rows than items. Numpy and scipy only.
 """
 
 from __future__ import annotations
@@ -164,6 +167,10 @@ class DawidSkene:
 
     never decreases from one EM step to the next (Dempster, Laird and Rubin 1977).
 
+    Items with the same row of calls have the same posterior, so EM runs once per
+    distinct row, weighted by how many items share it (exact; on 100,000 items x 4
+    readers x 5 classes there are about 1,300 distinct rows).
+
     Parameters
     ----------
     n_classes : int
@@ -295,58 +302,69 @@ class DawidSkene:
                 raise ValueError("column_readers must be >= 0")
         n_readers = int(readers.max()) + 1 if n_cols else 0
 
-        seen = r >= 0
-        if not seen.any():
+        if not (r >= 0).any():
             raise ValueError("ratings holds no read (every value is -1): nothing to fit")
-        items = np.broadcast_to(np.arange(n_items)[:, None], r.shape)[seen]
-        cols = np.broadcast_to(readers[None, :], r.shape)[seen] * K + r[seen]
-        # n[i, (reader, call)]: counts of each reader's calls per item; duplicate entries
+        # The posterior of an item depends only on its row of calls, so EM runs on the
+        # distinct rows (response patterns), each weighted by how many items share it.
+        # This is exact, and with a few readers and classes there are far fewer
+        # patterns than items (at most (K+1)^n_columns).
+        pattern, inverse, weight = _distinct_rows(r, K)
+        n_pat = len(pattern)
+        seen = pattern >= 0
+        rows = np.broadcast_to(np.arange(n_pat)[:, None], pattern.shape)[seen]
+        cols = np.broadcast_to(readers[None, :], pattern.shape)[seen] * K + pattern[seen]
+        # n[u, (reader, call)]: counts of each reader's calls in pattern u; duplicates
         # (repeated readings) are summed, which is exactly the paper's n_il^(r)
-        n = sp.csr_matrix((np.ones(len(items)), (items, cols)), shape=(n_items, n_readers * K))
+        n = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_pat, n_readers * K))
         n.sum_duplicates()
         n_t = n.T.tocsr()
         n_reads = np.asarray(n.sum(axis=1)).ravel()
         has = n_reads > 0
-        total_reads = float(n_reads.sum())
+        w = np.where(has, weight, 0.0)  # items without reads stay out of every sum
+        total_reads = float(w @ n_reads)
 
         # initial T: vote shares, pooled over readers (the paper's start)
-        votes = _class_counts(r, K).astype(float)
+        votes = _class_counts(pattern, K).astype(float)
         T = votes / np.maximum(n_reads, 1)[:, None]
 
-        priors, conf, counts = self._m_step(T, has, n_t, n_readers)
+        priors, conf, counts = self._m_step(T, w, n_t, n_readers)
         prev = -np.inf
         converged = False
         it = 0
         for it in range(1, self.max_iter + 1):  # noqa: B007 (it is read after the loop)
-            T, ll = self._e_step(n, priors, conf, has)
+            T, log_z = self._e_step(n, priors, conf, has)
             if self.criterion == "log_likelihood":
-                objective = ll / total_reads
+                objective = float(w @ log_z) / total_reads
                 if objective - prev < self.tol:
                     converged = True
                     break
                 prev = objective
-                priors, conf, counts = self._m_step(T, has, n_t, n_readers)
+                priors, conf, counts = self._m_step(T, w, n_t, n_readers)
             else:
-                priors, conf, counts = self._m_step(T, has, n_t, n_readers)
-                objective = self._elbo(T, has, n_reads, priors, conf, counts) / total_reads
+                priors, conf, counts = self._m_step(T, w, n_t, n_readers)
+                objective = self._elbo(T, w, n_reads, priors, conf, counts) / total_reads
                 if objective - prev < self.tol:
                     converged = True
                     break
                 prev = objective
         if self.criterion == "crowdkit" or not converged:
             # the returned parameters' own likelihood, for the record
-            _, ll = self._e_step(n, priors, conf, has)
+            _, log_z = self._e_step(n, priors, conf, has)
 
-        top2 = np.sort(T, axis=1)[:, -2:] if K >= 2 else np.zeros((n_items, 2))
-        tied = (top2[:, 1] - top2[:, 0]) <= 0 if K >= 2 else np.zeros(n_items, bool)
-        self.probas_ = T
-        self.labels_ = np.where(has & ~tied, T.argmax(axis=1), MISSING)
+        if K >= 2:
+            top2 = np.sort(T, axis=1)[:, -2:]
+            tied = (top2[:, 1] - top2[:, 0]) <= 0
+        else:
+            tied = np.zeros(n_pat, bool)
+        labels = np.where(has & ~tied, T.argmax(axis=1), MISSING)
+        self.probas_ = T[inverse]
+        self.labels_ = labels[inverse]
         self.confusions_ = conf
         self.priors_ = priors
         self.n_iter_ = it
-        self.log_likelihood_ = float(ll)
+        self.log_likelihood_ = float(w @ log_z)
         self.converged_ = converged
-        self.n_reads_ = n_reads.astype(np.int64)
+        self.n_reads_ = n_reads.astype(np.int64)[inverse]
         return self
 
     def fit_predict(
@@ -356,36 +374,38 @@ class DawidSkene:
         return self.fit(ratings, column_readers).labels_
 
     def _m_step(
-        self, T: np.ndarray, has: np.ndarray, n_t: sp.csr_matrix, n_readers: int
+        self, T: np.ndarray, w: np.ndarray, n_t: sp.csr_matrix, n_readers: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         K = self.n_classes
-        priors = T[has].mean(axis=0)
+        wT = T * w[:, None]
+        priors = wT.sum(axis=0) / w.sum()
         # counts[r, k, l] = sum_i T_ik n_il^(r): one sparse product
-        counts = np.asarray(n_t @ T).reshape(n_readers, K, K).transpose(0, 2, 1)
+        counts = np.asarray(n_t @ wT).reshape(n_readers, K, K).transpose(0, 2, 1)
         cell = np.maximum(counts + self.smoothing, _FLOOR)
         conf = cell / cell.sum(axis=2, keepdims=True)
         return priors, conf, counts
 
     def _e_step(
         self, n: sp.csr_matrix, priors: np.ndarray, conf: np.ndarray, has: np.ndarray
-    ) -> tuple[np.ndarray, float]:
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Posteriors and each row's log marginal likelihood (0 where no reads)."""
         K = self.n_classes
         log_conf = np.log(np.maximum(conf, _FLOOR))  # (R, k, l)
-        # table[(r, l), k] = log pi^(r)_kl, so n @ table sums each item's log terms
+        # table[(r, l), k] = log pi^(r)_kl, so n @ table sums each row's log terms
         table = log_conf.transpose(0, 2, 1).reshape(-1, K)
         log_joint = np.log(np.maximum(priors, _FLOOR))[None, :] + n @ table
         m = log_joint.max(axis=1, keepdims=True)
-        w = np.exp(log_joint - m)
-        z = w.sum(axis=1, keepdims=True)
-        T = w / z
-        ll = float((np.log(z[:, 0]) + m[:, 0])[has].sum())
+        T = np.exp(log_joint - m)
+        z = T.sum(axis=1, keepdims=True)
+        T /= z
+        log_z = np.where(has, np.log(z[:, 0]) + m[:, 0], 0.0)
         T[~has] = priors
-        return T, ll
+        return T, log_z
 
     @staticmethod
     def _elbo(
         T: np.ndarray,
-        has: np.ndarray,
+        w: np.ndarray,
         n_reads: np.ndarray,
         priors: np.ndarray,
         conf: np.ndarray,
@@ -394,6 +414,21 @@ class DawidSkene:
         # crowd-kit's evidence lower bound: sum over reads of E_T[log pi + log p] + H(T);
         # counts already hold sum_i T_ik n_il^(r), so the first term is one dot product
         expected = float((counts * np.log(np.maximum(conf, _FLOOR))).sum())
-        expected += float(n_reads[has] @ (T[has] @ np.log(np.maximum(priors, _FLOOR))))
-        q = np.maximum(T[has], _FLOOR)
-        return expected - float((q * np.log(q)).sum())
+        expected += float((w * n_reads) @ (T @ np.log(np.maximum(priors, _FLOOR))))
+        q = np.maximum(T, _FLOOR)
+        return expected - float(w @ (q * np.log(q)).sum(axis=1))
+
+
+def _distinct_rows(r: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct rows of ``r``, the index of each row's distinct row, and multiplicities."""
+    n_cols = r.shape[1]
+    if n_cols and (n_classes + 1) ** n_cols < 2**62:
+        # one integer per row (base K+1 digits), then a 1-D unique: one sort
+        powers = (n_classes + 1) ** np.arange(n_cols, dtype=np.int64)
+        codes = (r + 1) @ powers
+        _, first, inverse, counts = np.unique(
+            codes, return_index=True, return_inverse=True, return_counts=True
+        )
+        return r[first], inverse.ravel(), counts.astype(float)
+    pattern, inverse, counts = np.unique(r, axis=0, return_inverse=True, return_counts=True)
+    return pattern, inverse.ravel(), counts.astype(float)
