@@ -311,8 +311,8 @@ def cochran_armitage(
     P. Armitage (1955). Tests for linear trends in proportions and frequencies.
     Biometrics 11(3), 375-386.
 
-    A. Agresti (2002). Categorical Data Analysis, 2nd ed., section 5.3.5 (worked example:
-    maternal alcohol consumption and infant malformation).
+    A. Agresti (2002). Categorical Data Analysis, 2nd ed. (worked example of the trend
+    test: maternal alcohol consumption and infant malformation).
     """
     x = np.asarray(successes, dtype=float)
     n = np.asarray(totals, dtype=float)

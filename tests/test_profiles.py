@@ -148,7 +148,7 @@ def test_prevalence_bias_edge_cases():
 
 
 def test_cochran_armitage_reproduces_agresti_malformation_example():
-    # Agresti (2002), Categorical Data Analysis 2nd ed., Table 3.7 / section 3.4.6:
+    # Agresti (2002), Categorical Data Analysis 2nd ed., the trend-test example:
     # infant malformation by maternal alcohol consumption, scores 0, 0.5, 1.5, 4, 7;
     # published r = 0.0142, M^2 = 6.57 (Z^2 = N r^2 is the same to two decimals), P = 0.01.
     present = np.array([48, 38, 5, 1, 1])
