@@ -125,9 +125,10 @@ def _sign_test(n_pos: np.ndarray, n_neg: np.ndarray) -> np.ndarray:
 def prevalence_bias(
     ratings: ArrayLike,
     n_classes: int,
-    reference: ArrayLike | None = None,
     alpha: float = 0.05,
     min_difference: float = 0.10,
+    *,
+    reference: ArrayLike | None = None,
     consensus: Literal["dawid_skene", "majority"] = "dawid_skene",
     leave_one_out: bool = False,
 ) -> dict[str, np.ndarray]:
@@ -168,12 +169,12 @@ def prevalence_bias(
         Class codes ``0..n_classes-1``, ``-1`` missing.
     n_classes : int
         Number of classes K.
-    reference : array-like of shape (n_items,), optional
-        The consensus call per image (``-1`` where none). Default: computed.
     alpha : float, default 0.05
         Family-wise significance level after Holm's correction.
     min_difference : float, default 0.10
         Smallest absolute difference in call rate (0.10 = 10 points) worth flagging.
+    reference : array-like of shape (n_items,), optional, keyword-only
+        The consensus call per image (``-1`` where none). Default: computed.
     consensus : {"dawid_skene", "majority"}, default "dawid_skene"
         How the consensus is computed when ``reference`` is not given.
     leave_one_out : bool, default False
