@@ -25,6 +25,7 @@ multinomial draw of how often each distinct row (or group of items) is picked.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -1144,21 +1145,10 @@ def _percentile(reps: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray,
     finite = np.isfinite(reps)
     n_valid = finite.sum(0)
     a = (1 - level) / 2
-    with np.errstate(all="ignore"), _no_warn():
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN entries: NaN bounds
         lo, hi = np.nanquantile(np.where(finite, reps, np.nan), [a, 1 - a], axis=0)
     return lo, hi, n_valid
-
-
-class _no_warn:
-    def __enter__(self) -> None:
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._w.__exit__(*exc)
 
 
 @dataclass
