@@ -784,9 +784,9 @@ def _class_consensus(view, rs, method, provenance, want_profiles, alpha, max_ite
             sessions=sessions,
             reader_names=reads.readers,
             class_names=reads.classes,
+            session_names=reads.session_names if sessions is not None else None,
             alpha=alpha,
         )
-        prof["session_names"] = reads.session_names
         results["profiles"] = prof
         results["flags"] = prof.get("flags", [])
     values = {}

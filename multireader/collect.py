@@ -58,7 +58,7 @@ class CategoricalReads:
     codes: np.ndarray  # (n, R) int, -1 missing
     scores: np.ndarray  # (n, R) float, NaN missing (the optional ordinal/continuous score)
     sessions: np.ndarray  # (n, R) int ordered session index, -1 unknown
-    session_names: list[list[str]]  # per reader: session index -> name
+    session_names: list[str]  # session index -> name, shared by all readers
     groups: np.ndarray | None  # (n,) int patient index, or None
     unknown: list[dict] = field(default_factory=list)
     # sample ids of every item, for series-level reads (all slices of the series)
@@ -233,8 +233,8 @@ def categorical_reads(
     n, r = len(keep), len(reader_set.fields)
     codes = np.full((n, r), -1, dtype=np.int64)
     scores = np.full((n, r), np.nan)
-    sessions = np.full((n, r), -1, dtype=np.int64)
-    session_names = []
+    names = np.empty((n, r), dtype=object)
+    times = np.full((n, r), np.nan)
     unknown = []
     item_ids = [ids[i] for i in keep]
     for j, f in enumerate(reader_set.fields):
@@ -256,13 +256,12 @@ def categorical_reads(
                 codes[i, j] = k
         sc = [cols[f"{f}.score"][i] for i in keep]
         scores[:, j] = [float(v) if isinstance(v, (int, float)) else np.nan for v in sc]
-        names = np.array([cols[f"{f}.session"][i] for i in keep], dtype=object)
-        times = _epoch([cols[f"{f}.read_at"][i] for i in keep])
-        read = codes[:, j] >= 0
-        idx = np.full(n, -1, dtype=np.int64)
-        idx[read], order = _order_sessions(names[read], times[read])
-        sessions[:, j] = idx
-        session_names.append(order)
+        names[:, j] = [cols[f"{f}.session"][i] for i in keep]
+        times[:, j] = _epoch([cols[f"{f}.read_at"][i] for i in keep])
+    # one session order for all readers (readers usually share names like S1..S6)
+    read = codes >= 0
+    sessions = np.full((n, r), -1, dtype=np.int64)
+    sessions[read], session_names = _order_sessions(names[read], times[read])
 
     groups = _group_codes([cols[F.PATIENT_KEY][i] for i in keep]) if has_patient else None
     return CategoricalReads(
