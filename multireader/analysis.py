@@ -787,6 +787,7 @@ def _class_consensus(view, rs, method, provenance, want_profiles, alpha, max_ite
             session_names=reads.session_names if sessions is not None else None,
             alpha=alpha,
         )
+        _add_pairwise_agreement(prof, reads, labels, k)
         results["profiles"] = prof
         results["flags"] = prof.get("flags", [])
     values = {}
@@ -813,6 +814,33 @@ def _class_consensus(view, rs, method, provenance, want_profiles, alpha, max_ite
             for sid in members:
                 values[sid] = v.copy() if v is not None else None
     return values, results
+
+
+def _add_pairwise_agreement(prof: dict, reads, reference: np.ndarray, k: int) -> None:
+    """Each reader's Cohen's kappa with every other reader and with the consensus.
+
+    Linearly weighted on an ordered scale. NaN (a pair sharing too few images, or a
+    single class used) is stored as None with the profile's other undefined values.
+    """
+    from . import agreement as A
+
+    weights = "linear" if reads.ordered else None
+    kappa, n = A.pairwise_cohen_kappa(reads.codes, k, weights=weights)
+    for j, name in enumerate(reads.readers):
+        entry = prof["per_reader"].setdefault(name, {})
+        entry["kappa_weights"] = weights or "none"
+        entry["pairwise_kappa"] = {
+            other: {"value": kappa[j, o], "n": int(n[j, o])}
+            for o, other in enumerate(reads.readers)
+            if o != j
+        }
+        both = (reads.codes[:, j] >= 0) & (reference >= 0)
+        try:
+            value = A.cohen_kappa(reads.codes[both, j], reference[both], k, weights=weights)
+        except ValueError as e:  # undefined (e.g. one class only): say why
+            entry["kappa_vs_consensus"] = {"value": None, "n": int(both.sum()), "note": str(e)}
+        else:
+            entry["kappa_vs_consensus"] = {"value": value, "n": int(both.sum())}
 
 
 def _mask_consensus(view, rs, method, provenance, output_field, progress):

@@ -264,3 +264,21 @@ def test_dawid_skene_consensus_names_the_planted_readers(demo_clone):
     assert np.allclose(conf.sum(axis=2), 1)
     probs = demo_clone.values("consensus_dawid_skene.probabilities")
     assert all(p is None or abs(sum(p) - 1) < 1e-6 for p in probs)
+
+
+def test_profiles_carry_pairwise_kappa_equal_to_sklearn(demo_clone):
+    from sklearn.metrics import cohen_kappa_score
+
+    res = analysis.compute_consensus(demo_clone, method="majority")
+    labels = _reader_labels(demo_clone)
+    cons = demo_clone.values("consensus_majority.label")
+    per = res["profiles"]["per_reader"]
+    for a, b in itertools.combinations(READERS, 2):
+        both = [(x, y) for x, y in zip(labels[a], labels[b], strict=True) if x and y]
+        want = cohen_kappa_score(*zip(*both, strict=True), labels=CLASSES, weights="linear")
+        assert per[a]["pairwise_kappa"][b]["value"] == pytest.approx(want, abs=1e-9)
+        assert per[b]["pairwise_kappa"][a]["n"] == len(both)
+    for r in READERS:
+        both = [(x, y) for x, y in zip(labels[r], cons, strict=True) if x and y]
+        want = cohen_kappa_score(*zip(*both, strict=True), labels=CLASSES, weights="linear")
+        assert per[r]["kappa_vs_consensus"]["value"] == pytest.approx(want, abs=1e-9)
