@@ -282,3 +282,35 @@ def test_profiles_carry_pairwise_kappa_equal_to_sklearn(demo_clone):
         both = [(x, y) for x, y in zip(labels[r], cons, strict=True) if x and y]
         want = cohen_kappa_score(*zip(*both, strict=True), labels=CLASSES, weights="linear")
         assert per[r]["kappa_vs_consensus"]["value"] == pytest.approx(want, abs=1e-9)
+
+
+def test_series_level_reads_count_each_series_once(demo_clone, tmp_path):
+    from multireader import readers
+
+    series = sorted(set(demo_clone.values(fields.SERIES_UID)))
+    rows = ["series_instance_uid,reader,label"]
+    for i, uid in enumerate(series):
+        rows.append(f"{uid},S1,{CLASSES[i % 4]}")
+        rows.append(f"{uid},S2,{CLASSES[i % 4] if i % 3 else CLASSES[(i + 1) % 4]}")
+    path = tmp_path / "series_reads.csv"
+    path.write_text("\n".join(rows) + "\n")
+    rep = readers.import_reader_labels(demo_clone, str(path))
+    assert not rep.errors
+    res = analysis.compute_agreement(demo_clone, kinds=["series"], n_boot=0, run_key="series")
+    summary = res["kinds"]["series"]["summary"]
+    assert summary["n_items"] == len(series) == 24  # series, not slices
+    n_differ = sum(1 for i in range(len(series)) if i % 3 == 0)
+    want = 1 - n_differ / len(series)
+    assert summary["overall"]["percent_agreement"]["value"] == pytest.approx(want)
+    # the series' score lands on every slice of the series
+    by_series = {}
+    for uid, d in zip(
+        demo_clone.values(fields.SERIES_UID), demo_clone.values("disagreement_series"), strict=True
+    ):
+        by_series.setdefault(uid, set()).add(d)
+    assert all(len(v) == 1 for v in by_series.values())
+    assert sum(next(iter(v)) > 0 for v in by_series.values()) == n_differ
+    cons = analysis.compute_consensus(demo_clone, kind="series", method="majority", profiles=False)
+    assert cons["output_field"] == "consensus_majority_series"
+    assert cons["n_contested"] == n_differ  # two readers who differ are a tie
+    assert len(demo_clone.exists("consensus_majority_series")) == len(demo_clone)
