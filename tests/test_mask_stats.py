@@ -432,3 +432,17 @@ def test_mask_sample_stats_edge_cases():
 
     with pytest.raises(ValueError, match="same shape"):
         mask_sample_stats([z, np.zeros((9, 10))])
+
+
+def test_staple_posterior_stays_a_probability_on_a_real_near_degenerate_case():
+    """Three demo readers' masks of one image (R1 eroded, R4 dilated) on which p and q
+    reach 1 - 1e-16 and, unclipped, the posterior dipped to -3e-26."""
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "data", "staple_near_degenerate.npz")
+    stack = np.unpackbits(np.load(path)["masks"], axis=-1).astype(bool)
+    assert stack.shape == (3, 256, 256)
+    fit = Staple().fit(stack)
+    assert fit.probability_.min() >= 0.0 and fit.probability_.max() <= 1.0
+    stats = mask_sample_stats(list(stack))
+    assert 0.0 <= stats["staple_uncertainty"] <= 1.0
