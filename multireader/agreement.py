@@ -405,7 +405,8 @@ def _scalar(v: np.ndarray, why: str) -> float:
 
 _WHY_KAPPA = (
     "chance agreement p_e is 1 (every read falls in one class), so "
-    "(p_o - p_e) / (1 - p_e) is 0/0; percent agreement and Gwet's AC1 stay defined"
+    "(p_o - p_e) / (1 - p_e) is 0/0; percent agreement stays defined, and so does "
+    "Gwet's AC1 when the scale has two or more classes"
 )
 _WHY_ALPHA = (
     "every pairable value is the same, so the expected disagreement D_e is 0 and "
