@@ -786,6 +786,7 @@ def _class_consensus(view, rs, method, provenance, want_profiles, alpha, max_ite
             class_names=reads.classes,
             session_names=reads.session_names if sessions is not None else None,
             alpha=alpha,
+            reference_name=f"the {method.replace('_', '-')} consensus",
         )
         _add_pairwise_agreement(prof, reads, labels, k)
         results["profiles"] = prof

@@ -473,6 +473,7 @@ def reader_profiles(
     min_decline: float = 0.10,
     session_names: Sequence[str] | None = None,
     bias_reference: Literal["reference", "dawid_skene", "majority"] = "reference",
+    reference_name: str = "the reference",
 ) -> dict[str, Any]:
     """One report per reader: reads, confusion and accuracy against the reference, call
     rates against the other readers with the bias test, agreement by session with the
@@ -496,6 +497,9 @@ def reader_profiles(
     bias_reference : {"reference", "dawid_skene", "majority"}, default "reference"
         What the bias test compares each reader's calls with: ``reference`` itself
         (the panel's consensus), or a leave-one-out consensus of the other readers.
+    reference_name : str, default "the reference"
+        How the drift flag's sentence names the reference, e.g. "the dawid-skene
+        consensus".
 
     Returns
     -------
@@ -619,7 +623,7 @@ def reader_profiles(
                         "direction": "decline",
                         "p_holm": _num(dr["p_holm"][j], 12),
                         "detail": (
-                            f"{name}'s agreement with the reference falls from "
+                            f"{name}'s agreement with {reference_name} falls from "
                             f"{_pct(dr['rate'][j, first])} in {sessions_named[first]} to "
                             f"{_pct(dr['rate'][j, last])} in {sessions_named[last]} "
                             f"(fitted {100 * dr['slope'][j]:+.1f} points per session, "
