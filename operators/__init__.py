@@ -5,6 +5,7 @@ from .compute_consensus import ComputeConsensus
 from .declare_label_schema import DeclareLabelSchema
 from .import_dicom import ImportDicom
 from .import_reader_labels import ImportReaderLabels
+from .manage_runs import ManageRuns
 from .render_window_presets import RenderWindowPresets
 
 OPERATORS = (
@@ -14,4 +15,5 @@ OPERATORS = (
     RenderWindowPresets,
     ComputeAgreement,
     ComputeConsensus,
+    ManageRuns,
 )

@@ -102,3 +102,43 @@ def test_operator_errors_name_the_problem(demo_clone):
         op("compute_consensus")(demo_clone, output_field="reader_r3")
     with pytest.raises(Exception, match="does not apply"):
         op("compute_consensus")(demo_clone, kind="boxes", method="dawid_skene")
+
+
+def test_runs_are_listed_renamed_and_deleted_through_the_operator(demo_clone):
+    from multireader import runs
+
+    op("compute_agreement")(demo_clone, kinds=["classification"], n_boot=0, run_key="a1")
+    op("compute_consensus")(demo_clone, method="majority")
+    listed = op("manage_runs")(demo_clone)["runs"]
+    assert [(r["key"], r["kind"]) for r in listed] == [
+        ("a1", "agreement"),
+        ("consensus_majority", "consensus"),
+    ]
+    assert listed[0]["readers"] == "R1, R2, R3, R4" and listed[0]["samples"] == 336
+    assert listed[1]["detail"] == "majority"
+    after = op("manage_runs")(demo_clone, action="rename", run_key="a1", new_key="a_all")["runs"]
+    assert [r["key"] for r in after] == ["a_all", "consensus_majority"]
+    assert runs.load(demo_clone, "a_all")["kind"] == "agreement"
+    op("manage_runs")(demo_clone, action="delete", run_key="consensus_majority")
+    assert runs.list_runs(demo_clone) == ["a_all"]
+    # the consensus field itself stays: deleting a run deletes the record, not labels
+    assert demo_clone.has_field("consensus_majority")
+
+
+def test_delegated_consensus_reports_progress(demo_clone):
+    from fiftyone.operators.delegated import DelegatedOperationService
+    from fiftyone.operators.executor import ExecutionRunState
+
+    op("compute_consensus")(demo_clone, kind="mask", delegate=True)
+    svc = DelegatedOperationService()
+    queued = svc.get_queued_operations(
+        operator=f"{PLUGIN}/compute_consensus", dataset_name=demo_clone.name
+    )
+    assert len(queued) == 1
+    svc.execute_operation(queued[0])
+    doc = svc.get(queued[0].id)
+    assert doc.run_state == ExecutionRunState.COMPLETED, doc.result
+    assert doc.status.progress == pytest.approx(1.0)
+    demo_clone.reload()
+    assert len(demo_clone.exists("consensus_staple_mask")) == len(demo_clone)
+    svc.delete_operation(doc.id)
