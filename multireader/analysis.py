@@ -3,8 +3,9 @@
 This is the layer between the database and the statistics. It reads the readers' fields
 with :mod:`multireader.collect`, hands plain arrays to :mod:`multireader.agreement`,
 :mod:`multireader.masks`, :mod:`multireader.boxes`, :mod:`multireader.consensus` and
-:mod:`multireader.profiles`, writes per-sample fields with one ``set_values`` per field,
-and stores the dataset-level results as a FiftyOne run (:mod:`multireader.runs`).
+:mod:`multireader.profiles`, writes per-sample fields in one bulk write (one update per
+sample, all fields at once) and consensus labels with one ``set_values``, and stores the
+dataset-level results as a FiftyOne run (:mod:`multireader.runs`).
 
 It never writes into a reader's field: consensus goes to its own ``consensus_*`` field,
 and every write here is checked against the reader-field registry first.
@@ -760,7 +761,8 @@ def _class_consensus(view, rs, method, provenance, want_profiles, alpha, max_ite
     else:
         ds = CN.DawidSkene(k, max_iter=max_iter, tol=tol).fit(reads.codes)
         labels, probas = ds.labels_, ds.probas_
-        contested = np.zeros(len(labels), dtype=bool)
+        # an exact tie of posteriors is left unlabelled (-1), like a majority tie
+        contested = (labels < 0) & (vote.n_reads_ > 0)
         confidence = probas.max(axis=1)
         results["dawid_skene"] = {
             "confusions": ds.confusions_,
