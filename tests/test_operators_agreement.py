@@ -73,28 +73,31 @@ def test_sdk_calls_go_through_the_executor(demo_clone):
     assert {f["reader"] for f in cons["flags"]} <= {"R1", "R2", "R4"}
 
 
-def test_delegated_agreement_reports_progress(demo_clone):
+def _run_queued(name, dataset):
+    """Run the one queued delegated operation of ``name`` as a worker would; check it."""
     from fiftyone.operators.delegated import DelegatedOperationService
     from fiftyone.operators.executor import ExecutionRunState
 
-    from multireader import runs
-
-    op("compute_agreement")(demo_clone, kinds=["mask"], n_boot=50, run_key="deleg", delegate=True)
-    assert runs.list_runs(demo_clone) == []  # queued, not run
     svc = DelegatedOperationService()
-    queued = svc.get_queued_operations(
-        operator=f"{PLUGIN}/compute_agreement", dataset_name=demo_clone.name
-    )
+    queued = svc.get_queued_operations(operator=f"{PLUGIN}/{name}", dataset_name=dataset.name)
     assert len(queued) == 1
     svc.execute_operation(queued[0])
     doc = svc.get(queued[0].id)
     assert doc.run_state == ExecutionRunState.COMPLETED, doc.result
     assert doc.status.progress == pytest.approx(1.0)
     assert doc.status.label
-    demo_clone.reload()
+    svc.delete_operation(doc.id)
+    dataset.reload()
+
+
+def test_delegated_agreement_reports_progress(demo_clone):
+    from multireader import runs
+
+    op("compute_agreement")(demo_clone, kinds=["mask"], n_boot=50, run_key="deleg", delegate=True)
+    assert runs.list_runs(demo_clone) == []  # queued, not run
+    _run_queued("compute_agreement", demo_clone)
     assert runs.list_runs(demo_clone, "agreement") == ["deleg"]
     assert demo_clone.has_field("mean_pairwise_dice")
-    svc.delete_operation(doc.id)
 
 
 def test_operator_errors_name_the_problem(demo_clone):
@@ -126,19 +129,7 @@ def test_runs_are_listed_renamed_and_deleted_through_the_operator(demo_clone):
 
 
 def test_delegated_consensus_reports_progress(demo_clone):
-    from fiftyone.operators.delegated import DelegatedOperationService
-    from fiftyone.operators.executor import ExecutionRunState
-
     op("compute_consensus")(demo_clone, kind="mask", delegate=True)
-    svc = DelegatedOperationService()
-    queued = svc.get_queued_operations(
-        operator=f"{PLUGIN}/compute_consensus", dataset_name=demo_clone.name
-    )
-    assert len(queued) == 1
-    svc.execute_operation(queued[0])
-    doc = svc.get(queued[0].id)
-    assert doc.run_state == ExecutionRunState.COMPLETED, doc.result
-    assert doc.status.progress == pytest.approx(1.0)
-    demo_clone.reload()
+    assert not demo_clone.has_field("consensus_staple_mask")  # queued, not run
+    _run_queued("compute_consensus", demo_clone)
     assert len(demo_clone.exists("consensus_staple_mask")) == len(demo_clone)
-    svc.delete_operation(doc.id)
