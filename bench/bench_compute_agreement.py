@@ -44,7 +44,10 @@ def build(name: str, n: int, seed: int = 0):
     truth = rng.integers(0, len(CLASSES), n)
     patients = rng.integers(0, n // 20, n)
     ds.add_samples(
-        [fo.Sample(filepath=f"/bench/{i:07d}.png", patient_key=f"p{patients[i]}") for i in range(n)],
+        [
+            fo.Sample(filepath=f"/bench/{i:07d}.png", patient_key=f"p{patients[i]}")
+            for i in range(n)
+        ],
         progress=False,
     )
     schema.declare_label_schema(ds, CLASSES, ordered=True, score_range=[1, 5])
@@ -109,7 +112,9 @@ def main(argv=None):
         "machine": f"{os.cpu_count()} cores (shared, noisy)",
         "date": dt.date.today().isoformat(),
     }
-    print(f"\n{'run':12s} {'median s':>9s} {'read s':>8s} {'compute s':>10s} {'write s':>8s} {'DB share':>9s}")
+    print(
+        f"\n{'run':12s} {'median s':>9s} {'read s':>8s} {'compute s':>10s} {'write s':>8s} {'DB share':>9s}"
+    )
     for label in runs:
         med = statistics.median(runs[label])
         parts = {k: statistics.median(t[k] for t in timings[label]) for k in timings[label][0]}
