@@ -106,8 +106,8 @@ def list_runs(dataset, kind: str | None = None) -> list[str]:
     return sorted(out)
 
 
-def load(dataset, run_key: str, kind: str | None = None) -> dict:
-    """``{"key", "kind", "config", "results", "timestamp"}`` of a stored run."""
+def _info(dataset, run_key: str, kind: str | None = None):
+    """The run's info, after checking it exists and is one of this plugin's runs."""
     if not dataset.has_run(run_key):
         available = ", ".join(list_runs(dataset, kind)) or "none"
         raise RunError(f"no run {run_key!r} on dataset {dataset.name!r} (runs: {available})")
@@ -115,6 +115,13 @@ def load(dataset, run_key: str, kind: str | None = None) -> dict:
     method = info.config.method or ""
     if not method.startswith(METHOD_PREFIX) or (kind and method != method_name(kind)):
         raise RunError(f"run {run_key!r} is a {method!r} run, not {method_name(kind or '*')!r}")
+    return info
+
+
+def load(dataset, run_key: str, kind: str | None = None) -> dict:
+    """``{"key", "kind", "config", "results", "timestamp"}`` of a stored run."""
+    info = _info(dataset, run_key, kind)
+    method = info.config.method
     cfg = {
         k: v
         for k, v in info.config.serialize().items()
@@ -132,10 +139,13 @@ def load(dataset, run_key: str, kind: str | None = None) -> dict:
 
 def rename(dataset, run_key: str, new_key: str) -> None:
     check_key(new_key)
-    load(dataset, run_key)  # a clear error when it is not ours or absent
+    _info(dataset, run_key)  # a clear error when it is absent or not this plugin's
+    if dataset.has_run(new_key):
+        raise RunError(f"run key {new_key!r} is taken; delete that run or choose another key")
     dataset.rename_run(run_key, new_key)
 
 
 def delete(dataset, run_key: str) -> None:
-    load(dataset, run_key)
+    """Delete the run record (never the fields or labels it wrote)."""
+    _info(dataset, run_key)
     dataset.delete_run(run_key)

@@ -314,3 +314,18 @@ def test_series_level_reads_count_each_series_once(demo_clone, tmp_path):
     assert cons["output_field"] == "consensus_majority_series"
     assert cons["n_contested"] == n_differ  # two readers who differ are a tie
     assert len(demo_clone.exists("consensus_majority_series")) == len(demo_clone)
+
+
+def test_run_keys_are_checked(demo_clone):
+    analysis.compute_agreement(demo_clone, kinds=["classification"], n_boot=0, run_key="a")
+    analysis.compute_agreement(demo_clone, kinds=["classification"], n_boot=0, run_key="b")
+    with pytest.raises(runs.RunError, match="taken"):
+        runs.rename(demo_clone, "a", "b")
+    with pytest.raises(runs.RunError, match="not valid"):
+        analysis.compute_agreement(demo_clone, run_key="1 bad key")
+    analysis.compute_consensus(demo_clone, method="majority", run_key="c", profiles=False)
+    with pytest.raises(runs.RunError, match="already holds"):
+        analysis.compute_agreement(demo_clone, kinds=["classification"], n_boot=0, run_key="c")
+    with pytest.raises(runs.RunError, match="not 'multireader.agreement'"):
+        runs.load(demo_clone, "c", "agreement")
+    assert runs.list_runs(demo_clone) == ["a", "b", "c"]
