@@ -226,3 +226,20 @@ def update_sidebar_groups(dataset) -> None:
     ]
     dataset.app_config.sidebar_groups = head + ours + tail
     dataset.save()
+
+# --- per-sample image-quality fields (written by compute_quality_metrics) ---------------
+QUALITY_PREFIX = "quality_"
+#: the metrics multireader.quality computes, in sidebar order; field = QUALITY_PREFIX + name
+QUALITY_METRIC_NAMES = (
+    "brightness",
+    "contrast",
+    "contrast_window",
+    "sharpness_laplacian",
+    "sharpness_frequency",
+    "entropy",
+    "noise",
+    "clip_low",
+    "clip_high",
+    "foreground_fraction",
+)
+QUALITY_FIELDS = tuple(QUALITY_PREFIX + name for name in QUALITY_METRIC_NAMES)
