@@ -2,6 +2,8 @@
 
 from .compute_agreement import ComputeAgreement
 from .compute_consensus import ComputeConsensus
+from .compute_uniqueness import ComputeUniqueness
+from .compute_visualization import ComputeVisualization
 from .declare_label_schema import DeclareLabelSchema
 from .import_dicom import ImportDicom
 from .import_reader_labels import ImportReaderLabels
@@ -16,4 +18,6 @@ OPERATORS = (
     ComputeAgreement,
     ComputeConsensus,
     ManageRuns,
+    ComputeVisualization,
+    ComputeUniqueness,
 )
