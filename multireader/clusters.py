@@ -577,7 +577,7 @@ def _categorical_test(
         )
     cats = np.unique(np.concatenate([a, b]))
     if cats.size < 2:
-        return None, f"{name}: not tested, it takes one value ({cats[0]!r}) everywhere"
+        return None, f"{name}: not tested, it takes one value ({str(cats[0])!r}) everywhere"
     table = np.array([[np.sum(a == c) for c in cats], [np.sum(b == c) for c in cats]])
     share_a, share_b = table[0] / a.size, table[1] / b.size
     top = int(np.argmax(share_a - share_b))
@@ -761,7 +761,9 @@ def cluster_enrichment(
         ``rest_mean_disagreement``, ``distinguishing`` (features, each with ``feature``,
         ``kind``, ``effect``, ``effect_name``, ``cluster_value``, ``rest_value``, ``p``,
         ``p_adj``, ``direction``, ``sentence``, counts of observed / missing values),
-        ``features_not_tested`` and ``notes``. Undefined numbers are None with a note.
+        ``features`` (every feature tested, in input order, same fields),
+        ``features_not_tested`` (one reason per skipped feature) and ``notes``.
+        Undefined numbers are None with a note.
 
     Raises
     ------
@@ -860,9 +862,8 @@ def cluster_enrichment(
     for t, pa in zip(all_tests, _bh([t["p"] for t in all_tests]), strict=True):
         t["p_adj"] = pa
     for e in entries:
-        keep = [
-            t for t in e.pop("_tested") if t["p_adj"] < alpha and abs(t["effect"]) >= min_effect
-        ]
+        e["features"] = e.pop("_tested")
+        keep = [t for t in e["features"] if t["p_adj"] < alpha and abs(t["effect"]) >= min_effect]
         keep.sort(key=lambda t: (-abs(t["effect"]), t["p"], t["feature"]))
         e["distinguishing"] = keep[:top_features]
 
@@ -932,6 +933,7 @@ _KEY_ORDER = (
     "mean_disagreement",
     "rest_mean_disagreement",
     "distinguishing",
+    "features",
     "features_not_tested",
     "notes",
 )
