@@ -243,3 +243,7 @@ QUALITY_METRIC_NAMES = (
     "foreground_fraction",
 )
 QUALITY_FIELDS = tuple(QUALITY_PREFIX + name for name in QUALITY_METRIC_NAMES)
+
+# --- embeddings (written by compute_embeddings) --------------------------------------
+EMBEDDING_PREFIX = "embedding_"  # vector fields, e.g. embedding_radiomics, embedding_vit_b_32
+RADIOMICS_EMBEDDING = "embedding_radiomics"  # the weight-free radiomics vector
