@@ -210,6 +210,7 @@ def cluster_embeddings(
     standardize: bool = True,
     seed: int = 0,
     max_clusters: int = 10,
+    n_components: int | None = None,
     return_info: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
     """Cluster samples by their embeddings.
@@ -234,7 +235,11 @@ def cluster_embeddings(
 
     With ``standardize=True`` (default) each column of ``X`` is centred and scaled to unit
     variance first (a constant column is only centred), so no single dimension dominates
-    the Euclidean distances both methods use.
+    the Euclidean distances both methods use. With ``n_components`` set, ``X`` is then
+    projected on its first ``n_components`` principal components (seeded PCA); this is
+    advisable for HDBSCAN on image embeddings of hundreds of dimensions, where density
+    estimates are poor and the run is slow (about 30 s for 5000 x 512 on 2 cores, 1 s
+    for 5000 x 32).
 
     Parameters
     ----------
@@ -252,10 +257,14 @@ def cluster_embeddings(
         Seeds k-means and the silhouette subsample (HDBSCAN is deterministic).
     max_clusters : int >= 2
         Largest k tried when k-means chooses k.
+    n_components : int >= 1, optional
+        Reduce ``X`` to this many principal components first; None (default) or a value
+        >= ``min(n, d)`` keeps ``X`` as is.
     return_info : bool
-        Also return a dict with the parameters used (``method``, ``n_clusters``,
-        ``min_cluster_size``, ``n_noise``, and for k-means ``silhouette``: mean silhouette
-        per k tried, or None when k was given).
+        Also return a dict with the parameters used (``method``, ``standardize``,
+        ``n_components`` (None when not reduced), ``n_clusters``, ``min_cluster_size``,
+        ``n_noise``, and for k-means ``silhouette``: mean silhouette per k tried, or None
+        when k was given).
 
     Returns
     -------
@@ -288,6 +297,7 @@ def cluster_embeddings(
     [30, 30]
     """
     from sklearn.cluster import HDBSCAN, KMeans
+    from sklearn.decomposition import PCA
     from sklearn.metrics import silhouette_score
 
     if method not in ("hdbscan", "kmeans"):
@@ -301,10 +311,20 @@ def cluster_embeddings(
         n_clusters = _check_int(n_clusters, "n_clusters", 2)
     if min_cluster_size is not None:
         min_cluster_size = _check_int(min_cluster_size, "min_cluster_size", 2)
+    if n_components is not None:
+        n_components = _check_int(n_components, "n_components", 1)
     n = x.shape[0]
     if standardize:
         x = _standardize(x)
-    info: dict[str, Any] = {"method": method, "standardize": standardize}
+    if n_components is not None and n_components < min(x.shape):
+        x = PCA(n_components, random_state=seed).fit_transform(x)
+    else:
+        n_components = None
+    info: dict[str, Any] = {
+        "method": method,
+        "standardize": standardize,
+        "n_components": n_components,
+    }
 
     if method == "hdbscan":
         mcs = max(5, n // 50) if min_cluster_size is None else min_cluster_size

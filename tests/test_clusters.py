@@ -110,6 +110,15 @@ def test_categorical_feature_found_in_its_cluster(data):
     assert "'Vendor B' is strongly over-represented" in f["sentence"]
 
 
+@pytest.mark.parametrize("method", ["hdbscan", "kmeans"])
+def test_pca_reduction_keeps_the_clusters(data, method):
+    labels, info = C.cluster_embeddings(data["X"], method, n_components=4, return_info=True)
+    assert info["n_components"] == 4
+    assert adjusted_rand_score(data["truth"], labels) > 0.95
+    _, info = C.cluster_embeddings(data["X"], method, n_components=D, return_info=True)
+    assert info["n_components"] is None  # not fewer than d: X kept as is
+
+
 def test_kmeans_chooses_k_by_silhouette_and_is_seeded(data):
     a, info = C.cluster_embeddings(data["X"], "kmeans", return_info=True, seed=3)
     b = C.cluster_embeddings(data["X"], "kmeans", seed=3)
@@ -456,6 +465,8 @@ def test_cluster_embeddings_bad_arguments():
         C.cluster_embeddings(X, "kmeans", n_clusters=1)
     with pytest.raises(ValueError, match="min_cluster_size must be an integer"):
         C.cluster_embeddings(X, min_cluster_size=2.5)
+    with pytest.raises(ValueError, match="n_components must be at least 1"):
+        C.cluster_embeddings(X, n_components=0)
     with pytest.raises(ValueError, match="standardize must be True or False"):
         C.cluster_embeddings(X, standardize="yes")
 
