@@ -885,7 +885,8 @@ def cluster_enrichment(
         e["features"] = e.pop("_tested")
         keep = [t for t in e["features"] if t["p_adj"] < alpha and abs(t["effect"]) >= min_effect]
         keep.sort(key=lambda t: (-abs(t["effect"]), t["p"], t["feature"]))
-        e["distinguishing"] = keep[:top_features]
+        # copies: a caller annotating a distinguishing feature should not alter "features"
+        e["distinguishing"] = [dict(t) for t in keep[:top_features]]
 
     def ratio_key(e: dict[str, Any]) -> float:
         if e["rate_ratio"] is not None:

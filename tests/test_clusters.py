@@ -414,6 +414,9 @@ def test_top_features_and_min_effect(data):
         labels, data["disagree"], features=data["features"], min_effect=0.0, top_features=1
     )
     assert all(len(c["distinguishing"]) <= 1 for c in res["clusters"])
+    top = res["clusters"][0]
+    top["distinguishing"][0]["reason"] = "annotated by a caller"
+    assert all("reason" not in f for f in top["features"])
     strict = C.cluster_enrichment(labels, data["disagree"], features=data["features"])
     for c in strict["clusters"]:
         for f in c["distinguishing"]:
