@@ -64,7 +64,7 @@ BOXES_COLUMNS = ["sop_instance_uid", "frame", "reader", "label", "x", "y", "widt
 MASKS_COLUMNS = ["sop_instance_uid", "frame", "reader", "mask_path", "timestamp", "session"]
 
 #: the simulated readers' noise: the standard deviation of their latent call, in classes
-READER_SIGMA = {"clean": 0.30, "unreliable_scanner": 1.0, "degraded": 1.25}
+READER_SIGMA = {"clean": 0.30, "unreliable_scanner": 1.0, "degraded": 2.0}
 BIAS_RATE = 0.5  # share of the biased reader's benign / probably-benign calls turned suspicious
 # the drifting reader, by the last session: extra sigma, upward shift of the latent class,
 # and the share of reads that slip to a neighbouring class (fatigue, a looser threshold)
