@@ -403,11 +403,15 @@ def model_input(
 
 
 # --- radiomics ---------------------------------------------------------------------
-_FREQ_CACHE: dict[tuple[int, int], tuple[np.ndarray, int]] = {}
+_FREQ_CACHE: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, int]] = {}
 
 
-def _freq_bins(shape: tuple[int, int]) -> tuple[np.ndarray, int]:
-    """Band index per rfft2 coefficient (len(FREQ_BANDS) = outside every band)."""
+def _freq_bins(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per rfft2 coefficient: its band (len(FREQ_BANDS) = outside every band) and weight.
+
+    rfft2 keeps one of each conjugate pair of columns; those count twice, so band
+    shares equal those of the full spectrum.
+    """
     if shape not in _FREQ_CACHE:
         fy = np.fft.fftfreq(shape[0])[:, None]
         fx = np.fft.rfftfreq(shape[1])[None, :]
@@ -416,7 +420,11 @@ def _freq_bins(shape: tuple[int, int]) -> tuple[np.ndarray, int]:
         for i, (lo, hi) in enumerate(FREQ_BANDS):
             bins[(radius >= lo) & (radius < hi)] = i
         bins[0, 0] = len(FREQ_BANDS)  # the mean carries no texture
-        _FREQ_CACHE[shape] = (bins.ravel(), len(FREQ_BANDS) + 1)
+        weight = np.full(radius.shape, 2.0)
+        weight[:, 0] = 1.0
+        if shape[1] % 2 == 0:
+            weight[:, -1] = 1.0  # the Nyquist column has no twin
+        _FREQ_CACHE[shape] = (bins.ravel(), weight.ravel(), len(FREQ_BANDS) + 1)
     return _FREQ_CACHE[shape]
 
 
@@ -523,8 +531,9 @@ def radiomics_features(native: np.ndarray, unit: str = "HU") -> np.ndarray:
     # energy in radial frequency bands, as log10 of each band's share of non-DC power
     spec = scipy.fft.rfft2(y - np.float32(mean))
     power = spec.real**2 + spec.imag**2
-    bins, n_bins = _freq_bins(y.shape)
-    band_power = np.bincount(bins, weights=power.ravel(), minlength=n_bins)[: len(FREQ_BANDS)]
+    bins, weight, n_bins = _freq_bins(y.shape)
+    band_power = np.bincount(bins, weights=power.ravel() * weight, minlength=n_bins)
+    band_power = band_power[: len(FREQ_BANDS)]
     band_share = band_power / max(float(band_power.sum()), 1e-12)
 
     return np.array(
@@ -592,17 +601,18 @@ def glcm_features(p: np.ndarray) -> dict[str, float]:
 
 
 def robust_standardiser(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature centre (median) and scale (1.4826 x MAD, else std, else 1).
+    """Per-feature centre (median) and scale: max(1.4826 x MAD, 0.25 x std), else 1.
 
-    Robust statistics, so a minority of degraded images does not set the scale that is
-    then used to find them.
+    Median and MAD, so a minority of degraded images does not set the scale used to
+    find them; the floor of a quarter standard deviation, so a feature that is nearly
+    constant on clean images (the share of air in a fixed field of view) cannot blow a
+    small difference up into a z-score in the hundreds and drown every other feature.
     """
     raw = np.asarray(raw, dtype=np.float64)
     center = np.median(raw, axis=0)
-    scale = 1.4826 * np.median(np.abs(raw - center), axis=0)
-    std = raw.std(axis=0)
-    scale = np.where(scale > 1e-9, scale, np.where(std > 1e-9, std, 1.0))
-    return center, scale
+    mad = 1.4826 * np.median(np.abs(raw - center), axis=0)
+    scale = np.maximum(mad, 0.25 * raw.std(axis=0))
+    return center, np.where(scale > 1e-9, scale, 1.0)
 
 
 # --- the per-sample work, run in DataLoader workers --------------------------------
@@ -735,7 +745,8 @@ def compute_embeddings(
         window: ``"auto"`` (the file's window) or a :data:`dicom.WINDOW_PRESETS` name;
             open_clip models only (radiomics reads native values).
         batch_size, num_workers, device: the DataLoader and where the model runs
-            (default: :func:`default_workers`, CUDA when present else CPU).
+            (default workers: :func:`default_workers`, none for under 512 images;
+            device: CUDA when present, else CPU).
         skip_existing: keep vectors already stored by the same model (resume).
         similarity_index: also build a FiftyOne similarity index on the field under
             ``brain_key`` (default ``sim_<field>``).
@@ -799,7 +810,11 @@ def compute_embeddings(
     pending_vecs: list[np.ndarray] = []
     n_written = 0
     dim = meta.get("dim") if meta else None
-    workers = default_workers() if num_workers is None else num_workers
+    if num_workers is None:
+        # starting workers costs about a second; below a few hundred images it never pays
+        workers = default_workers() if len(items) >= 512 else 0
+    else:
+        workers = num_workers
 
     def flush() -> None:
         nonlocal center, scale, n_written, dim

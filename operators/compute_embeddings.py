@@ -1,0 +1,220 @@
+"""Operator ``compute_embeddings``: a vector per image, from radiomics or an open_clip model."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from . import _common
+
+#: the form's model choices: value -> label
+MODEL_CHOICES = {
+    "radiomics": "Radiomics (weight-free: intensity, HU bands, texture, noise, blur)",
+    "biomedclip": "BiomedCLIP (medical; needs its weights from the HF hub or a local copy)",
+    "open_clip": "Another open_clip model (name + pretrained tag or checkpoint path)",
+}
+
+
+def _model_from_params(params: dict) -> tuple[str, str | None]:
+    choice = params.get("model_choice") or "radiomics"
+    if choice == "open_clip":
+        name = (params.get("model_name") or "").strip()
+        if not name:
+            raise ValueError("choose a model: type an open_clip model name, e.g. ViT-B-32")
+        return name, (params.get("pretrained") or "").strip() or None
+    return choice, None
+
+
+def _target_view(ctx):
+    return ctx.dataset if ctx.params.get("target", "DATASET") == "DATASET" else ctx.view
+
+
+class ComputeEmbeddings(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="compute_embeddings",
+            label="Compute embeddings",
+            description=(
+                "A vector per image: weight-free radiomics on native HU, or any open_clip "
+                "model (BiomedCLIP, a local checkpoint) on windowed images; resumable, "
+                "optionally with a similarity index"
+            ),
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        from multireader import dicom, embeddings
+
+        inputs = types.Object()
+        choice = types.RadioGroup()
+        for value, label in MODEL_CHOICES.items():
+            choice.add_choice(value, label=label)
+        inputs.enum(
+            "model_choice",
+            choice.values(),
+            default="radiomics",
+            required=True,
+            label="Model",
+            view=choice,
+        )
+        picked = ctx.params.get("model_choice") or "radiomics"
+        if picked == "open_clip":
+            inputs.str(
+                "model_name",
+                required=True,
+                default="ViT-B-32",
+                label="open_clip model",
+                description=(
+                    "A name from open_clip.list_models(), an hf-hub:<org>/<repo> id, a "
+                    "directory with open_clip_config.json, or a model config JSON path"
+                ),
+            )
+            inputs.str(
+                "pretrained",
+                label="Pretrained tag or checkpoint path",
+                description=(
+                    "e.g. laion2b_s34b_b79k (downloads), or /path/to/checkpoint.pt on this "
+                    "machine; empty for hub ids and model directories"
+                ),
+            )
+        if picked != "radiomics":
+            window = types.Dropdown()
+            window.add_choice("auto", label="The file's window")
+            for name, (c, w) in dicom.WINDOW_PRESETS.items():
+                window.add_choice(name, label=f"{name} (C {c:g}, W {w:g})")
+            inputs.enum(
+                "window",
+                window.values(),
+                default="auto",
+                label="Window",
+                description="How native values become the 8-bit image the model sees",
+                view=window,
+            )
+        model, _ = (
+            _model_from_params(ctx.params)
+            if picked != "open_clip" or ctx.params.get("model_name")
+            else ("ViT-B-32", None)
+        )
+        inputs.str(
+            "field",
+            default=embeddings.default_field(model),
+            label="Field",
+            description="Vector field to write; samples that already have it are skipped",
+        )
+        inputs.int("batch_size", default=32, min=1, label="Batch size")
+        inputs.int(
+            "num_workers",
+            default=embeddings.default_workers(),
+            min=0,
+            label="Data loader workers",
+            description="Processes reading and rendering images while the model runs",
+        )
+        inputs.bool(
+            "skip_existing",
+            default=True,
+            label="Skip samples already embedded by this model",
+            view=types.CheckboxView(),
+        )
+        inputs.bool(
+            "similarity_index",
+            default=False,
+            label="Build a similarity index",
+            description="FiftyOne Brain similarity (sort by similarity in the App)",
+            view=types.CheckboxView(),
+        )
+        target = types.RadioGroup()
+        target.add_choice("DATASET", label="Whole dataset")
+        target.add_choice("CURRENT_VIEW", label="Current view")
+        inputs.enum("target", target.values(), default="DATASET", label="Samples", view=target)
+        _common.delegation_input(inputs)
+        return types.Property(inputs, view=types.View(label="Compute embeddings"))
+
+    def resolve_delegation(self, ctx):
+        return _common.resolve_delegation(ctx)
+
+    def execute(self, ctx):
+        from multireader import embeddings
+
+        p = ctx.params
+        model, pretrained = _model_from_params(p)
+        workers = p.get("num_workers")
+        report = embeddings.compute_embeddings(
+            _target_view(ctx),
+            model=model,
+            pretrained=pretrained,
+            field=(p.get("field") or "").strip() or None,
+            window=p.get("window") or "auto",
+            batch_size=int(p.get("batch_size") or 32),
+            num_workers=None if workers is None else int(workers),
+            skip_existing=bool(p.get("skip_existing", True)),
+            similarity_index=bool(p.get("similarity_index", False)),
+            progress=_common.progress_for(ctx),
+        )
+        if not ctx.delegated:
+            ctx.trigger("reload_dataset")
+        return {
+            "field": report["field"],
+            "dim": report["dim"],
+            "model": report["model"]["model"],
+            "model_key": report["model"]["key"],
+            "n_embedded": report["n_embedded"],
+            "n_skipped": report["n_skipped"],
+            "n_errors": len(report["errors"]),
+            "errors": report["errors"],
+            "seconds": report["seconds"],
+            "images_per_s": report["images_per_s"],
+            "device": report["device"],
+            "brain_key": report["brain_key"],
+        }
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("field", label="Field")
+        outputs.str("model", label="Model")
+        outputs.int("dim", label="Dimensions")
+        outputs.int("n_embedded", label="Embedded")
+        outputs.int("n_skipped", label="Skipped (already embedded)")
+        outputs.float("images_per_s", label="Images per second")
+        outputs.str("device", label="Device")
+        outputs.str("brain_key", label="Similarity index")
+        _common.table(
+            outputs, "errors", "Images not embedded", {"sample_id": "Sample", "reason": "Why"}
+        )
+        return types.Property(outputs, view=types.View(label="Embeddings"))
+
+    def __call__(
+        self,
+        sample_collection,
+        *,
+        model: str = "radiomics",
+        pretrained: str | None = None,
+        field: str | None = None,
+        window: str = "auto",
+        batch_size: int = 32,
+        num_workers: int | None = None,
+        skip_existing: bool = True,
+        similarity_index: bool = False,
+        delegate: bool = False,
+    ):
+        """Compute embeddings from the SDK for a dataset or view; returns the report.
+
+        ``model`` is ``"radiomics"``, ``"biomedclip"`` or any open_clip name / hub id /
+        model directory / config JSON (see :func:`multireader.embeddings.compute_embeddings`).
+        """
+        choice = model if model in ("radiomics", "biomedclip") else "open_clip"
+        params = dict(
+            model_choice=choice,
+            model_name=model if choice == "open_clip" else "",
+            pretrained=pretrained or "",
+            field=field or "",
+            window=window,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            skip_existing=skip_existing,
+            similarity_index=similarity_index,
+            target="CURRENT_VIEW",
+        )
+        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)
