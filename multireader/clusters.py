@@ -744,7 +744,7 @@ def cluster_enrichment(
     feature distinguishes a cluster when ``p_adj < alpha`` and ``|effect| >= min_effect``;
     the default 0.5 is a "large" effect on both scales (Cliff's delta >= 0.474, Romano et
     al. 2006; Cramer's V with one degree of freedom >= 0.5, Cohen 1988). Those features
-    are ranked by ``|effect|`` and the first ``top_features`` kept.
+    are ranked by ``|effect|``, ties (e.g. Cliff's delta saturated at +-1) by ``|cohens_d|``, and the first ``top_features`` kept.
 
     **Ranking** of clusters: :data:`RANKING_RULE`.
 
@@ -884,7 +884,12 @@ def cluster_enrichment(
     for e in entries:
         e["features"] = e.pop("_tested")
         keep = [t for t in e["features"] if t["p_adj"] < alpha and abs(t["effect"]) >= min_effect]
-        keep.sort(key=lambda t: (-abs(t["effect"]), t["p"], t["feature"]))
+        # Cliff's delta saturates at +-1 when the groups do not overlap, which is common
+        # for image-quality metrics (a blurred series is blurrier than every clean image);
+        # among equal deltas the larger standardised difference (Cohen's d) comes first
+        keep.sort(
+            key=lambda t: (-abs(t["effect"]), -abs(t.get("cohens_d") or 0.0), t["p"], t["feature"])
+        )
         # copies: a caller annotating a distinguishing feature should not alter "features"
         e["distinguishing"] = [dict(t) for t in keep[:top_features]]
 

@@ -2,9 +2,12 @@
 
 from .compute_agreement import ComputeAgreement
 from .compute_consensus import ComputeConsensus
+from .compute_embeddings import ComputeEmbeddings
+from .compute_quality_metrics import ComputeQualityMetrics
 from .compute_uniqueness import ComputeUniqueness
 from .compute_visualization import ComputeVisualization
 from .declare_label_schema import DeclareLabelSchema
+from .find_disagreement_clusters import FindDisagreementClusters
 from .import_dicom import ImportDicom
 from .import_reader_labels import ImportReaderLabels
 from .manage_runs import ManageRuns
@@ -20,4 +23,7 @@ OPERATORS = (
     ManageRuns,
     ComputeVisualization,
     ComputeUniqueness,
+    ComputeEmbeddings,
+    ComputeQualityMetrics,
+    FindDisagreementClusters,
 )

@@ -1,0 +1,168 @@
+"""Operator ``find_disagreement_clusters``: where in embedding space readers disagree."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from . import _common
+from .compute_agreement import target_input, target_view
+from .compute_visualization import embedding_field_input
+
+
+def _fmt(v, pct=False) -> str:
+    if v is None:
+        return ""
+    return f"{100 * v:.0f}%" if pct else f"{v:.2g}"
+
+
+class FindDisagreementClusters(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="find_disagreement_clusters",
+            label="Find disagreement clusters",
+            description=(
+                "Cluster a stored embedding, rank clusters by how much more often readers "
+                "disagree there, and name what distinguishes each (quality, scanner, ...)"
+            ),
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        from multireader import fields
+
+        inputs = types.Object()
+        if not ctx.dataset.has_field(fields.READERS_DISAGREE):
+            inputs.view(
+                "no_agreement",
+                types.Warning(
+                    label="No disagreement scores yet",
+                    description="Run 'Compute reader agreement' first",
+                ),
+            )
+            return types.Property(inputs, view=types.View(label="Find disagreement clusters"))
+        default = embedding_field_input(inputs, ctx.dataset)
+        if default is None:
+            return types.Property(inputs, view=types.View(label="Find disagreement clusters"))
+        method = types.RadioGroup()
+        method.add_choice("hdbscan", label="HDBSCAN (finds the number of clusters; noise allowed)")
+        method.add_choice("kmeans", label="k-means")
+        inputs.enum("method", method.values(), default="hdbscan", label="Clustering", view=method)
+        if ctx.params.get("method") == "kmeans":
+            inputs.int(
+                "n_clusters",
+                label="Number of clusters",
+                description="Empty: chosen by silhouette",
+            )
+        else:
+            inputs.int(
+                "min_cluster_size",
+                label="Smallest cluster",
+                description="Empty: max(5, n / 50)",
+            )
+        inputs.float(
+            "alpha",
+            default=0.05,
+            min=0.0001,
+            max=0.5,
+            label="Significance level",
+            description="For the enrichment test (Benjamini-Hochberg across clusters)",
+        )
+        inputs.str("run_key", default="disagreement_clusters", required=True, label="Run key")
+        target_input(inputs)
+        _common.delegation_input(inputs)
+        return types.Property(inputs, view=types.View(label="Find disagreement clusters"))
+
+    def resolve_delegation(self, ctx):
+        return _common.resolve_delegation(ctx)
+
+    def execute(self, ctx):
+        from multireader import disagreement_clusters as DC
+
+        p = ctx.params
+        res = DC.find_disagreement_clusters(
+            target_view(ctx),
+            embeddings=p["embeddings"],
+            method=p.get("method") or "hdbscan",
+            n_clusters=p.get("n_clusters") or None,
+            min_cluster_size=p.get("min_cluster_size") or None,
+            alpha=float(p.get("alpha", 0.05)),
+            run_key=(p.get("run_key") or "disagreement_clusters").strip(),
+            progress=_common.progress_for(ctx),
+        )
+        if not ctx.delegated:
+            ctx.trigger("reload_dataset")
+        rows = []
+        for rank, cl in enumerate(res["clusters"], start=1):
+            top = (cl.get("distinguishing") or [{}])[0]
+            rows.append(
+                {
+                    "rank": rank,
+                    "cluster": cl["cluster"],
+                    "size": cl["size"],
+                    "rate": _fmt(cl.get("rate"), pct=True),
+                    "rest_rate": _fmt(cl.get("rest_rate"), pct=True),
+                    "p_adj": _fmt(cl.get("p_adj")),
+                    "enriched": "yes" if cl.get("enriched") else "",
+                    "why": top.get("sentence", ""),
+                    "view": cl.get("saved_view", ""),
+                }
+            )
+        return {
+            "run_key": res["run_key"],
+            "cluster_field": res["cluster_field"],
+            "summary": res.get("summary") or "",
+            "clusters": rows,
+        }
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("summary", label="Top cluster")
+        outputs.str("cluster_field", label="Cluster ids written to")
+        outputs.str("run_key", label="Stored as run")
+        _common.table(
+            outputs,
+            "clusters",
+            "Clusters, most enriched first (open a saved view to see its samples)",
+            {
+                "rank": "#",
+                "cluster": "Cluster",
+                "size": "Size",
+                "rate": "Disagree",
+                "rest_rate": "Rest",
+                "p_adj": "p (BH)",
+                "enriched": "Enriched",
+                "why": "What distinguishes it",
+                "view": "Saved view",
+            },
+        )
+        return types.Property(outputs, view=types.View(label="Disagreement clusters"))
+
+    def __call__(
+        self,
+        sample_collection,
+        embeddings: str,
+        *,
+        method: str = "hdbscan",
+        n_clusters: int | None = None,
+        min_cluster_size: int | None = None,
+        alpha: float = 0.05,
+        run_key: str = "disagreement_clusters",
+        delegate: bool = False,
+    ):
+        """Find clusters from the SDK; the full ranked result is stored as run ``run_key``."""
+        params = dict(
+            embeddings=embeddings,
+            method=method,
+            alpha=alpha,
+            run_key=run_key,
+            target="CURRENT_VIEW",
+        )
+        if n_clusters:
+            params["n_clusters"] = n_clusters
+        if min_cluster_size:
+            params["min_cluster_size"] = min_cluster_size
+        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)
