@@ -91,6 +91,22 @@ def _explain(features: list[dict], keep: int = TOP_FEATURES) -> list[dict]:
     return ordered[:keep]
 
 
+def _summary(clusters: list[dict], what: str) -> str | None:
+    """One sentence on the top enriched cluster, with its first distinguishing feature."""
+    top = next((c for c in clusters if c.get("enriched")), None)
+    if top is None:
+        return None  # cluster_enrichment's own sentence says why nothing is enriched
+    ratio = "" if top["rate_ratio"] is None else f", rate ratio {top['rate_ratio']:.1f}"
+    s = (
+        f"Cluster {top['cluster']} ({top['size']} samples) ranks first: "
+        f"{100 * top['rate']:.0f}% of its samples are {what}, against "
+        f"{100 * top['rest_rate']:.0f}% elsewhere (BH-adjusted p = {top['p_adj']:.2g}{ratio})"
+    )
+    if top["distinguishing"]:
+        s += "; " + top["distinguishing"][0]["sentence"]
+    return s + "."
+
+
 def _default_features(dataset) -> tuple[list[str], list[str]]:
     schema = dataset.get_field_schema()
     numeric = [
@@ -224,6 +240,12 @@ def find_disagreement_clusters(
     for cl in result["clusters"]:
         cl["distinguishing"] = _explain(cl.get("distinguishing") or [])
         cl["reason"] = next((f["reason"] for f in cl["distinguishing"] if f["reason"]), None)
+    what = (
+        f"at or above the {100 * quantile:.0f}th percentile of {score_field}"
+        if outcome == "high_disagreement"
+        else "disagreed on"
+    )
+    result["summary"] = _summary(result["clusters"], what) or result.get("summary")
 
     field = cluster_field or f"cluster_{embeddings}"
     if field in F.reader_fields(dataset) or field.startswith(F.READER_PREFIX):

@@ -95,6 +95,30 @@ def analyse(dataset: fo.Dataset) -> None:
         for flag in res["flags"]:
             print(f"   FLAG {flag['reader']} {flag['kind']}: {flag['detail']}")
 
+    step("compute_quality_metrics (on native HU values)")
+    q = op("compute_quality_metrics")(dataset)
+    print(f"   {q.get('n_computed')} images: {', '.join(q.get('fields', []))}")
+
+    step("compute_embeddings (weight-free radiomics features; no download)")
+    e = op("compute_embeddings")(dataset, model="radiomics")
+    print(f"   {e.get('n_embedded')} embedded into {e.get('field')} ({e.get('dim')}-d)")
+
+    step("compute_visualization (UMAP) and compute_uniqueness")
+    m = op("compute_visualization")(dataset, e["field"])
+    print(f"   map {m['brain_key']}: open the Embeddings panel, colour by disagreement_class")
+    op("compute_uniqueness")(dataset, e["field"])
+
+    step("find_disagreement_clusters")
+    c = op("find_disagreement_clusters")(dataset, e["field"])
+    print(f"   {c['summary']}")
+    for row in c["clusters"][:4]:
+        print(
+            f"   #{row['rank']} cluster {row['cluster']} ({row['size']} images): "
+            f"{row['rate']} contested vs {row['rest_rate']}, p={row['p_adj']} {row['view']}"
+        )
+        if row["why"]:
+            print(f"      {row['why']}")
+
     # the view a radiology lead opens first: contested images, most contested first
     contested = dataset.match(F(fields.READERS_DISAGREE) == True).sort_by(  # noqa: E712
         fields.DISAGREEMENT, reverse=True
