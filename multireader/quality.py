@@ -345,8 +345,8 @@ def image_quality(
     >>> rng = np.random.default_rng(0)
     >>> hu = np.full((256, 256), 40.0) + rng.normal(0, 10, (256, 256))
     >>> q = image_quality(hu, unit="HU", window=(40, 400))
-    >>> round(q["brightness"]), round(q["noise"], 1), q["foreground_fraction"]
-    (40, 10.0, 1.0)
+    >>> round(q["brightness"]), round(q["noise"]), q["foreground_fraction"]
+    (40, 10, 1.0)
     """
     wanted = _check_metrics(metrics)
     x = _as_gray(native)
