@@ -768,10 +768,15 @@ def compute_embeddings(
     view = samples.view()
     dataset = view._dataset
     meta = _field_meta(dataset, field)
-    if meta and meta.get("model_key") not in (None, spec.key):
+    if meta is not None and meta.get("model_key") != spec.key:
+        source = (
+            f"embeddings of {meta.get('model', {}).get('model')!r} (model key "
+            f"{meta.get('model_key')!r})"
+            if meta.get("model_key")
+            else "vectors not written by compute_embeddings (no model recorded)"
+        )
         raise FieldConflictError(
-            f"field {field!r} holds embeddings of {meta.get('model', {}).get('model')!r} "
-            f"(model key {meta.get('model_key')!r}), not of this model ({spec.key!r}); "
+            f"field {field!r} holds {source}, not of this model ({spec.key!r}); "
             "pass another field name, or delete the field first"
         )
 

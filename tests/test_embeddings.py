@@ -395,9 +395,14 @@ def test_a_field_holding_another_models_vectors_is_not_mixed(demo_clone, tiny):
         E.compute_embeddings(
             view, model=tiny["config"], pretrained=tiny["checkpoint"], field="embedding_shared"
         )
-    demo_clone.add_sample_field("not_vectors", __import__("fiftyone").StringField)
+    import fiftyone as fo
+
+    demo_clone.add_sample_field("not_vectors", fo.StringField)
     with pytest.raises(E.FieldConflictError, match="not a vector field"):
         E.compute_embeddings(view, field="not_vectors")
+    demo_clone.add_sample_field("someone_elses", fo.VectorField)
+    with pytest.raises(E.FieldConflictError, match="not written by compute_embeddings"):
+        E.compute_embeddings(view, field="someone_elses")
 
 
 def test_similarity_index_finds_each_image_first(demo_clone):
