@@ -252,6 +252,7 @@ def find_disagreement_clusters(
         raise ClusterError(f"{field!r} is a reader field; choose another cluster field")
     report(progress, 0.85, f"writing {field}")
     write_sample_fields(present, ids, {field: labels.astype(np.int64)})
+    F.update_sidebar_groups(dataset)
 
     from fiftyone import ViewField as VF
 

@@ -205,7 +205,10 @@ def update_sidebar_groups(dataset) -> None:
     slicing = [n for n in METADATA_FIELDS if n in schema]
     dicom = [n for n in _DICOM_SIDEBAR if n in schema]
     disagreement = [n for n in DISAGREEMENT_FIELDS if n in schema]
+    disagreement += sorted(n for n in schema if n.startswith("cluster_"))
+    quality = sorted(n for n in schema if n.startswith(("quality_", "uniqueness")))
     taken = set(readers) | set(consensus) | set(slicing) | set(dicom) | set(disagreement)
+    taken |= set(quality)
 
     groups = []
     for group in fo.DatasetAppConfig.default_sidebar_groups(dataset):
@@ -215,6 +218,7 @@ def update_sidebar_groups(dataset) -> None:
         fo.SidebarGroupDocument(name="readers", paths=readers),
         fo.SidebarGroupDocument(name="consensus", paths=consensus),
         fo.SidebarGroupDocument(name="disagreement", paths=disagreement),
+        fo.SidebarGroupDocument(name="image quality", paths=quality, expanded=False),
         fo.SidebarGroupDocument(name="slicing", paths=slicing),
         fo.SidebarGroupDocument(name="dicom", paths=dicom, expanded=False),
     ]
@@ -226,6 +230,7 @@ def update_sidebar_groups(dataset) -> None:
     ]
     dataset.app_config.sidebar_groups = head + ours + tail
     dataset.save()
+
 
 # --- per-sample image-quality fields (written by compute_quality_metrics) ---------------
 QUALITY_PREFIX = "quality_"
