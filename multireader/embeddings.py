@@ -209,6 +209,16 @@ def resolve_model(model: str = RADIOMICS, pretrained: str | None = None, window:
                 raise EmbeddingError(f"checkpoint {pretrained} for model {model!r} does not exist")
             pretrained = os.path.abspath(pretrained)
             checkpoint_id = _fingerprint(pretrained)
+        elif not model.endswith(".json"):
+            import open_clip
+
+            tags = open_clip.list_pretrained_tags_by_model(model.replace("/", "-"))
+            if pretrained not in tags:
+                raise UnknownModelError(
+                    f"{pretrained!r} is neither a pretrained tag of {model!r} nor a file. "
+                    f"Its tags: {', '.join(tags) or 'none'} (open_clip.list_pretrained()); "
+                    "or pass the path of a local checkpoint"
+                )
     elif model.endswith(".json"):
         raise EmbeddingError(
             f"model config {model} needs its weights: pass the checkpoint path as pretrained"

@@ -355,6 +355,8 @@ def test_model_errors_are_clear_and_write_nothing(demo_clone, tiny):
         E.compute_embeddings(view, model="ViT-B-32", pretrained=tiny["checkpoint"])
     with pytest.raises(E.EmbeddingError, match="does not exist"):
         E.compute_embeddings(view, model="ViT-B-32", pretrained="/nowhere/ckpt.pt")
+    with pytest.raises(E.UnknownModelError, match="laion2b_s34b_b79k"):
+        E.compute_embeddings(view, model="ViT-B-32", pretrained="no_such_tag")
     with pytest.raises(E.EmbeddingError, match="not an open_clip model config"):
         bad = os.path.join(os.path.dirname(tiny["config"]), "bad.json")
         with open(bad, "w") as f:
