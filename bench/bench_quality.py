@@ -280,6 +280,13 @@ def main() -> None:
                 result[cache]["ratio_metrics_to_read_dicom"] = round(
                     rate["read_dicom"] / rate["metrics"], 2
                 )
+            # per repeat: others' load on a shared machine moves every side's seconds
+            for base in ("read_npy", "read_dicom"):
+                if base in per:
+                    result[cache][f"ratio_metrics_to_{base}_per_repeat"] = [
+                        round((m / len(npys)) / (r / len(sides[base][1])), 2)
+                        for m, r in zip(per["metrics"], per[base], strict=True)
+                    ]
         result["single_process_ms_per_image"] = per_metric_ms(npys)
         if args.dataset:
             result["compute_quality_metrics_dataset"] = time_dataset(npys, args.workers)
