@@ -81,7 +81,7 @@ class ComputeQualityMetrics(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import quality
+        from multireader import fields, quality
 
         target = ctx.dataset if ctx.params.get("target", "DATASET") == "DATASET" else ctx.view
         result = quality.compute_quality_metrics(
@@ -91,6 +91,7 @@ class ComputeQualityMetrics(foo.Operator):
             skip_existing=bool(ctx.params.get("skip_existing", False)),
             progress=_common.progress_for(ctx),
         )
+        fields.update_sidebar_groups(ctx.dataset)
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
         return {**result, "n_errors": len(result["errors"])}

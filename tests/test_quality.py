@@ -406,6 +406,9 @@ def test_operator_from_sdk_and_delegated(plugins_dir, demo_clone):
     assert out["n_computed"] == 20 and out["n_errors"] == 0
     assert out["fields"] == ["quality_sharpness_laplacian", "quality_noise"]
     assert len(demo_clone.exists("quality_noise")) == 20  # only the view
+    demo_clone.reload()
+    groups = {g.name: g.paths for g in demo_clone.app_config.sidebar_groups}
+    assert {"quality_noise", "quality_sharpness_laplacian"} <= set(groups["image quality"])
 
     op(demo_clone, metrics=["entropy"], delegate=True)
     assert not demo_clone.has_field("quality_entropy")  # queued, not run
