@@ -27,7 +27,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -147,7 +149,9 @@ class ModelSpec:
         return {**asdict(self), "key": self.key}
 
 
-def resolve_model(model: str = RADIOMICS, pretrained: str | None = None, window: str = "auto"):
+def resolve_model(
+    model: str = RADIOMICS, pretrained: str | None = None, window: str = "auto"
+) -> ModelSpec:
     """Validate a model choice without loading weights; returns a :class:`ModelSpec`.
 
     Raises :class:`UnknownModelError` for a name open_clip does not know (with where to
@@ -271,7 +275,7 @@ def default_field(model: str = RADIOMICS) -> str:
 
 
 # --- open_clip loading -------------------------------------------------------------
-def load_open_clip(spec: ModelSpec, device: str = "cpu"):
+def load_open_clip(spec: ModelSpec, device: str = "cpu") -> tuple[Any, Callable]:
     """``(model, preprocess)`` for an open_clip spec, in eval mode on ``device``.
 
     Every way of naming weights goes through ``open_clip.create_model_and_transforms``
@@ -918,7 +922,7 @@ def compute_embeddings(
     }
 
 
-def build_similarity_index(view, field: str, brain_key: str):
+def build_similarity_index(view, field: str, brain_key: str) -> Any:
     """A FiftyOne similarity index (sklearn backend) over the samples that have ``field``."""
     import fiftyone.brain as fob
 
