@@ -12,6 +12,17 @@ os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 import pytest  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def plugins_dir():
+    """FiftyOne finds this repository's plugin, as `./setup.sh` arranges for users."""
+    import fiftyone as fo
+
+    old = fo.config.plugins_dir
+    fo.config.plugins_dir = ROOT
+    yield
+    fo.config.plugins_dir = old
+
+
 @pytest.fixture
 def dataset_name():
     """A unique dataset name; the dataset is deleted after the test if it exists."""

@@ -1,28 +1,8 @@
 """UMAP maps and uniqueness from a stored embedding, through the operators and Brain."""
 
-import os
-
 import numpy as np
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLUGIN = "@multireader/disagreement"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def plugins_dir():
-    import fiftyone as fo
-
-    old = fo.config.plugins_dir
-    fo.config.plugins_dir = ROOT
-    yield
-    fo.config.plugins_dir = old
-
-
-def op(name):
-    import fiftyone.operators as foo
-
-    return foo.get_operator(f"{PLUGIN}/{name}")
+from helpers_plugin import op
 
 
 @pytest.fixture

@@ -10,19 +10,7 @@ import os
 
 import pydicom
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLUGIN = "@multireader/disagreement"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def plugins_dir():
-    import fiftyone as fo
-
-    old = fo.config.plugins_dir
-    fo.config.plugins_dir = ROOT
-    yield
-    fo.config.plugins_dir = old
+from helpers_plugin import PLUGIN, op
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +18,6 @@ def study(tmp_path_factory):
     from multireader import demo
 
     return demo.generate_demo_study(str(tmp_path_factory.mktemp("study")), seed=3, n_series=4)
-
-
-def op(name):
-    import fiftyone.operators as foo
-
-    return foo.get_operator(f"{PLUGIN}/{name}")
 
 
 def _count_frames(dicom_dir):

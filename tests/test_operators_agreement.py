@@ -1,28 +1,8 @@
 """compute_agreement and compute_consensus as operators: SDK calls through FiftyOne's
 executor, a delegated run with progress, and the forms the operator browser shows."""
 
-import os
-
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLUGIN = "@multireader/disagreement"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def plugins_dir():
-    import fiftyone as fo
-
-    old = fo.config.plugins_dir
-    fo.config.plugins_dir = ROOT
-    yield
-    fo.config.plugins_dir = old
-
-
-def op(name):
-    import fiftyone.operators as foo
-
-    return foo.get_operator(f"{PLUGIN}/{name}")
+from helpers_plugin import PLUGIN, op
 
 
 def _form(name, dataset, params=None):
