@@ -139,6 +139,7 @@ def find_disagreement_clusters(
     outcome: str = "high_disagreement",
     quantile: float = 0.75,
     score_field: str | None = None,
+    n_components: int | None = None,
     progress: ProgressFn | None = None,
 ) -> dict:
     """Cluster ``embeddings`` on ``samples`` and rank the clusters by disagreement.
@@ -161,6 +162,10 @@ def find_disagreement_clusters(
     (what the diagnosis is), else the combined ``disagreement``. Outline disagreement
     (masks, boxes) reflects drawing style as much as doubt about the finding: on the demo
     study it is no higher on blurred images, where the class calls fall apart.
+
+    ``n_components``: reduce the embedding with PCA before clustering; by default 50
+    components when it has more than 64 dimensions (CLIP-size vectors make HDBSCAN slow:
+    about 28 s against 3 s for 5,000 x 512 here), none otherwise.
     """
     from . import clusters as CL
 
@@ -222,8 +227,15 @@ def find_disagreement_clusters(
 
     report(progress, 0.2, f"clustering with {method}")
     try:
+        if n_components is None and dim > 64:
+            n_components = 50
         labels = CL.cluster_embeddings(
-            X, method=method, n_clusters=n_clusters, min_cluster_size=min_cluster_size, seed=seed
+            X,
+            method=method,
+            n_clusters=n_clusters,
+            min_cluster_size=min_cluster_size,
+            seed=seed,
+            n_components=n_components,
         )
     except ValueError as e:
         raise ClusterError(f"cannot cluster {embeddings!r}: {e}") from e
@@ -291,6 +303,7 @@ def find_disagreement_clusters(
         "algorithm": method,
         "n_clusters": n_clusters,
         "min_cluster_size": min_cluster_size,
+        "n_components": n_components,
         "alpha": alpha,
         "seed": seed,
         "outcome": outcome,

@@ -99,3 +99,25 @@ def test_clear_errors(demo_clone):
         DC.find_disagreement_clusters(demo_clone.limit(5), embeddings="emb")
     with pytest.raises(DC.ClusterError, match="unknown outcome"):
         DC.find_disagreement_clusters(demo_clone, embeddings="emb", outcome="vibes")
+
+
+def test_wide_embeddings_are_reduced_with_pca_first(analysed):
+    """A 128-d embedding (CLIP-like width) is projected to 50 components before HDBSCAN,
+    and the same planted cluster still ranks first."""
+    from multireader import disagreement_clusters as DC
+    from multireader import runs
+
+    ds, planted = analysed
+    X = np.array(ds.values("embedding_radiomics"))
+    W = np.random.default_rng(0).normal(size=(X.shape[1], 128))
+    ds.set_values("embedding_wide", list(X @ W))
+    narrow = DC.find_disagreement_clusters(ds, embeddings="embedding_radiomics", run_key="n")
+    wide = DC.find_disagreement_clusters(ds, embeddings="embedding_wide", run_key="w")
+    assert runs.load(ds, "w")["config"]["n_components"] == 50
+    assert runs.load(ds, "n")["config"]["n_components"] is None
+
+    def top(res):
+        first = res["clusters"][0]["cluster"]
+        return set(ds.match({res["cluster_field"]: first}).values("id"))
+
+    assert top(wide) == top(narrow)
