@@ -8,8 +8,7 @@ import os
 
 import numpy as np
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers_plugin import form, op, run_queued
 
 #: a tiny open_clip architecture, so tests save and load a real checkpoint in seconds
 TINY_CFG = {
@@ -419,101 +418,38 @@ def test_similarity_index_finds_each_image_first(demo_clone):
 
 
 # --- the operator -------------------------------------------------------------------
-def _registered_in_plugin() -> bool:
-    import yaml
-
-    with open(os.path.join(ROOT, "fiftyone.yml")) as f:
-        return "compute_embeddings" in (yaml.safe_load(f).get("operators") or [])
-
-
-@pytest.fixture(scope="module")
-def plugin(tmp_path_factory):
-    """The plugin URI that serves compute_embeddings.
-
-    Once the operator is listed in the plugin's fiftyone.yml this is the plugin itself;
-    until then a two-file plugin in a temporary directory registers the same class.
-    """
-    import fiftyone as fo
-
-    old = fo.config.plugins_dir
-    if _registered_in_plugin():
-        fo.config.plugins_dir, name = ROOT, "@multireader/disagreement"
-    else:
-        d = tmp_path_factory.mktemp("plugins") / "embeddings_under_test"
-        d.mkdir()
-        name = "@multireader/embeddings-under-test"
-        (d / "fiftyone.yml").write_text(
-            f'name: "{name}"\ntype: plugin\noperators:\n  - compute_embeddings\n'
-        )
-        (d / "__init__.py").write_text(
-            f"import sys\nsys.path.insert(0, {ROOT!r})\n"
-            "from operators.compute_embeddings import ComputeEmbeddings\n\n\n"
-            "def register(p):\n    p.register(ComputeEmbeddings)\n"
-        )
-        fo.config.plugins_dir = str(d.parent)
-    yield name
-    fo.config.plugins_dir = old
-
-
-def _op(plugin):
-    import fiftyone.operators as foo
-
-    return foo.get_operator(f"{plugin}/compute_embeddings")
-
-
-def _form(plugin, dataset, params=None):
-    from fiftyone.operators.executor import ExecutionContext
-
-    ctx = ExecutionContext(
-        request_params={"dataset_name": dataset.name, "params": params or {}},
-        operator_uri=f"{plugin}/compute_embeddings",
+def test_operator_form_offers_models_and_fields(demo_dataset):
+    properties = form("compute_embeddings", demo_dataset)
+    assert properties["model_choice"]["default"] == "radiomics"
+    assert properties["field"]["default"] == "embedding_radiomics"
+    assert "window" not in properties and "model_name" not in properties
+    assert {"batch_size", "num_workers", "similarity_index", "target", "delegate"} <= set(
+        properties
     )
-    return _op(plugin).resolve_input(ctx).to_json()["type"]["properties"]
-
-
-def test_operator_form_offers_models_and_fields(plugin, demo_dataset):
-    form = _form(plugin, demo_dataset)
-    assert form["model_choice"]["default"] == "radiomics"
-    assert form["field"]["default"] == "embedding_radiomics"
-    assert "window" not in form and "model_name" not in form
-    assert {"batch_size", "num_workers", "similarity_index", "target", "delegate"} <= set(form)
-    clip = _form(plugin, demo_dataset, {"model_choice": "open_clip"})
+    clip = form("compute_embeddings", demo_dataset, {"model_choice": "open_clip"})
     assert clip["model_name"]["default"] == "ViT-B-32" and "pretrained" in clip
     assert clip["window"]["default"] == "auto"
     assert clip["field"]["default"] == "embedding_vit_b_32"
-    bio = _form(plugin, demo_dataset, {"model_choice": "biomedclip"})
+    bio = form("compute_embeddings", demo_dataset, {"model_choice": "biomedclip"})
     assert bio["field"]["default"] == "embedding_biomedclip"
 
 
-def test_operator_from_the_sdk(plugin, demo_clone, tiny):
-    out = _op(plugin)(demo_clone.limit(20), num_workers=0)
+def test_operator_from_the_sdk(demo_clone, tiny):
+    out = op("compute_embeddings")(demo_clone.limit(20), num_workers=0)
     assert out["field"] == "embedding_radiomics" and out["n_embedded"] == 20
     assert out["n_errors"] == 0 and out["model"] == "radiomics"
-    out = _op(plugin)(
+    out = op("compute_embeddings")(
         demo_clone.limit(5), model=tiny["config"], pretrained=tiny["checkpoint"], window="lung"
     )
     assert out["field"] == "embedding_tiny_test_clip" and out["dim"] == 16
     with pytest.raises(Exception, match="unknown open_clip model"):
-        _op(plugin)(demo_clone, model="ViT-Q-99")
+        op("compute_embeddings")(demo_clone, model="ViT-Q-99")
 
 
-def test_operator_delegated_run_reports_progress(plugin, demo_clone):
-    from fiftyone.operators.delegated import DelegatedOperationService
-    from fiftyone.operators.executor import ExecutionRunState
-
-    _op(plugin)(demo_clone, similarity_index=True, delegate=True)
+def test_operator_delegated_run_reports_progress(demo_clone):
+    op("compute_embeddings")(demo_clone, similarity_index=True, delegate=True)
     assert not demo_clone.has_field("embedding_radiomics")  # queued, not run
-    svc = DelegatedOperationService()
-    queued = svc.get_queued_operations(
-        operator=f"{plugin}/compute_embeddings", dataset_name=demo_clone.name
-    )
-    assert len(queued) == 1
-    svc.execute_operation(queued[0])
-    doc = svc.get(queued[0].id)
-    assert doc.run_state == ExecutionRunState.COMPLETED, doc.result
-    assert doc.status.progress == pytest.approx(1.0) and doc.status.label
-    assert doc.result.result["n_embedded"] == len(demo_clone)
-    svc.delete_operation(doc.id)
-    demo_clone.reload()
+    result = run_queued("compute_embeddings", demo_clone)
+    assert result["n_embedded"] == len(demo_clone)
     assert len(demo_clone.exists("embedding_radiomics")) == len(demo_clone)
     assert "sim_embedding_radiomics" in demo_clone.list_brain_runs()

@@ -2,35 +2,26 @@
 executor, a delegated run with progress, and the forms the operator browser shows."""
 
 import pytest
-from helpers_plugin import PLUGIN, op
-
-
-def _form(name, dataset, params=None):
-    """The operator's input form as the App receives it (JSON schema of the Property)."""
-    from fiftyone.operators.executor import ExecutionContext
-
-    ctx = ExecutionContext(
-        request_params={"dataset_name": dataset.name, "params": params or {}},
-        operator_uri=f"{PLUGIN}/{name}",
-    )
-    return op(name).resolve_input(ctx).to_json()["type"]["properties"]
+from helpers_plugin import form, op, run_queued
 
 
 def test_forms_find_readers_kinds_and_methods(demo_dataset):
-    form = _form("compute_agreement", demo_dataset)
-    assert form["readers"]["default"] == ["R1", "R2", "R3", "R4"]
-    assert form["kinds"]["default"] == ["boxes", "classification", "mask"]
-    assert form["level"]["default"] == 0.95
-    assert {"run_key", "n_boot", "by_patient", "statistics", "target", "delegate"} <= set(form)
-    cons = _form("compute_consensus", demo_dataset)
+    properties = form("compute_agreement", demo_dataset)
+    assert properties["readers"]["default"] == ["R1", "R2", "R3", "R4"]
+    assert properties["kinds"]["default"] == ["boxes", "classification", "mask"]
+    assert properties["level"]["default"] == 0.95
+    assert {"run_key", "n_boot", "by_patient", "statistics", "target", "delegate"} <= set(
+        properties
+    )
+    cons = form("compute_consensus", demo_dataset)
     assert cons["kind"]["default"] == "classification"
     assert cons["method"]["default"] == "dawid_skene"
     assert cons["output_field"]["default"] == "consensus_dawid_skene"
-    masks = _form("compute_consensus", demo_dataset, {"kind": "mask"})
+    masks = form("compute_consensus", demo_dataset, {"kind": "mask"})
     assert masks["method"]["default"] == "staple"
     assert masks["output_field"]["default"] == "consensus_staple_mask"
     assert "profiles" not in masks
-    boxes = _form("compute_consensus", demo_dataset, {"kind": "boxes", "method": "wbf"})
+    boxes = form("compute_consensus", demo_dataset, {"kind": "boxes", "method": "wbf"})
     assert boxes["output_field"]["default"] == "consensus_wbf_boxes"
     assert "iou_threshold" in boxes
 
@@ -53,29 +44,12 @@ def test_sdk_calls_go_through_the_executor(demo_clone):
     assert {f["reader"] for f in cons["flags"]} <= {"R1", "R2", "R4"}
 
 
-def _run_queued(name, dataset):
-    """Run the one queued delegated operation of ``name`` as a worker would; check it."""
-    from fiftyone.operators.delegated import DelegatedOperationService
-    from fiftyone.operators.executor import ExecutionRunState
-
-    svc = DelegatedOperationService()
-    queued = svc.get_queued_operations(operator=f"{PLUGIN}/{name}", dataset_name=dataset.name)
-    assert len(queued) == 1
-    svc.execute_operation(queued[0])
-    doc = svc.get(queued[0].id)
-    assert doc.run_state == ExecutionRunState.COMPLETED, doc.result
-    assert doc.status.progress == pytest.approx(1.0)
-    assert doc.status.label
-    svc.delete_operation(doc.id)
-    dataset.reload()
-
-
 def test_delegated_agreement_reports_progress(demo_clone):
     from multireader import runs
 
     op("compute_agreement")(demo_clone, kinds=["mask"], n_boot=50, run_key="deleg", delegate=True)
     assert runs.list_runs(demo_clone) == []  # queued, not run
-    _run_queued("compute_agreement", demo_clone)
+    run_queued("compute_agreement", demo_clone)
     assert runs.list_runs(demo_clone, "agreement") == ["deleg"]
     assert demo_clone.has_field("mean_pairwise_dice")
 
@@ -111,5 +85,5 @@ def test_runs_are_listed_renamed_and_deleted_through_the_operator(demo_clone):
 def test_delegated_consensus_reports_progress(demo_clone):
     op("compute_consensus")(demo_clone, kind="mask", delegate=True)
     assert not demo_clone.has_field("consensus_staple_mask")  # queued, not run
-    _run_queued("compute_consensus", demo_clone)
+    run_queued("compute_consensus", demo_clone)
     assert len(demo_clone.exists("consensus_staple_mask")) == len(demo_clone)

@@ -4,17 +4,14 @@ degradations of the demo study, and the operator (SDK and delegated)."""
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
+from helpers_plugin import form, op, run_queued
 from scipy import ndimage
 
 from multireader import quality
 from multireader.quality import QualityError, image_quality
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLUGIN = "@multireader/disagreement"
 
 
 def _scene(size=256, seed=0):
@@ -345,64 +342,16 @@ def test_demo_blurred_and_low_dose_series_stand_out(demo_clone, demo_study):
 # --- the operator ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def plugins_dir(tmp_path_factory):
-    """The plugin as FiftyOne loads it. Until compute_quality_metrics is registered in
-    fiftyone.yml and operators/__init__.py, a copy of the plugin with it registered."""
-    import fiftyone as fo
-
-    with open(os.path.join(ROOT, "fiftyone.yml")) as f:
-        registered = "compute_quality_metrics" in f.read()
-    with open(os.path.join(ROOT, "operators", "__init__.py")) as f:
-        registered = registered and "ComputeQualityMetrics" in f.read()
-    folder = ROOT
-    if not registered:
-        folder = str(tmp_path_factory.mktemp("plugin") / "multireader_plugin")
-        os.makedirs(folder)
-        for name in ("fiftyone.yml", "__init__.py"):
-            shutil.copy(os.path.join(ROOT, name), folder)
-        for name in ("operators", "panels", "multireader"):
-            shutil.copytree(os.path.join(ROOT, name), os.path.join(folder, name))
-        with open(os.path.join(folder, "fiftyone.yml")) as f:
-            text = f.read()
-        with open(os.path.join(folder, "fiftyone.yml"), "w") as f:
-            f.write(text.replace("operators:\n", "operators:\n  - compute_quality_metrics\n", 1))
-        with open(os.path.join(folder, "operators", "__init__.py"), "a") as f:
-            f.write(
-                "\nfrom .compute_quality_metrics import ComputeQualityMetrics\n\n"
-                "OPERATORS = (*OPERATORS, ComputeQualityMetrics)\n"
-            )
-    old = fo.config.plugins_dir
-    fo.config.plugins_dir = folder
-    yield folder
-    fo.config.plugins_dir = old
+def test_operator_form_lists_every_metric(demo_dataset):
+    properties = form("compute_quality_metrics", demo_dataset)
+    assert properties["metrics"]["default"] == list(quality.QUALITY_METRICS)
+    assert {"metrics", "target", "skip_existing", "num_workers", "delegate"} <= set(properties)
 
 
-def _op(name):
-    import fiftyone.operators as foo
-
-    return foo.get_operator(f"{PLUGIN}/{name}")
-
-
-def test_operator_form_lists_every_metric(plugins_dir, demo_dataset):
-    from fiftyone.operators.executor import ExecutionContext
-
-    ctx = ExecutionContext(
-        request_params={"dataset_name": demo_dataset.name, "params": {}},
-        operator_uri=f"{PLUGIN}/compute_quality_metrics",
-    )
-    form = _op("compute_quality_metrics").resolve_input(ctx).to_json()["type"]["properties"]
-    assert form["metrics"]["default"] == list(quality.QUALITY_METRICS)
-    assert {"metrics", "target", "skip_existing", "num_workers", "delegate"} <= set(form)
-
-
-def test_operator_from_sdk_and_delegated(plugins_dir, demo_clone):
-    from fiftyone.operators.delegated import DelegatedOperationService
-    from fiftyone.operators.executor import ExecutionRunState
-
-    op = _op("compute_quality_metrics")
+def test_operator_from_sdk_and_delegated(demo_clone):
+    quality_op = op("compute_quality_metrics")
     view = demo_clone.limit(20)
-    out = op(view, metrics=["noise", "sharpness_laplacian"], num_workers=2)
+    out = quality_op(view, metrics=["noise", "sharpness_laplacian"], num_workers=2)
     assert out["n_computed"] == 20 and out["n_errors"] == 0
     assert out["fields"] == ["quality_sharpness_laplacian", "quality_noise"]
     assert len(demo_clone.exists("quality_noise")) == 20  # only the view
@@ -410,18 +359,8 @@ def test_operator_from_sdk_and_delegated(plugins_dir, demo_clone):
     groups = {g.name: g.paths for g in demo_clone.app_config.sidebar_groups}
     assert {"quality_noise", "quality_sharpness_laplacian"} <= set(groups["image quality"])
 
-    op(demo_clone, metrics=["entropy"], delegate=True)
+    quality_op(demo_clone, metrics=["entropy"], delegate=True)
     assert not demo_clone.has_field("quality_entropy")  # queued, not run
-    svc = DelegatedOperationService()
-    queued = svc.get_queued_operations(
-        operator=f"{PLUGIN}/compute_quality_metrics", dataset_name=demo_clone.name
-    )
-    assert len(queued) == 1
-    svc.execute_operation(queued[0])
-    doc = svc.get(queued[0].id)
-    assert doc.run_state == ExecutionRunState.COMPLETED, doc.result
-    assert doc.status.progress == pytest.approx(1.0) and doc.status.label
-    assert doc.result.result["n_computed"] == len(demo_clone)
-    svc.delete_operation(doc.id)
-    demo_clone.reload()
+    result = run_queued("compute_quality_metrics", demo_clone)
+    assert result["n_computed"] == len(demo_clone)
     assert len(demo_clone.exists("quality_entropy")) == len(demo_clone)
