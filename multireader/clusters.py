@@ -526,11 +526,11 @@ def _word(effect: float, words: tuple[tuple[float, str], ...]) -> str:
     return "barely"
 
 
-def _numeric_test(
-    name: str, phrase: str, xin: np.ndarray, xout: np.ndarray
-) -> tuple[dict[str, Any] | None, str | None]:
-    mi, mo = np.isnan(xin), np.isnan(xout)
-    a, b = xin[~mi], xout[~mo]
+def _observed(
+    name: str, a: np.ndarray, b: np.ndarray, mi: np.ndarray, mo: np.ndarray
+) -> tuple[dict[str, int], str | None]:
+    """Observed and missing counts of a feature in the cluster (a) and the rest (b), and
+    why it cannot be tested when either side has too few observed values."""
     counts = {
         "n_cluster": int(a.size),
         "n_rest": int(b.size),
@@ -538,10 +538,21 @@ def _numeric_test(
         "n_missing_rest": int(mo.sum()),
     }
     if a.size < _MIN_FEATURE_VALUES or b.size < _MIN_FEATURE_VALUES:
-        return None, (
+        return counts, (
             f"{name}: not tested, it needs {_MIN_FEATURE_VALUES} observed values in the "
             f"cluster and in the rest; has {a.size} and {b.size}"
         )
+    return counts, None
+
+
+def _numeric_test(
+    name: str, phrase: str, xin: np.ndarray, xout: np.ndarray
+) -> tuple[dict[str, Any] | None, str | None]:
+    mi, mo = np.isnan(xin), np.isnan(xout)
+    a, b = xin[~mi], xout[~mo]
+    counts, why = _observed(name, a, b, mi, mo)
+    if why:
+        return None, why
     if np.ptp(np.concatenate([a, b])) == 0:
         return None, f"{name}: not tested, it takes one value ({_fmt(a[0])}) everywhere"
     p = float(_st.mannwhitneyu(a, b, alternative="two-sided").pvalue)
@@ -584,17 +595,9 @@ def _categorical_test(
     mi = np.array([v is None for v in xin], dtype=bool)
     mo = np.array([v is None for v in xout], dtype=bool)
     a, b = xin[~mi].astype(str), xout[~mo].astype(str)
-    counts = {
-        "n_cluster": int(a.size),
-        "n_rest": int(b.size),
-        "n_missing_cluster": int(mi.sum()),
-        "n_missing_rest": int(mo.sum()),
-    }
-    if a.size < _MIN_FEATURE_VALUES or b.size < _MIN_FEATURE_VALUES:
-        return None, (
-            f"{name}: not tested, it needs {_MIN_FEATURE_VALUES} observed values in the "
-            f"cluster and in the rest; has {a.size} and {b.size}"
-        )
+    counts, why = _observed(name, a, b, mi, mo)
+    if why:
+        return None, why
     cats = np.unique(np.concatenate([a, b]))
     if cats.size < 2:
         return None, f"{name}: not tested, it takes one value ({str(cats[0])!r}) everywhere"
