@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -710,6 +710,8 @@ def cluster_enrichment(
     min_effect: float = 0.5,
     feature_labels: Mapping[str, str] | None = None,
     top_features: int = 3,
+    preferred_features: Collection[str] | None = None,
+    outcome: str = "disagreed on",
 ) -> dict[str, Any]:
     """Which clusters hold more reader disagreement than the rest, and what sets them apart.
 
@@ -747,7 +749,8 @@ def cluster_enrichment(
     feature distinguishes a cluster when ``p_adj < alpha`` and ``|effect| >= min_effect``;
     the default 0.5 is a "large" effect on both scales (Cliff's delta >= 0.474, Romano et
     al. 2006; Cramer's V with one degree of freedom >= 0.5, Cohen 1988). Those features
-    are ranked by ``|effect|``, ties (e.g. Cliff's delta saturated at +-1) by ``|cohens_d|``, and the first ``top_features`` kept.
+    are ranked by ``|effect|``, ties (e.g. Cliff's delta saturated at +-1) by
+    ``preferred_features`` first, then ``|cohens_d|``, and the first ``top_features`` kept.
 
     **Ranking** of clusters: :data:`RANKING_RULE`.
 
@@ -771,6 +774,13 @@ def cluster_enrichment(
         Human phrases for feature names, used in sentences.
     top_features : int >= 1
         How many distinguishing features to keep per cluster.
+    preferred_features : collection of str, optional
+        Among features with equal ``|effect|`` (e.g. several saturated at +-1), these
+        come first: a caller can put the metrics that directly measure a cause (sharpness
+        for blur) before those it shifts as a side effect.
+    outcome : str, default "disagreed on"
+        How the summary names the outcome, e.g. "at or above the 75th percentile of
+        disagreement_class" when ``disagree`` marks the most contested samples.
 
     Returns
     -------
@@ -846,6 +856,7 @@ def cluster_enrichment(
             f"feature_labels must be a dict of name -> phrase; got {type(feature_labels).__name__}"
         )
     prepared = {str(k): _prepare_feature(str(k), v, n) for k, v in features.items()}
+    preferred = set(preferred_features or ())
 
     notes: list[str] = []
     rated = ~np.isnan(dis)
@@ -890,8 +901,16 @@ def cluster_enrichment(
         # Cliff's delta saturates at +-1 when the groups do not overlap, which is common
         # for image-quality metrics (a blurred series is blurrier than every clean image);
         # among equal deltas the larger standardised difference (Cohen's d) comes first
+        # (and ``preferred_features``, e.g. metrics defined to measure a degradation, come
+        # before intensity summaries the degradation shifts as a side effect)
         keep.sort(
-            key=lambda t: (-abs(t["effect"]), -abs(t.get("cohens_d") or 0.0), t["p"], t["feature"])
+            key=lambda t: (
+                -round(abs(t["effect"]), 9),
+                t["feature"] not in preferred,
+                -abs(t.get("cohens_d") or 0.0),
+                t["p"],
+                t["feature"],
+            )
         )
         # copies: a caller annotating a distinguishing feature should not alter "features"
         e["distinguishing"] = [dict(t) for t in keep[:top_features]]
@@ -919,7 +938,7 @@ def cluster_enrichment(
         noise["p"] = None
         noise["notes"].append("noise is not a cluster: described here, not tested or ranked")
 
-    summary = _summary(entries, noise, n, n_rated, n_dis, alpha)
+    summary = _summary(entries, noise, n, n_rated, n_dis, alpha, outcome)
     if not cids:
         notes.append("no clusters: every sample is noise (-1)")
     elif len(cids) == 1 and noise is None:
@@ -979,6 +998,7 @@ def _summary(
     n_rated: int,
     n_dis: int,
     alpha: float,
+    outcome: str,
 ) -> str:
     if not entries:
         return f"There are no clusters: all {n} samples are noise, so nothing can be compared."
@@ -1011,7 +1031,7 @@ def _summary(
     rr = "infinite" if top["rate_ratio"] is None else f"{top['rate_ratio']:.1f}"
     s = (
         f"Cluster {top['cluster']} ({top['size']} samples) has the most disagreement: "
-        f"{_pct(top['rate'])} of its samples are disagreed on vs {_pct(top['rest_rate'])} "
+        f"{_pct(top['rate'])} of its samples are {outcome} vs {_pct(top['rest_rate'])} "
         f"elsewhere (rate ratio {rr}, BH-adjusted p = {_fmt_p(top['p_adj'])})"
     )
     if top["distinguishing"]:

@@ -34,6 +34,8 @@ CATEGORICAL_METADATA = (
 
 #: distinguishing features kept per cluster
 TOP_FEATURES = 3
+#: quality metrics defined to measure a degradation: listed first among equal effects
+DEGRADATION_MEASURES = ("sharpness", "noise")
 
 
 class ClusterError(ValueError):
@@ -66,45 +68,6 @@ def reason(feature: dict) -> str | None:
     if "noise" in name:
         return "noisier" if direction == "higher" else "less noisy"
     return None
-
-
-def _explain(features: list[dict], keep: int = TOP_FEATURES) -> list[dict]:
-    """The distinguishing features in the order a reader should see them.
-
-    By effect size first. Cliff's delta saturates at +-1 whenever the cluster and the
-    rest do not overlap, which happens to several quality metrics at once for a degraded
-    series (a blurred series is also darker and less noisy by these measures, because blur
-    mixes tissue with air and smooths noise). Among equal effects, the metrics that are
-    DEFINED to measure a degradation (sharpness, noise) come before intensity summaries
-    that it shifts as a side effect, then the larger standardised difference.
-    """
-    for f in features:
-        f["reason"] = reason(f)
-    ordered = sorted(
-        features,
-        key=lambda f: (
-            -round(abs(f["effect"]), 9),
-            f["reason"] is None,
-            -abs(f.get("cohens_d") or 0.0),
-        ),
-    )
-    return ordered[:keep]
-
-
-def _summary(clusters: list[dict], what: str) -> str | None:
-    """One sentence on the top enriched cluster, with its first distinguishing feature."""
-    top = next((c for c in clusters if c.get("enriched")), None)
-    if top is None:
-        return None  # cluster_enrichment's own sentence says why nothing is enriched
-    ratio = "" if top["rate_ratio"] is None else f", rate ratio {top['rate_ratio']:.1f}"
-    s = (
-        f"Cluster {top['cluster']} ({top['size']} samples) ranks first: "
-        f"{100 * top['rate']:.0f}% of its samples are {what}, against "
-        f"{100 * top['rest_rate']:.0f}% elsewhere (BH-adjusted p = {top['p_adj']:.2g}{ratio})"
-    )
-    if top["distinguishing"]:
-        s += "; " + top["distinguishing"][0]["sentence"]
-    return s + "."
 
 
 def _default_features(dataset) -> tuple[list[str], list[str]]:
@@ -240,6 +203,10 @@ def find_disagreement_clusters(
     except ValueError as e:
         raise ClusterError(f"cannot cluster {embeddings!r}: {e}") from e
     report(progress, 0.6, "enrichment and distinguishing features")
+    # Cliff's delta saturates at +-1 whenever a cluster and the rest do not overlap,
+    # which happens to several quality metrics at once for a degraded series (a blurred
+    # series is also darker and less noisy by these measures, because blur mixes tissue
+    # with air and smooths noise): the metrics DEFINED to measure a degradation come first
     result = CL.cluster_enrichment(
         labels,
         disagree,
@@ -247,17 +214,18 @@ def find_disagreement_clusters(
         features=feats,
         alpha=alpha,
         feature_labels={n: feature_phrase(n) for n in feats},
-        top_features=len(feats) or 1,
+        top_features=TOP_FEATURES,
+        preferred_features=[n for n in feats if any(k in n for k in DEGRADATION_MEASURES)],
+        outcome=(
+            f"at or above the {100 * quantile:.0f}th percentile of {score_field}"
+            if outcome == "high_disagreement"
+            else "disagreed on"
+        ),
     )
     for cl in result["clusters"]:
-        cl["distinguishing"] = _explain(cl.get("distinguishing") or [])
+        for feat in cl["distinguishing"]:
+            feat["reason"] = reason(feat)
         cl["reason"] = next((f["reason"] for f in cl["distinguishing"] if f["reason"]), None)
-    what = (
-        f"at or above the {100 * quantile:.0f}th percentile of {score_field}"
-        if outcome == "high_disagreement"
-        else "disagreed on"
-    )
-    result["summary"] = _summary(result["clusters"], what) or result.get("summary")
 
     field = cluster_field or f"cluster_{embeddings}"
     if field in F.reader_fields(dataset) or field.startswith(F.READER_PREFIX):

@@ -497,3 +497,24 @@ def test_cluster_enrichment_bad_arguments():
         C.cluster_enrichment(labels, ok, features={"kvp": np.r_[np.ones(9), np.inf]})
     with pytest.raises(ValueError, match="features must be a dict"):
         C.cluster_enrichment(labels, ok, features=[1, 2])
+
+
+def test_preferred_features_lead_among_equal_effects_and_outcome_names_the_summary():
+    """Two features both separate the cluster completely (Cliff's delta -1): by default
+    the larger Cohen's d leads; a preferred feature leads whatever its d."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], [40, 160])
+    disagree = np.r_[np.ones(40, bool), rng.random(160) < 0.2]
+    darker = np.r_[rng.normal(-20, 1, 40), rng.normal(50, 5, 160)]  # d about -19
+    sharp = np.r_[rng.normal(10, 2, 40), rng.normal(80, 12, 160)]  # d about -6
+    feats = {"brightness": darker, "sharpness": sharp}
+    plain = C.cluster_enrichment(labels, disagree, features=feats)
+    top = next(c for c in plain["clusters"] if c["cluster"] == 0)
+    assert [f["effect"] for f in top["distinguishing"]] == [-1.0, -1.0]
+    assert top["distinguishing"][0]["feature"] == "brightness"
+    pref = C.cluster_enrichment(
+        labels, disagree, features=feats, preferred_features=["sharpness"], outcome="contested"
+    )
+    top = next(c for c in pref["clusters"] if c["cluster"] == 0)
+    assert top["distinguishing"][0]["feature"] == "sharpness"
+    assert "of its samples are contested vs" in pref["summary"]
