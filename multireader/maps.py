@@ -21,6 +21,15 @@ class MapError(ValueError):
     """The map or uniqueness cannot be computed as asked; the message says why."""
 
 
+def vector_fields(dataset) -> list[str]:
+    """The dataset's vector fields: the embeddings a map, uniqueness or clusters can use."""
+    return sorted(
+        name
+        for name, f in dataset.get_field_schema().items()
+        if type(f).__name__ in ("VectorField", "ArrayField")
+    )
+
+
 def embedded_view(samples, field: str, minimum: int, what: str):
     """The samples of ``samples`` that have a vector in ``field`` (at least ``minimum``).
 
@@ -31,11 +40,7 @@ def embedded_view(samples, field: str, minimum: int, what: str):
     view = samples.view()
     dataset = view._dataset
     if not field or not dataset.has_field(field):
-        vectors = sorted(
-            name
-            for name, f in dataset.get_field_schema().items()
-            if type(f).__name__ in ("VectorField", "ArrayField")
-        )
+        vectors = vector_fields(dataset)
         raise MapError(
             f"no embedding field {field!r} on dataset {dataset.name!r}; "
             + (

@@ -9,18 +9,11 @@ from . import _common
 from .compute_agreement import target_input, target_view
 
 
-def embedding_fields(dataset) -> list[str]:
-    """Vector fields of the dataset: the embeddings a map, uniqueness or clusters can use."""
-    return sorted(
-        name
-        for name, f in dataset.get_field_schema().items()
-        if type(f).__name__ in ("VectorField", "ArrayField")
-    )
-
-
 def embedding_field_input(inputs: types.Object, dataset) -> str | None:
     """A dropdown of the stored embeddings, or a warning when there is none yet."""
-    found = embedding_fields(dataset)
+    from multireader.maps import vector_fields
+
+    found = vector_fields(dataset)
     if not found:
         inputs.view(
             "none",
