@@ -36,6 +36,21 @@ def delegation_input(inputs: types.Object) -> None:
     )
 
 
+def target_input(
+    inputs: types.Object, default: str = "DATASET", current_label: str = "Current view"
+) -> None:
+    """The "whole dataset or current view" choice of operators that work on samples."""
+    target = types.RadioGroup()
+    target.add_choice("DATASET", label="Whole dataset")
+    target.add_choice("CURRENT_VIEW", label=current_label)
+    inputs.enum("target", target.values(), default=default, label="Samples", view=target)
+
+
+def target_view(ctx, default: str = "DATASET"):
+    """The samples the user chose with :func:`target_input`."""
+    return ctx.dataset if ctx.params.get("target", default) == "DATASET" else ctx.view
+
+
 def resolve_delegation(ctx):
     # None lets the App offer both "Execute" and "Schedule"
     return ctx.params.get("delegate", None)

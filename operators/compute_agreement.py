@@ -35,14 +35,14 @@ def reader_choices_input(inputs: types.Object, dataset, kinds=None, name: str = 
 
 
 def target_input(inputs: types.Object) -> None:
-    target = types.RadioGroup()
-    target.add_choice("DATASET", label="Whole dataset")
-    target.add_choice("CURRENT_VIEW", label="Current view (e.g. one scanner)")
-    inputs.enum("target", target.values(), default="CURRENT_VIEW", label="Samples", view=target)
+    """Analysis operators default to the current view, so agreement follows a slice."""
+    _common.target_input(
+        inputs, default="CURRENT_VIEW", current_label="Current view (e.g. one scanner)"
+    )
 
 
 def target_view(ctx):
-    return ctx.dataset if ctx.params.get("target", "CURRENT_VIEW") == "DATASET" else ctx.view
+    return _common.target_view(ctx, default="CURRENT_VIEW")
 
 
 class ComputeAgreement(foo.Operator):

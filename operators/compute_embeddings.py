@@ -25,10 +25,6 @@ def _model_from_params(params: dict) -> tuple[str, str | None]:
     return choice, None
 
 
-def _target_view(ctx):
-    return ctx.dataset if ctx.params.get("target", "DATASET") == "DATASET" else ctx.view
-
-
 class ComputeEmbeddings(foo.Operator):
     @property
     def config(self):
@@ -125,10 +121,7 @@ class ComputeEmbeddings(foo.Operator):
             description="FiftyOne Brain similarity (sort by similarity in the App)",
             view=types.CheckboxView(),
         )
-        target = types.RadioGroup()
-        target.add_choice("DATASET", label="Whole dataset")
-        target.add_choice("CURRENT_VIEW", label="Current view")
-        inputs.enum("target", target.values(), default="DATASET", label="Samples", view=target)
+        _common.target_input(inputs)
         _common.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Compute embeddings"))
 
@@ -142,7 +135,7 @@ class ComputeEmbeddings(foo.Operator):
         model, pretrained = _model_from_params(p)
         workers = p.get("num_workers")
         report = embeddings.compute_embeddings(
-            _target_view(ctx),
+            _common.target_view(ctx),
             model=model,
             pretrained=pretrained,
             field=(p.get("field") or "").strip() or None,

@@ -57,10 +57,7 @@ class ComputeQualityMetrics(foo.Operator):
             description="Each is written to the field quality_<metric>",
             view=choices,
         )
-        target = types.RadioGroup()
-        target.add_choice("DATASET", label="Whole dataset")
-        target.add_choice("CURRENT_VIEW", label="Current view")
-        inputs.enum("target", target.values(), default="DATASET", label="Samples", view=target)
+        _common.target_input(inputs)
         inputs.bool(
             "skip_existing",
             default=False,
@@ -83,7 +80,7 @@ class ComputeQualityMetrics(foo.Operator):
     def execute(self, ctx):
         from multireader import fields, quality
 
-        target = ctx.dataset if ctx.params.get("target", "DATASET") == "DATASET" else ctx.view
+        target = _common.target_view(ctx)
         result = quality.compute_quality_metrics(
             target,
             metrics=ctx.params.get("metrics") or None,

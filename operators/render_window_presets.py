@@ -33,10 +33,7 @@ class RenderWindowPresets(foo.Operator):
             label="Presets",
             description="Written to filepath_<preset>; the App's media settings switch between them",
         )
-        target = types.RadioGroup()
-        target.add_choice("DATASET", label="Whole dataset")
-        target.add_choice("CURRENT_VIEW", label="Current view")
-        inputs.enum("target", target.values(), default="DATASET", label="Samples", view=target)
+        _common.target_input(inputs)
         _common.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Render window presets"))
 
@@ -46,7 +43,7 @@ class RenderWindowPresets(foo.Operator):
     def execute(self, ctx):
         from multireader import importer
 
-        target = ctx.dataset if ctx.params.get("target", "DATASET") == "DATASET" else ctx.view
+        target = _common.target_view(ctx)
         result = importer.render_presets(
             target,
             list(ctx.params["presets"]),
