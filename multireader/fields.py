@@ -92,6 +92,15 @@ DISAGREEMENT_FIELDS = (
     "disagreement_boxes",
 )
 
+# --- label-error fields (written by compute_mistakenness / flag_for_reread) -----------
+#: the queue's fields, first in the "label errors" sidebar group
+LABEL_ERROR_FIELDS = (
+    "label_error_score",
+    "label_error_reader",
+    "label_error_label",
+    "reread_requests",
+)
+
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 
 
@@ -207,8 +216,15 @@ def update_sidebar_groups(dataset) -> None:
     disagreement = [n for n in DISAGREEMENT_FIELDS if n in schema]
     disagreement += sorted(n for n in schema if n.startswith("cluster_"))
     quality = sorted(n for n in schema if n.startswith(("quality_", "uniqueness")))
+    predictions = sorted(
+        n
+        for n, f in schema.items()
+        if ((getattr(f, "info", None) or {}).get(INFO_KEY) or {}).get("role") == "prediction"
+    )
+    errors = [n for n in LABEL_ERROR_FIELDS if n in schema]
+    errors += sorted(n for n in schema if n.startswith(("label_quality_", "mistakenness_")))
     taken = set(readers) | set(consensus) | set(slicing) | set(dicom) | set(disagreement)
-    taken |= set(quality)
+    taken |= set(quality) | set(predictions) | set(errors)
 
     groups = []
     for group in fo.DatasetAppConfig.default_sidebar_groups(dataset):
@@ -218,6 +234,8 @@ def update_sidebar_groups(dataset) -> None:
         fo.SidebarGroupDocument(name="readers", paths=readers),
         fo.SidebarGroupDocument(name="consensus", paths=consensus),
         fo.SidebarGroupDocument(name="disagreement", paths=disagreement),
+        fo.SidebarGroupDocument(name="label errors", paths=errors),
+        fo.SidebarGroupDocument(name="predictions", paths=predictions),
         fo.SidebarGroupDocument(name="image quality", paths=quality, expanded=False),
         fo.SidebarGroupDocument(name="slicing", paths=slicing),
         fo.SidebarGroupDocument(name="dicom", paths=dicom, expanded=False),

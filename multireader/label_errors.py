@@ -33,14 +33,12 @@ from .progress import ProgressFn, report
 
 MISTAKENNESS_PREFIX = "mistakenness_"
 QUALITY_PREFIX = "label_quality_"
-ERROR_SCORE = "label_error_score"
-ERROR_READER = "label_error_reader"
-ERROR_LABEL = "label_error_label"
+ERROR_SCORE, ERROR_READER, ERROR_LABEL = F.LABEL_ERROR_FIELDS[:3]
 #: the saved view of the most likely label errors across readers, worst first
 QUEUE_VIEW = "label_error_queue"
 #: the sample tag and field the "flag for re-read" action writes
 REREAD_TAG = "reread"
-REREAD_FIELD = "reread_requests"
+REREAD_FIELD = F.LABEL_ERROR_FIELDS[3]
 #: labels kept per reader in the run's ranked list
 TOP_N = 25
 

@@ -3,11 +3,15 @@
 from .compute_agreement import ComputeAgreement
 from .compute_consensus import ComputeConsensus
 from .compute_embeddings import ComputeEmbeddings
+from .compute_mistakenness import ComputeMistakenness
 from .compute_quality_metrics import ComputeQualityMetrics
 from .compute_uniqueness import ComputeUniqueness
 from .compute_visualization import ComputeVisualization
 from .declare_label_schema import DeclareLabelSchema
+from .evaluate_model import EvaluateModel
 from .find_disagreement_clusters import FindDisagreementClusters
+from .fit_label_model import FitLabelModel
+from .flag_for_reread import FlagForReread
 from .import_dicom import ImportDicom
 from .import_reader_labels import ImportReaderLabels
 from .manage_runs import ManageRuns
@@ -26,4 +30,8 @@ OPERATORS = (
     ComputeEmbeddings,
     ComputeQualityMetrics,
     FindDisagreementClusters,
+    FitLabelModel,
+    ComputeMistakenness,
+    FlagForReread,
+    EvaluateModel,
 )

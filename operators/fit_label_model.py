@@ -1,0 +1,169 @@
+"""Operator ``fit_label_model``: out-of-fold class probabilities from a stored embedding,
+a real model for finding label errors with nothing downloaded."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from . import _common
+from .compute_visualization import embedding_field_input
+
+_CLASSIFIER_LABELS = {
+    "random_forest": "Random forest (default; handles non-linear radiomics well)",
+    "logistic": "Logistic regression (L2, standardised features)",
+}
+
+
+def label_field_input(inputs: types.Object, dataset) -> str | None:
+    """A dropdown of the consensus and reader classification fields, consensus first."""
+    from multireader.fields import reader_fields
+    from multireader.label_model import consensus_label_fields
+
+    consensus = consensus_label_fields(dataset)
+    readers = sorted(reader_fields(dataset, ["classification"]))
+    choices = types.Dropdown()
+    for name in consensus + readers:
+        choices.add_choice(name, label=name + (" (consensus)" if name in consensus else ""))
+    if not consensus + readers:
+        inputs.view(
+            "no_labels",
+            types.Warning(
+                label="No labels to train on",
+                description="Import reader labels, then run 'Compute consensus'",
+            ),
+        )
+        return None
+    if not consensus:
+        inputs.view(
+            "no_consensus",
+            types.Notice(
+                label="No consensus yet: training on one reader's labels. Run 'Compute "
+                "consensus' to train on the panel's labels instead."
+            ),
+        )
+    default = (consensus + readers)[0]
+    inputs.enum(
+        "label_field",
+        consensus + readers,
+        default=default,
+        required=True,
+        label="Train on labels from",
+        description="Consensus by default: the model learns the panel, then contests readers",
+        view=choices,
+    )
+    return default
+
+
+class FitLabelModel(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="fit_label_model",
+            label="Fit label model (out-of-fold)",
+            description=(
+                "Train a scikit-learn classifier on a stored embedding with patient-grouped "
+                "cross-validation; every sample is scored by a model that never saw its "
+                "label (the standard set-up for finding label errors)"
+            ),
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        from multireader.label_model import CLASSIFIERS
+
+        inputs = types.Object()
+        embedding_field_input(inputs, ctx.dataset)
+        label_field_input(inputs, ctx.dataset)
+        clf = types.Dropdown()
+        for name in CLASSIFIERS:
+            clf.add_choice(name, label=_CLASSIFIER_LABELS.get(name, name))
+        inputs.enum(
+            "classifier", list(CLASSIFIERS), default=CLASSIFIERS[0], label="Classifier", view=clf
+        )
+        inputs.int(
+            "n_folds",
+            default=5,
+            label="Folds",
+            description="Each class needs at least this many labelled samples",
+        )
+        inputs.bool(
+            "group_by_patient",
+            default=True,
+            label="Keep each patient's slices in one fold",
+            description="Slices of one patient look alike; splitting them leaks labels",
+            view=types.CheckboxView(),
+        )
+        inputs.str(
+            "field",
+            default="predictions_label_model",
+            label="Predictions field",
+            description="Where the out-of-fold predictions go (never a reader's field)",
+        )
+        _common.target_input(inputs)
+        _common.delegation_input(inputs)
+        return types.Property(inputs, view=types.View(label="Fit label model"))
+
+    def resolve_delegation(self, ctx):
+        return _common.resolve_delegation(ctx)
+
+    def execute(self, ctx):
+        from multireader import fields, label_model
+        from multireader.fields import PATIENT_KEY
+
+        result = label_model.fit_label_model(
+            _common.target_view(ctx),
+            ctx.params["embeddings"],
+            ctx.params.get("label_field") or None,
+            ctx.params.get("field") or "predictions_label_model",
+            classifier=ctx.params.get("classifier") or "random_forest",
+            n_folds=int(ctx.params.get("n_folds") or 5),
+            group_by=PATIENT_KEY if ctx.params.get("group_by_patient", True) else None,
+            progress=_common.progress_for(ctx),
+        )
+        fields.update_sidebar_groups(ctx.dataset)
+        if not ctx.delegated:
+            ctx.trigger("reload_dataset")
+        result["class_rows"] = [{"class": c, "n": n} for c, n in result.pop("class_counts").items()]
+        return result
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("field", label="Predictions written to")
+        outputs.str("label_field", label="Trained on")
+        outputs.int("n_labelled", label="Labelled samples (scored out of fold)")
+        outputs.int("n_unlabelled", label="Unlabelled samples (scored by the full model)")
+        outputs.float("oof_accuracy", label="Out-of-fold accuracy against the training labels")
+        outputs.float("oof_kappa", label="Out-of-fold Cohen's kappa")
+        outputs.float("oof_kappa_quadratic", label="Out-of-fold quadratic kappa (ordered scale)")
+        outputs.float("oof_log_loss", label="Out-of-fold log loss")
+        _common.table(
+            outputs, "class_rows", "Training labels per class", {"class": "Class", "n": "Samples"}
+        )
+        return types.Property(outputs, view=types.View(label="Label model"))
+
+    def __call__(
+        self,
+        sample_collection,
+        embeddings: str,
+        label_field: str | None = None,
+        field: str = "predictions_label_model",
+        *,
+        classifier: str = "random_forest",
+        n_folds: int = 5,
+        group_by_patient: bool = True,
+        delegate: bool = False,
+    ):
+        """Fit from the SDK on a dataset or view; returns the summary dict."""
+        params = dict(
+            embeddings=embeddings,
+            label_field=label_field,
+            field=field,
+            classifier=classifier,
+            n_folds=n_folds,
+            group_by_patient=group_by_patient,
+            target="CURRENT_VIEW",
+        )
+        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)

@@ -1,0 +1,109 @@
+"""Operator ``flag_for_reread``: one click in the grid tags the selected samples for
+re-reading and records whose label, and why; no reader's label is touched."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+
+class FlagForReread(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="flag_for_reread",
+            label="Flag for re-read",
+            description=(
+                "Tag the selected samples 'reread' and record which reader's label is to be "
+                "re-read (by default the one the evidence doubts most)"
+            ),
+            dynamic=True,
+            allow_immediate_execution=True,
+        )
+
+    def resolve_placement(self, ctx):
+        return types.Placement(
+            types.Places.SAMPLES_GRID_SECONDARY_ACTIONS,
+            types.Button(
+                label="Flag for re-read",
+                icon="flag",
+                prompt=True,
+            ),
+        )
+
+    def resolve_input(self, ctx):
+        from multireader.fields import reader_fields
+
+        inputs = types.Object()
+        n = len(ctx.selected or [])
+        if n == 0:
+            inputs.view(
+                "none",
+                types.Warning(
+                    label="No samples selected",
+                    description="Select samples in the grid (e.g. in the label_error_queue view)",
+                ),
+            )
+            return types.Property(inputs, view=types.View(label="Flag for re-read"))
+        inputs.view(
+            "count",
+            types.Notice(label=f"Flag {n} selected sample{'s' if n > 1 else ''} for re-reading"),
+        )
+        readers = sorted(
+            {str(m["reader"]) for m in reader_fields(ctx.dataset, ["classification"]).values()}
+        )
+        pick = types.Dropdown()
+        pick.add_choice(
+            "AUTO", label="The reader whose label is most in doubt (label_error_reader)"
+        )
+        for r in readers:
+            pick.add_choice(r, label=r)
+        inputs.enum("reader", ["AUTO"] + readers, default="AUTO", label="Whose label", view=pick)
+        inputs.str("reason", default="", label="Reason (optional)")
+        return types.Property(inputs, view=types.View(label="Flag for re-read"))
+
+    def execute(self, ctx):
+        from multireader import fields, label_errors
+
+        ids = list(ctx.selected or ctx.params.get("sample_ids") or [])
+        reader = ctx.params.get("reader")
+        result = label_errors.flag_for_reread(
+            ctx.dataset,
+            ids,
+            reader=None if reader in (None, "", "AUTO") else reader,
+            reason=ctx.params.get("reason") or "",
+            requested_by=ctx.params.get("requested_by") or ctx.user_id or None,
+        )
+        fields.update_sidebar_groups(ctx.dataset)
+        ctx.trigger("reload_dataset")
+        return result
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.int("n_flagged", label="Samples flagged")
+        outputs.str("tag", label="Tag added")
+        outputs.list("readers", types.String(), label="Readers asked to re-read")
+        return types.Property(outputs, view=types.View(label="Flagged for re-read"))
+
+    def __call__(
+        self,
+        sample_collection,
+        sample_ids: list[str],
+        *,
+        reader: str | None = None,
+        reason: str = "",
+        requested_by: str | None = None,
+    ):
+        """Flag ``sample_ids`` from the SDK; returns the counts."""
+        import fiftyone.operators as foo_
+
+        ctx = {
+            "view": sample_collection.view(),
+            "params": dict(
+                sample_ids=list(sample_ids),
+                reader=reader,
+                reason=reason,
+                requested_by=requested_by,
+            ),
+        }
+        return foo_.execute_operator(self.uri, ctx).result
