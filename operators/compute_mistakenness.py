@@ -33,7 +33,7 @@ def prediction_field_input(inputs: types.Object, dataset, kind: str = "classific
     name = "pred_field" if kind == "classification" else "pred_mask_field"
     default = "predictions_label_model" if "predictions_label_model" in found else found[0]
     if kind == "classification":
-        inputs.enum(name, found, default=default, required=True, label="Predictions", view=choice)
+        inputs.enum(name, found, default=default, label="Predictions", view=choice)
     else:
         inputs.enum(
             name,

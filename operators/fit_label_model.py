@@ -47,7 +47,6 @@ def label_field_input(inputs: types.Object, dataset) -> str | None:
         "label_field",
         consensus + readers,
         default=default,
-        required=True,
         label="Train on labels from",
         description="Consensus by default: the model learns the panel, then contests readers",
         view=choices,
