@@ -309,7 +309,8 @@ def _save_queue_views(dataset, view, rs, threshold, have_quality) -> None:
     for reader, f in zip(rs.readers, rs.fields, strict=True):
         name = quality_field(f) if have_quality else mistakenness_field(f)
         ranked = (
-            view.match(VF(name) <= 1 - threshold).sort_by(name)
+            # null sorts below numbers in MongoDB: an unread label must not look certain
+            view.match((VF(name) != None) & (VF(name) <= 1 - threshold)).sort_by(name)  # noqa: E711
             if have_quality
             else view.match(VF(name) >= threshold).sort_by(name, reverse=True)
         )

@@ -1,6 +1,7 @@
 """The plugin's operators as the SDK, the App's forms and a delegated worker reach them
 (the conftest points FiftyOne's plugins directory at this repository for every test)."""
 
+import bson
 import pytest
 
 PLUGIN = "@multireader/disagreement"
@@ -44,3 +45,16 @@ def run_queued(name: str, dataset) -> dict:
     svc.delete_operation(doc.id)
     dataset.reload()
     return doc.result.result
+
+
+def raw_reader_docs(dataset):
+    """Every reader field of every sample, as the BSON bytes stored in MongoDB: equal
+    before and after an operator proves it did not touch a reader's label."""
+    from multireader import fields
+
+    names = sorted(fields.reader_fields(dataset))
+    coll = dataset._sample_collection
+    out = {}
+    for doc in coll.find({}, dict.fromkeys(names, 1)).sort("_id", 1):
+        out[str(doc["_id"])] = bson.encode({n: doc.get(n) for n in names})
+    return names, out

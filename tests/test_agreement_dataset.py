@@ -8,9 +8,9 @@ loops or a peer library), and the readers' fields are proved byte-identical afte
 import itertools
 import json
 
-import bson
 import numpy as np
 import pytest
+from helpers_plugin import raw_reader_docs
 
 from multireader import analysis, fields, runs
 
@@ -21,16 +21,6 @@ READERS = ["R1", "R2", "R3", "R4"]
 def _reader_labels(view, kind="classification"):
     """{reader: [label or None per sample]} in the view's order, straight from the DB."""
     return {r: view.values(fields.reader_field(r, kind) + ".label") for r in READERS}
-
-
-def _raw_reader_docs(dataset):
-    """Every reader field of every sample, as the BSON bytes stored in MongoDB."""
-    names = sorted(fields.reader_fields(dataset))
-    coll = dataset._sample_collection
-    out = {}
-    for doc in coll.find({}, dict.fromkeys(names, 1)).sort("_id", 1):
-        out[str(doc["_id"])] = bson.encode({n: doc.get(n) for n in names})
-    return names, out
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +158,7 @@ def test_agreement_on_a_slice_is_stored_with_its_view(demo_clone):
 
 
 def test_reader_fields_stay_byte_identical_through_every_operation(demo_clone):
-    names, before = _raw_reader_docs(demo_clone)
+    names, before = raw_reader_docs(demo_clone)
     assert len(names) == 12 and len(before) == 336
     analysis.compute_agreement(demo_clone, n_boot=50)
     for kind, methods in analysis.CONSENSUS_METHODS.items():
@@ -178,7 +168,7 @@ def test_reader_fields_stay_byte_identical_through_every_operation(demo_clone):
             analysis.compute_consensus(demo_clone, kind=kind, method=method)
     with pytest.raises(analysis.AnalysisError, match="reader field"):
         analysis.compute_consensus(demo_clone, output_field="reader_r1")
-    names_after, after = _raw_reader_docs(demo_clone)
+    names_after, after = raw_reader_docs(demo_clone)
     assert names_after == names
     assert after == before
 
