@@ -76,6 +76,7 @@ def build(dataset_name: str, data_dir: str, seed: int) -> fo.Dataset:
     for name, meta in sorted(fields.reader_fields(dataset).items()):
         print(f"   {name:28s} reader={meta['reader']} kind={meta['kind']} level={meta['level']}")
     analyse(dataset)
+    planted_errors_found(dataset, study.truth_path)
     print(f"\n   built and analysed in {time.time() - t0:.1f} s: {len(dataset)} samples")
     return dataset
 
@@ -119,6 +120,26 @@ def analyse(dataset: fo.Dataset) -> None:
         if row["why"]:
             print(f"      {row['why']}")
 
+    step("fit_label_model (out-of-fold random forest on the radiomics embedding, by patient)")
+    lm = op("fit_label_model")(dataset, e["field"])
+    print(
+        f"   -> {lm['field']}: out-of-fold accuracy {lm['oof_accuracy']:.2f} and kappa "
+        f"{lm['oof_kappa']:.2f} against {lm['label_field']}"
+    )
+
+    step("compute_mistakenness (brain's formula and CROWDLAB label quality, per reader)")
+    mk = op("compute_mistakenness")(dataset, lm["field"])
+    for row in mk["reader_rows"]:
+        print(
+            f"   {row['reader']}: {row['n_in_queue']} labels in the queue, mean label quality "
+            f"{row['mean_label_quality']}, model disagrees on {row['n_model_disagrees']}"
+        )
+    print(f"   saved view '{mk['queue_view']}': the {mk['n_in_queue']} least credible labels")
+
+    step("evaluate_model (contested vs uncontested, by scanner, sex, age)")
+    ev = op("evaluate_model")(dataset, lm["field"])
+    print(f"   {ev['headline']}")
+
     # the view a radiology lead opens first: contested images, most contested first
     contested = dataset.match(F(fields.READERS_DISAGREE) == True).sort_by(  # noqa: E712
         fields.DISAGREEMENT, reverse=True
@@ -130,6 +151,25 @@ def analyse(dataset: fo.Dataset) -> None:
         overwrite=True,
     )
     print(f"   saved view 'contested': {len(contested)} images, sorted by disagreement")
+
+
+def planted_errors_found(dataset: fo.Dataset, truth_path: str) -> None:
+    """How many of the planted clear-cut errors top their reader's label-error ranking."""
+    import json
+
+    from multireader import label_errors
+
+    with open(truth_path) as f:
+        truth = json.load(f)
+    planted = truth["planted"]["clear_cut_errors"]
+    keys = {truth["images"][k]["dicom_key"] for k in planted["keys"]}
+    field = label_errors.quality_field(fields.reader_field(planted["reader"]))
+    ranked = dataset.exists(field).sort_by(field).limit(len(keys)).values("dicom_key")
+    hits = len(keys & set(ranked))
+    print(
+        f"   truth check: {hits} of {planted['reader']}'s {len(keys)} planted errors are its "
+        f"{len(keys)} least credible labels (precision@{len(keys)} = {hits / len(keys):.2f})"
+    )
 
 
 def main(argv=None):

@@ -30,3 +30,9 @@ def test_demo_builds_the_study_through_every_operator(dataset_name, tmp_path):
     for line in out.stdout.splitlines():
         if "rows rejected" in line:
             assert line.rstrip().endswith("; 0 rows rejected"), line
+    # the label-error pipeline ran: the queue is saved, the evaluation stored, and the
+    # planted errors of R4 top its ranking (the bar: precision@k >= 0.8)
+    assert "label_error_queue" in dataset.list_saved_views()
+    assert "model_evaluation" in dataset.list_runs()
+    check = next(line for line in out.stdout.splitlines() if "truth check" in line)
+    assert float(check.rsplit("= ", 1)[1].rstrip(")")) >= 0.8, check
