@@ -222,7 +222,8 @@ def compute_mistakenness(
         _mark_field(dataset, name, pred_field, run_key)
 
     report(progress, 0.85, "saving ranked views")
-    _save_queue_views(dataset, view, rs, queue_threshold, cl is not None)
+    shown = [pred_field, *rs.fields, *cons_fields, *columns]
+    _save_queue_views(dataset, view, rs, queue_threshold, cl is not None, shown)
     results = _summary(ids, rs, classes, codes, p, brain, cl, score, queue_threshold)
     results["consensus"] = cons_results
     results["fields"] = sorted(columns)
@@ -293,9 +294,14 @@ def _mark_field(dataset, name: str, pred_field: str, run_key: str) -> None:
     f.save()
 
 
-def _save_queue_views(dataset, view, rs, threshold, have_quality) -> None:
+def _save_queue_views(dataset, view, rs, threshold, have_quality, shown) -> None:
+    """The queue views show the class calls, consensus, the model and the scores, plus
+    the slicing metadata: what a reviewer needs to judge a label, without the boxes and
+    masks that crowd the grid."""
     from fiftyone import ViewField as VF
 
+    keep = [f for f in (*shown, *F.METADATA_FIELDS, REREAD_FIELD) if dataset.has_field(f)]
+    view = view.select_fields(list(dict.fromkeys(keep)))
     queue = view.match(VF(ERROR_SCORE) >= threshold).sort_by(ERROR_SCORE, reverse=True)
     dataset.save_view(
         QUEUE_VIEW,
