@@ -68,14 +68,7 @@ def check_probabilities(
     if p.ndim != 2:
         raise PredictionError(f"probabilities must be a 2-D array, got shape {p.shape}")
     names = where or [f"row {i}" for i in range(len(p))]
-    bad = []
-    for i in np.flatnonzero(~np.isfinite(p).all(axis=1)):
-        bad.append(f"{names[i]}: a probability is missing or not a number")
-    for i in np.flatnonzero(np.isfinite(p).all(axis=1) & (p < 0).any(axis=1)):
-        bad.append(f"{names[i]}: a probability is negative")
-    sums = p.sum(axis=1)
-    for i in np.flatnonzero(np.isfinite(sums) & (np.abs(sums - 1.0) > tolerance)):
-        bad.append(f"{names[i]}: probabilities sum to {sums[i]:.4f}, not 1")
+    bad = [f"{names[i]}: {why}" for i, why in distribution_problems(p, tolerance)]
     if bad:
         more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
         raise PredictionError(
@@ -84,6 +77,31 @@ def check_probabilities(
             + more
         )
     return p
+
+
+def distribution_problems(
+    probs: np.ndarray, tolerance: float = SUM_TOLERANCE
+) -> list[tuple[int, str]]:
+    """``(row, why)`` for every row of a 2-D array that is not a probability distribution.
+
+    Non-finite rows first, then negative ones, then wrong sums; a row can appear twice
+    (negative and a wrong sum). Importers use it to skip bad rows one by one.
+    """
+    p = np.asarray(probs, dtype=float)
+    finite = np.isfinite(p).all(axis=1)
+    out = [(int(i), "a probability is missing or not a number") for i in np.flatnonzero(~finite)]
+    negative = np.flatnonzero(finite & (p < 0).any(axis=1))
+    out += [(int(i), "a probability is negative") for i in negative]
+    sums = p.sum(axis=1)
+    for i in np.flatnonzero(np.isfinite(sums) & (np.abs(sums - 1.0) > tolerance)):
+        out.append((int(i), f"probabilities sum to {sums[i]:.4f}, not 1"))
+    return out
+
+
+def check_prediction_field(dataset, field: str) -> None:
+    """Raise :class:`PredictionError` unless ``field`` is new or already holds predictions
+    (a reader's or a consensus field is never overwritten)."""
+    _guard_not_reader_field(dataset, field)
 
 
 def _guard_not_reader_field(dataset, field: str) -> None:

@@ -13,6 +13,7 @@ from .find_disagreement_clusters import FindDisagreementClusters
 from .fit_label_model import FitLabelModel
 from .flag_for_reread import FlagForReread
 from .import_dicom import ImportDicom
+from .import_predictions import ImportPredictions
 from .import_reader_labels import ImportReaderLabels
 from .manage_runs import ManageRuns
 from .render_window_presets import RenderWindowPresets
@@ -20,6 +21,7 @@ from .render_window_presets import RenderWindowPresets
 OPERATORS = (
     ImportDicom,
     ImportReaderLabels,
+    ImportPredictions,
     DeclareLabelSchema,
     RenderWindowPresets,
     ComputeAgreement,

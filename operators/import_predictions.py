@@ -1,0 +1,163 @@
+"""Operator ``import_predictions``: a model's class probabilities (and masks) from a file,
+stored in the plugin's one prediction format."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from . import _common
+
+KEY_LABELS = {
+    "auto": "Detect from the columns (the first of the choices below the file has)",
+    "sop_instance_uid": "sop_instance_uid (+ frame, 0-based, for multi-frame files)",
+    "dicom_key": "dicom_key (<SOPInstanceUID>:<frame>)",
+    "filepath": "filepath column: a sample's image or DICOM path",
+    "path": "path column: a sample's image or DICOM path",
+}
+
+
+class ImportPredictions(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="import_predictions",
+            label="Import model predictions",
+            description=(
+                "Add a model's class probabilities (CSV or JSON) and optional masks to a "
+                "prediction field, matched by SOPInstanceUID and frame or by path; bad "
+                "rows are reported by line"
+            ),
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        from multireader.prediction_import import KEYS
+        from multireader.schema import get_label_schema
+
+        inputs = types.Object()
+        schema = get_label_schema(ctx.dataset) if ctx.dataset is not None else None
+        if not schema:
+            inputs.view(
+                "no_schema",
+                types.Warning(
+                    label="Declare the label schema first",
+                    description=(
+                        "Predictions are stored in the order of the schema's classes: "
+                        "run 'Declare label schema'"
+                    ),
+                ),
+            )
+            return types.Property(inputs)
+        classes = schema["classes"]
+        inputs.str(
+            "path",
+            required=True,
+            label="Predictions file",
+            description=(
+                "CSV: a key column, then one column per class named <class>, p_<class> "
+                f"or prob_<class> ({', '.join(classes)}). JSON: a list of objects with "
+                "the key and probabilities: {class: p}"
+            ),
+        )
+        inputs.str(
+            "field",
+            default="predictions_imported",
+            label="Predictions field",
+            description="Where the predictions go (never a reader's or consensus field)",
+        )
+        inputs.str(
+            "masks",
+            required=False,
+            label="Mask manifest (optional)",
+            description=(
+                "CSV with the same key column and mask_path (PNG or NPY of class values, "
+                "the image's rows x columns); stored in <field>_mask"
+            ),
+        )
+        key = types.Dropdown(label="Match samples by")
+        for choice in KEYS:
+            key.add_choice(choice, label=KEY_LABELS.get(choice, choice))
+        inputs.enum(
+            "key",
+            list(KEYS),
+            default="auto",
+            label="Match samples by",
+            description="Paths may be absolute or relative to the file's folder",
+            view=key,
+        )
+        inputs.bool(
+            "strict",
+            default=False,
+            label="Strict",
+            description=(
+                "Write nothing if any row is bad (default: skip bad rows, report them "
+                "by line, import the rest)"
+            ),
+            view=types.CheckboxView(),
+        )
+        _common.target_input(inputs)
+        _common.delegation_input(inputs)
+        return types.Property(inputs, view=types.View(label="Import model predictions"))
+
+    def resolve_delegation(self, ctx):
+        return _common.resolve_delegation(ctx)
+
+    def execute(self, ctx):
+        from multireader import fields
+        from multireader.prediction_import import import_predictions
+
+        result = import_predictions(
+            _common.target_view(ctx),
+            ctx.params["path"],
+            ctx.params.get("field") or "predictions_imported",
+            key=ctx.params.get("key") or "auto",
+            masks=ctx.params.get("masks") or None,
+            strict=bool(ctx.params.get("strict", False)),
+            progress=_common.progress_for(ctx),
+        )
+        fields.update_sidebar_groups(ctx.dataset)
+        if not ctx.delegated:
+            ctx.trigger("reload_dataset")
+        return result
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("field", label="Predictions written to")
+        outputs.int("imported", label="Predictions imported")
+        outputs.int("n_without_prediction", label="Samples without a prediction (left empty)")
+        outputs.str("mask_field", label="Masks written to")
+        outputs.int("masks_imported", label="Masks imported")
+        outputs.int("n_skipped", label="Rows skipped")
+        _common.table(
+            outputs,
+            "skipped",
+            "Rows skipped, and why (everything else was imported)",
+            {"line": "Line", "key": "Key", "reason": "Reason", "file": "File"},
+        )
+        return types.Property(outputs, view=types.View(label="Imported predictions"))
+
+    def __call__(
+        self,
+        sample_collection,
+        path,
+        field: str = "predictions_imported",
+        *,
+        masks=None,
+        key: str = "auto",
+        strict: bool = False,
+        delegate: bool = False,
+    ):
+        """Import predictions into a dataset or view from the SDK; returns the result
+        dict (or the queued operation when ``delegate=True``)."""
+        params = dict(
+            path=str(path),
+            field=field,
+            masks=str(masks) if masks else None,
+            key=key,
+            strict=strict,
+            target="CURRENT_VIEW",
+        )
+        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)
