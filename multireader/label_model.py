@@ -112,11 +112,16 @@ def fit_label_model(
     *,
     classifier: str = "random_forest",
     n_folds: int = 5,
+    n_repeats: int = 3,
     group_by: str | None = F.PATIENT_KEY,
     seed: int = 0,
     progress: ProgressFn | None = None,
 ) -> dict:
     """Fit ``classifier`` on ``embedding_field`` against ``label_field``, out of fold.
+
+    ``n_repeats`` repeats of ``n_folds``-fold cross-validation, each with reshuffled
+    folds (grouped by ``group_by`` when the field exists); a sample's probabilities are
+    the mean over the repeats of the fold model that did not train on it.
 
     Writes ``field`` (see :mod:`multireader.predictions`) and returns a summary: the
     out-of-fold accuracy, log loss and Cohen's kappa against the training labels, the
@@ -168,9 +173,9 @@ def fit_label_model(
     labelled = y >= 0
     groups = None
     if use_groups:
-        g = cols[group_by]
-        codes = {v: i for i, v in enumerate(dict.fromkeys(g))}
-        groups = np.array([codes[v] for v in g])
+        # the group values themselves (a missing one is its own group ""), so anyone
+        # can rebuild the folds with scikit-learn from the stored field
+        groups = np.array(["" if v is None else str(v) for v in cols[group_by]])
     yl, xl = y[labelled], x[labelled]
     gl = groups[labelled] if groups is not None else None
     _check_counts(yl, gl, classes, n_folds, label_field)
@@ -180,23 +185,33 @@ def fit_label_model(
             f"{n_groups} patients cannot be split into {n_folds} patient-grouped folds; "
             "lower n_folds or set group_by=None"
         )
-    if gl is not None:
-        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        splits = list(splitter.split(xl, yl, gl))
-    else:
-        splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        splits = list(splitter.split(xl, yl))
+    if int(n_repeats) < 1:
+        raise LabelModelError(f"n_repeats must be at least 1, got {n_repeats}")
+    n_repeats = int(n_repeats)
     k = len(classes)
-    oof = np.full((len(yl), k), np.nan)
+    oof = np.zeros((len(yl), k))
     import warnings
 
-    for f, (train, test) in enumerate(splits):
-        report(progress, 0.1 + 0.7 * f / n_folds, f"fold {f + 1} of {n_folds}")
-        model = _classifier(classifier, seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)
-            model.fit(xl[train], yl[train])
-        oof[test] = _proba(model, xl[test], k)
+    # repeated K-fold: each repeat reshuffles the folds; every sample's probabilities are
+    # the mean of its n_repeats out-of-fold predictions, each from a model that never
+    # saw its label, which steadies the scores a single split leaves to chance
+    n_fits, done = n_folds * n_repeats, 0
+    for r in range(n_repeats):
+        if gl is not None:
+            splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed + r)
+            splits = list(splitter.split(xl, yl, gl))
+        else:
+            splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed + r)
+            splits = list(splitter.split(xl, yl))
+        for train, test in splits:
+            report(progress, 0.1 + 0.7 * done / n_fits, f"fit {done + 1} of {n_fits}")
+            model = _classifier(classifier, seed + r)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)
+                model.fit(xl[train], yl[train])
+            oof[test] += _proba(model, xl[test], k)
+            done += 1
+    oof /= n_repeats
     probs = np.full((len(ids), k), np.nan)
     probs[np.flatnonzero(labelled)] = oof
     if (~labelled).any():
@@ -214,6 +229,7 @@ def fit_label_model(
         "embedding_dim": dim,
         "classifier": classifier,
         "n_folds": n_folds,
+        "n_repeats": n_repeats,
         "group_by": group_by if use_groups else None,
         "n_groups": n_groups,
         "seed": seed,

@@ -88,6 +88,12 @@ class FitLabelModel(foo.Operator):
             label="Folds",
             description="Each class needs at least this many labelled samples",
         )
+        inputs.int(
+            "n_repeats",
+            default=3,
+            label="Repeats",
+            description="Repeat the cross-validation with reshuffled folds and average (steadier scores)",
+        )
         inputs.bool(
             "group_by_patient",
             default=True,
@@ -119,6 +125,7 @@ class FitLabelModel(foo.Operator):
             ctx.params.get("field") or "predictions_label_model",
             classifier=ctx.params.get("classifier") or "random_forest",
             n_folds=int(ctx.params.get("n_folds") or 5),
+            n_repeats=int(ctx.params.get("n_repeats") or 3),
             group_by=PATIENT_KEY if ctx.params.get("group_by_patient", True) else None,
             progress=_common.progress_for(ctx),
         )
@@ -152,6 +159,7 @@ class FitLabelModel(foo.Operator):
         *,
         classifier: str = "random_forest",
         n_folds: int = 5,
+        n_repeats: int = 3,
         group_by_patient: bool = True,
         delegate: bool = False,
     ):
@@ -162,6 +170,7 @@ class FitLabelModel(foo.Operator):
             field=field,
             classifier=classifier,
             n_folds=n_folds,
+            n_repeats=n_repeats,
             group_by_patient=group_by_patient,
             target="CURRENT_VIEW",
         )

@@ -73,18 +73,24 @@ def test_label_model_is_out_of_fold_and_grouped_by_patient(analysed):
     # re-derive the out-of-fold accuracy independently from the stored probabilities
     y = [classes.index(v) for v in ds.values("consensus_dawid_skene.label")]
     assert fit["oof_accuracy"] == pytest.approx(np.mean(np.argmax(probs, 1) == y))
-    # a model that saw every label would be far better than the out-of-fold one: check
-    # that the stored probabilities are not in-sample ones
+    # recompute the repeated, patient-grouped out-of-fold probabilities independently:
+    # each sample's row must come only from models whose training folds exclude it
     from sklearn.ensemble import RandomForestClassifier
 
     x = np.array(ds.values("embedding_radiomics"))
+    g = ds.values("patient_key")
+    want = np.zeros_like(probs)
+    for r in range(fit["n_repeats"]):
+        split = StratifiedGroupKFold(5, shuffle=True, random_state=r).split(x, y, g)
+        for train, test in split:
+            assert not {g[i] for i in train} & {g[i] for i in test}
+            rf = RandomForestClassifier(300, min_samples_leaf=2, random_state=r)
+            rf.fit(x[train], np.asarray(y)[train])
+            want[test] += rf.predict_proba(x[test])
+    np.testing.assert_allclose(probs, want / fit["n_repeats"], atol=1e-12)
+    # a model that saw every label is far better than the out-of-fold one
     in_sample = RandomForestClassifier(300, min_samples_leaf=2, random_state=0).fit(x, y)
     assert np.mean(in_sample.predict(x) == y) > fit["oof_accuracy"] + 0.2
-    # and the folds really keep a patient's slices together
-    g = ds.values("patient_key")
-    split = StratifiedGroupKFold(5, shuffle=True, random_state=0).split(x, y, g)
-    for train, test in split:
-        assert not {g[i] for i in train} & {g[i] for i in test}
 
 
 def test_scores_match_an_independent_recount(analysed):
@@ -93,9 +99,7 @@ def test_scores_match_an_independent_recount(analysed):
     ids, classes, probs = P.read_probabilities(ds, "predictions_label_model")
     rs = C.select_readers(ds, "classification")
     labels = {f: ds.values(f"{f}.label") for f in rs.fields}
-    codes = np.column_stack(
-        [[classes.index(v) if v else -1 for v in labels[f]] for f in rs.fields]
-    )
+    codes = np.column_stack([[classes.index(v) if v else -1 for v in labels[f]] for f in rs.fields])
     expected = M.crowdlab(codes, probs)
     for j, f in enumerate(rs.fields):
         stored_q = np.array(ds.values(LE.quality_field(f)), dtype=float)
@@ -172,9 +176,7 @@ def test_evaluation_contested_vs_uncontested_matches_a_recount(analysed):
     stored = runs.load(ds, "model_evaluation", "model_evaluation")["results"]
     cons = stored["references"]["consensus_dawid_skene"]
     # recount: contested = no class with 75% of the reads
-    labels = np.array(
-        [ds.values(f"reader_r{i}.label") for i in range(1, 5)], dtype=object
-    ).T
+    labels = np.array([ds.values(f"reader_r{i}.label") for i in range(1, 5)], dtype=object).T
     contested = []
     for row in labels:
         got = [v for v in row if v is not None]
