@@ -310,6 +310,24 @@ def load_open_clip(spec: ModelSpec, device: str = "cpu") -> tuple[Any, Callable]
     return model, preprocess
 
 
+def load_tokenizer(spec: ModelSpec) -> Callable:
+    """open_clip's tokenizer for the text tower of an open_clip spec (zero-shot prompts).
+
+    Call after :func:`load_open_clip`, which has already checked that hub files are
+    reachable; a tokenizer that cannot be loaded is :class:`WeightsUnavailableError`.
+    """
+    import open_clip
+
+    if spec.kind != "open_clip":
+        raise EmbeddingError(f"{spec.model!r} has no text tower")
+    name = _register_config(spec.model) if spec.model.endswith(".json") else spec.model
+    try:
+        return open_clip.get_tokenizer(name)
+    except Exception as err:  # noqa: BLE001 - hub and HF tokenizer errors come in many types
+        text = f"its tokenizer could not be loaded ({type(err).__name__}: {err})"
+        raise WeightsUnavailableError(_unavailable_message(spec, text)) from err
+
+
 def _hub_repo(spec: ModelSpec) -> str | None:
     """The Hugging Face repository a spec's weights come from, if any."""
     if spec.model.startswith("hf-hub:"):
@@ -703,6 +721,66 @@ def _collate(batch):
     return idx, torch.stack([x for _, x in ok]), errors
 
 
+def sample_items(view, n: int | None = None) -> list[_Item]:
+    """What :class:`_SampleImages` needs of each sample of ``view``, in view order."""
+    n = len(view) if n is None else n
+    cols = {
+        "native_path": _values(view, fields.NATIVE_PATH, n),
+        "filepath": view.values("filepath"),
+        "unit": _values(view, fields.NATIVE_UNIT, n),
+        "center": _values(view, "window_center", n),
+        "width": _values(view, "window_width", n),
+        "photometric": _values(view, "photometric", n),
+    }
+    return [_Item(**{k: v[i] for k, v in cols.items()}) for i in range(n)]
+
+
+def resolve_workers(num_workers: int | None, n_items: int) -> int:
+    """DataLoader workers for ``n_items`` images: ``num_workers``, else the default."""
+    if num_workers is not None:
+        return num_workers
+    # starting workers costs about a second; below a few hundred images it never pays
+    return default_workers() if n_items >= 512 else 0
+
+
+def encode_items(
+    items: list[_Item],
+    spec: ModelSpec,
+    window: str,
+    torch_model,
+    preprocess,
+    batch_size: int,
+    num_workers: int,
+    device: str,
+):
+    """Read, render and encode ``items`` batch by batch; yields ``(indices, vectors,
+    errors)``: the positions in ``items`` that were encoded, their vectors (an array,
+    None when no image of the batch could be read) and ``(position, reason)`` for the
+    images that could not. The one path from a sample to its vector, shared by
+    :func:`compute_embeddings` and zero-shot classification.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(
+        _SampleImages(items, spec.kind, window, preprocess),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        pin_memory=device.startswith("cuda"),
+    )
+    with torch.inference_mode():
+        for idx, batch, errs in loader:
+            vecs = None
+            if batch is not None:
+                if spec.kind == RADIOMICS:
+                    vecs = batch
+                else:
+                    out = torch_model.encode_image(batch.to(device, non_blocking=True))
+                    vecs = out.float().cpu().numpy()
+            yield idx, vecs, errs
+
+
 def default_workers() -> int:
     """DataLoader workers: one per core but one (the model runs in the main process), <= 8."""
     return max(0, min(8, (os.cpu_count() or 1) - 1))
@@ -807,14 +885,7 @@ def compute_embeddings(
     if spec.kind != RADIOMICS and todo:
         torch_model, preprocess = load_open_clip(spec, device)
 
-    cols = {
-        "native_path": _values(view, fields.NATIVE_PATH, len(ids)),
-        "filepath": view.values("filepath"),
-        "unit": _values(view, fields.NATIVE_UNIT, len(ids)),
-        "center": _values(view, "window_center", len(ids)),
-        "width": _values(view, "window_width", len(ids)),
-        "photometric": _values(view, "photometric", len(ids)),
-    }
+    all_items = sample_items(view, len(ids))
     center = scale = None
     if spec.kind == RADIOMICS and meta and meta.get("center") is not None:
         center, scale = np.asarray(meta["center"]), np.asarray(meta["scale"])
@@ -822,18 +893,14 @@ def compute_embeddings(
     if spec.kind == RADIOMICS and center is None and len(order) > WRITE_EVERY:
         # the standardiser is fixed on the first write; let that be a random sample
         order = [order[i] for i in np.random.default_rng(0).permutation(len(order))]
-    items = [_Item(**{k: v[i] for k, v in cols.items()}) for i in order]
+    items = [all_items[i] for i in order]
 
     errors: list[dict] = []
     pending_ids: list[str] = []
     pending_vecs: list[np.ndarray] = []
     n_written = 0
     dim = meta.get("dim") if meta else None
-    if num_workers is None:
-        # starting workers costs about a second; below a few hundred images it never pays
-        workers = default_workers() if len(items) >= 512 else 0
-    else:
-        workers = num_workers
+    workers = resolve_workers(num_workers, len(items))
 
     def flush() -> None:
         nonlocal center, scale, n_written, dim
@@ -872,33 +939,20 @@ def compute_embeddings(
         pending_vecs.clear()
 
     if items:
-        import torch
-        from torch.utils.data import DataLoader
-
-        loader = DataLoader(
-            _SampleImages(items, spec.kind, window, preprocess),
-            batch_size=batch_size,
-            num_workers=workers,
-            collate_fn=_collate,
-            pin_memory=device.startswith("cuda"),
-        )
         n_seen = 0
-        with torch.inference_mode():
-            for idx, batch, errs in loader:
-                for i, err in errs:
-                    errors.append({"sample_id": ids[order[i]], "reason": err})
-                n_seen += len(idx) + len(errs)
-                if batch is not None:
-                    if spec.kind == RADIOMICS:
-                        vecs = batch
-                    else:
-                        out = torch_model.encode_image(batch.to(device, non_blocking=True))
-                        vecs = out.float().cpu().numpy()
-                    pending_ids.extend(ids[order[i]] for i in idx)
-                    pending_vecs.extend(vecs)
-                if len(pending_ids) >= WRITE_EVERY:
-                    flush()
-                report(progress, 0.95 * n_seen / len(items), f"embedded {n_seen}/{len(items)}")
+        batches = encode_items(
+            items, spec, window, torch_model, preprocess, batch_size, workers, device
+        )
+        for idx, vecs, errs in batches:
+            for i, err in errs:
+                errors.append({"sample_id": ids[order[i]], "reason": err})
+            n_seen += len(idx) + len(errs)
+            if vecs is not None:
+                pending_ids.extend(ids[order[i]] for i in idx)
+                pending_vecs.extend(vecs)
+            if len(pending_ids) >= WRITE_EVERY:
+                flush()
+            report(progress, 0.95 * n_seen / len(items), f"embedded {n_seen}/{len(items)}")
         flush()
 
     key = None

@@ -15,14 +15,74 @@ MODEL_CHOICES = {
 }
 
 
-def _model_from_params(params: dict) -> tuple[str, str | None]:
-    choice = params.get("model_choice") or "radiomics"
+def model_from_params(params: dict, default: str = "radiomics") -> tuple[str, str | None]:
+    """``(model, pretrained)`` from the form of :func:`model_input`."""
+    choice = params.get("model_choice") or default
     if choice == "open_clip":
         name = (params.get("model_name") or "").strip()
         if not name:
             raise ValueError("choose a model: type an open_clip model name, e.g. ViT-B-32")
         return name, (params.get("pretrained") or "").strip() or None
     return choice, None
+
+
+def model_input(
+    inputs: types.Object,
+    ctx,
+    choices: dict[str, str] = MODEL_CHOICES,
+    default: str = "radiomics",
+    default_pretrained: str | None = None,
+) -> str:
+    """The model part of a form (a choice of ``choices``; for "open_clip" its name and
+    weights; the window for any image model); returns the choice picked so far."""
+    from multireader import dicom
+
+    choice = types.RadioGroup()
+    for value, label in choices.items():
+        choice.add_choice(value, label=label)
+    inputs.enum(
+        "model_choice",
+        choice.values(),
+        default=default,
+        required=True,
+        label="Model",
+        view=choice,
+    )
+    picked = ctx.params.get("model_choice") or default
+    if picked == "open_clip":
+        inputs.str(
+            "model_name",
+            required=True,
+            default="ViT-B-32",
+            label="open_clip model",
+            description=(
+                "A name from open_clip.list_models(), an hf-hub:<org>/<repo> id, a "
+                "directory with open_clip_config.json, or a model config JSON path"
+            ),
+        )
+        inputs.str(
+            "pretrained",
+            default=default_pretrained,
+            label="Pretrained tag or checkpoint path",
+            description=(
+                "e.g. laion2b_s34b_b79k (downloads), or /path/to/checkpoint.pt on this "
+                "machine; empty for hub ids and model directories"
+            ),
+        )
+    if picked != "radiomics":
+        window = types.Dropdown()
+        window.add_choice("auto", label="The file's window")
+        for name, (c, w) in dicom.WINDOW_PRESETS.items():
+            window.add_choice(name, label=f"{name} (C {c:g}, W {w:g})")
+        inputs.enum(
+            "window",
+            window.values(),
+            default="auto",
+            label="Window",
+            description="How native values become the 8-bit image the model sees",
+            view=window,
+        )
+    return picked
 
 
 class ComputeEmbeddings(foo.Operator):
@@ -42,55 +102,12 @@ class ComputeEmbeddings(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from multireader import dicom, embeddings
+        from multireader import embeddings
 
         inputs = types.Object()
-        choice = types.RadioGroup()
-        for value, label in MODEL_CHOICES.items():
-            choice.add_choice(value, label=label)
-        inputs.enum(
-            "model_choice",
-            choice.values(),
-            default="radiomics",
-            required=True,
-            label="Model",
-            view=choice,
-        )
-        picked = ctx.params.get("model_choice") or "radiomics"
-        if picked == "open_clip":
-            inputs.str(
-                "model_name",
-                required=True,
-                default="ViT-B-32",
-                label="open_clip model",
-                description=(
-                    "A name from open_clip.list_models(), an hf-hub:<org>/<repo> id, a "
-                    "directory with open_clip_config.json, or a model config JSON path"
-                ),
-            )
-            inputs.str(
-                "pretrained",
-                label="Pretrained tag or checkpoint path",
-                description=(
-                    "e.g. laion2b_s34b_b79k (downloads), or /path/to/checkpoint.pt on this "
-                    "machine; empty for hub ids and model directories"
-                ),
-            )
-        if picked != "radiomics":
-            window = types.Dropdown()
-            window.add_choice("auto", label="The file's window")
-            for name, (c, w) in dicom.WINDOW_PRESETS.items():
-                window.add_choice(name, label=f"{name} (C {c:g}, W {w:g})")
-            inputs.enum(
-                "window",
-                window.values(),
-                default="auto",
-                label="Window",
-                description="How native values become the 8-bit image the model sees",
-                view=window,
-            )
+        picked = model_input(inputs, ctx)
         model, _ = (
-            _model_from_params(ctx.params)
+            model_from_params(ctx.params)
             if picked != "open_clip" or ctx.params.get("model_name")
             else ("ViT-B-32", None)
         )
@@ -132,7 +149,7 @@ class ComputeEmbeddings(foo.Operator):
         from multireader import embeddings
 
         p = ctx.params
-        model, pretrained = _model_from_params(p)
+        model, pretrained = model_from_params(p)
         workers = p.get("num_workers")
         report = embeddings.compute_embeddings(
             _common.target_view(ctx),
