@@ -17,6 +17,7 @@ from .import_predictions import ImportPredictions
 from .import_reader_labels import ImportReaderLabels
 from .manage_runs import ManageRuns
 from .render_window_presets import RenderWindowPresets
+from .zero_shot_classify import ZeroShotClassify
 
 OPERATORS = (
     ImportDicom,
@@ -36,4 +37,5 @@ OPERATORS = (
     ComputeMistakenness,
     FlagForReread,
     EvaluateModel,
+    ZeroShotClassify,
 )
