@@ -177,6 +177,11 @@ def write_predictions(
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
         "plugin_version": __version__,
     }
+    if not dataset.has_field(field):
+        # declared first: with every row empty FiftyOne could not infer the type
+        dataset.add_sample_field(
+            field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification
+        )
     view.set_values(field, dict(zip(ids, values, strict=True)), key_field="id")
     mark_prediction_field(dataset, field, record)
     return record

@@ -329,13 +329,6 @@ def zero_shot_classify(
         "n_reused": n_reused,
         "reference": "prompt ensembling, Radford et al. 2021 (CLIP), section 3.1.4",
     }
-    if dataset.get_field(field) is None:
-        import fiftyone as fo
-
-        # declared up front: a run where no image could be read still leaves its field
-        dataset.add_sample_field(
-            field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification
-        )
     record = write_predictions(
         view, list(ids), field, classes, logits=logits, source="zero_shot", parameters=parameters
     )
