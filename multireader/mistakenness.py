@@ -291,12 +291,13 @@ def mask_mistakenness(reader_mask: np.ndarray | None, predicted: np.ndarray | No
 
 
 def precision_at_k(scores: np.ndarray, positives: np.ndarray, k: int | None = None) -> float:
-    """Share of true positives among the ``k`` highest ``scores`` (NaN scores never rank);
-    ``k`` defaults to the number of positives (R-precision)."""
+    """Share of true positives among the ``k`` highest ``scores`` (NaN scores never rank,
+    so with fewer than ``k`` scores the missing places count as misses); ``k`` defaults
+    to the number of positives (R-precision)."""
     s = np.asarray(scores, dtype=float)
     pos = np.asarray(positives, dtype=bool)
     k = int(pos.sum()) if k is None else int(k)
     if k <= 0:
         raise ValueError("k must be positive (no positives to find)")
     order = np.argsort(np.where(np.isnan(s), np.inf, -s), kind="stable")[:k]
-    return float(pos[order].mean())
+    return float((pos[order] & ~np.isnan(s[order])).sum() / k)
