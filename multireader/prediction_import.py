@@ -46,7 +46,7 @@ _MAX_LISTED = 10
 
 def import_predictions(
     samples,
-    path: str,
+    path: str | None,
     field: str = "predictions_imported",
     *,
     key: str = "auto",
@@ -64,7 +64,8 @@ def import_predictions(
     ``masks``: an optional manifest (key column and ``mask_path`` to a PNG or NPY of
     integer class values), stored as ``fo.Segmentation`` in ``mask_field`` (default
     ``<field>_mask``); NPY masks are written as PNGs in ``<mask_field>_png/`` beside
-    the manifest, since FiftyOne reads masks as images.
+    the manifest, since FiftyOne reads masks as images. ``path`` may be None when only
+    masks are imported (a segmentation model's output).
 
     Every sample of ``samples`` is written: those without a prediction get None, never
     a stale earlier one. Returns ``{"imported", "skipped": [{"line", "key", "reason",
@@ -83,22 +84,28 @@ def import_predictions(
     classes = list(label_schema["classes"])
     if key not in KEYS:
         raise PredictionError(f"key {key!r}: expected one of {list(KEYS)}")
+    if not path and not masks:
+        raise PredictionError("give a predictions file, a masks manifest, or both")
     mask_field = (mask_field or f"{field}_mask") if masks else None
     if mask_field == field:
         raise PredictionError(f"the masks need their own field, not {field!r}")
     # refused before any file is read: nothing is ever written into a reader's field
-    _check_target(dataset, field, fo.Classification)
+    if path:
+        _check_target(dataset, field, fo.Classification)
     if mask_field:
         _check_target(dataset, mask_field, fo.Segmentation)
 
-    path = _existing(path, "predictions file")
-    report(progress, 0.05, f"reading {os.path.basename(path)}")
     index = _SampleIndex(samples)
-    table = _read_probabilities(path, classes)
-    key_used = _pick_key(key, table.columns, path)
-    probs, skipped, n_imported = _match_probabilities(
-        table, index, key_used, path, len(classes), progress
-    )
+    probs, skipped, n_imported, n_rows, key_used, sha = None, [], 0, 0, None, None
+    if path:
+        path = _existing(path, "predictions file")
+        report(progress, 0.05, f"reading {os.path.basename(path)}")
+        table = _read_probabilities(path, classes)
+        n_rows = len(table.rows)
+        key_used = _pick_key(key, table.columns, path)
+        probs, skipped, n_imported = _match_probabilities(
+            table, index, key_used, path, len(classes), progress
+        )
 
     chosen_masks, mask_summary = None, None
     if masks:
@@ -111,31 +118,34 @@ def import_predictions(
             f"{len(skipped)} row(s) cannot be imported and strict mode is on, so nothing "
             "was written: " + _listing(skipped)
         )
-    if n_imported == 0:
+    if path and n_imported == 0:
         raise PredictionError(
-            f"{path}: none of its {len(table.rows)} row(s) can be imported: "
+            f"{path}: none of its {n_rows} row(s) can be imported: "
             + _listing([s for s in skipped if s["file"] == path])
         )
+    if not path and not chosen_masks:
+        raise PredictionError(f"{masks}: none of its masks can be imported: {_listing(skipped)}")
 
-    report(progress, 0.9, f"writing {n_imported} predictions to {field}")
-    sha = _sha256(path)
-    parameters = {
-        "path": path,
-        "sha256": sha,
-        "key": key_used,
-        "n_rows": len(table.rows),
-        "n_imported": n_imported,
-        "n_skipped": sum(s["file"] == path for s in skipped),
-        "n_samples": len(index.ids),
-        "mask_field": mask_field,
-    }
-    write_predictions(
-        samples, index.ids, field, classes, probs=probs, source="import", parameters=parameters
-    )
+    if path:
+        report(progress, 0.9, f"writing {n_imported} predictions to {field}")
+        sha = _sha256(path)
+        parameters = {
+            "path": path,
+            "sha256": sha,
+            "key": key_used,
+            "n_rows": n_rows,
+            "n_imported": n_imported,
+            "n_skipped": sum(s["file"] == path for s in skipped),
+            "n_samples": len(index.ids),
+            "mask_field": mask_field,
+        }
+        write_predictions(
+            samples, index.ids, field, classes, probs=probs, source="import", parameters=parameters
+        )
     result = {
-        "field": field,
+        "field": field if path else None,
         "imported": n_imported,
-        "n_rows": len(table.rows),
+        "n_rows": n_rows,
         "n_samples": len(index.ids),
         "n_without_prediction": len(index.ids) - n_imported,
         "skipped": sorted(skipped, key=lambda s: (s["file"] != path, s["line"])),
@@ -158,7 +168,7 @@ def import_predictions(
                 "classes": classes,
                 "mask_targets": label_schema.get("mask_targets") or {},
                 "source": "import",
-                "parameters": {**mask_summary, "predictions_field": field},
+                "parameters": {**mask_summary, "predictions_field": field if path else None},
                 "n_predicted": mask_summary["n_imported"],
                 "created_at": dt.datetime.now(dt.UTC).isoformat(),
                 "plugin_version": __version__,

@@ -74,3 +74,20 @@ def table(outputs: types.Object, name: str, label: str, columns: dict[str, str])
     for key, col_label in columns.items():
         view.add_column(key, label=col_label)
     outputs.list(name, types.Object(), view=view)
+
+
+def label_schema_or_warning(inputs: types.Object, ctx, why: str) -> dict | None:
+    """The dataset's label schema, or a warning in the form saying to declare it first
+    (``why``: what the operator needs the classes for)."""
+    from multireader.schema import get_label_schema
+
+    schema = get_label_schema(ctx.dataset) if ctx.dataset is not None else None
+    if not schema:
+        inputs.view(
+            "no_schema",
+            types.Warning(
+                label="Declare the label schema first",
+                description=f"{why}: run 'Declare label schema'",
+            ),
+        )
+    return schema or None

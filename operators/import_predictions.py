@@ -35,31 +35,21 @@ class ImportPredictions(foo.Operator):
 
     def resolve_input(self, ctx):
         from multireader.prediction_import import KEYS
-        from multireader.schema import get_label_schema
 
         inputs = types.Object()
-        schema = get_label_schema(ctx.dataset) if ctx.dataset is not None else None
+        schema = _common.label_schema_or_warning(
+            inputs, ctx, "Predictions are stored in the order of the schema's classes"
+        )
         if not schema:
-            inputs.view(
-                "no_schema",
-                types.Warning(
-                    label="Declare the label schema first",
-                    description=(
-                        "Predictions are stored in the order of the schema's classes: "
-                        "run 'Declare label schema'"
-                    ),
-                ),
-            )
             return types.Property(inputs)
         classes = schema["classes"]
         inputs.str(
             "path",
-            required=True,
             label="Predictions file",
             description=(
                 "CSV: a key column, then one column per class named <class>, p_<class> "
                 f"or prob_<class> ({', '.join(classes)}). JSON: a list of objects with "
-                "the key and probabilities: {class: p}"
+                "the key and probabilities: {class: p}. Leave empty to import masks only"
             ),
         )
         inputs.str(
@@ -111,7 +101,7 @@ class ImportPredictions(foo.Operator):
 
         result = import_predictions(
             _common.target_view(ctx),
-            ctx.params["path"],
+            ctx.params.get("path") or None,
             ctx.params.get("field") or "predictions_imported",
             key=ctx.params.get("key") or "auto",
             masks=ctx.params.get("masks") or None,
@@ -153,7 +143,7 @@ class ImportPredictions(foo.Operator):
         """Import predictions into a dataset or view from the SDK; returns the result
         dict (or the queued operation when ``delegate=True``)."""
         params = dict(
-            path=str(path),
+            path=str(path) if path else None,
             field=field,
             masks=str(masks) if masks else None,
             key=key,

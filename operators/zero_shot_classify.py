@@ -48,20 +48,12 @@ class ZeroShotClassify(foo.Operator):
 
     def resolve_input(self, ctx):
         from multireader import embeddings, zero_shot
-        from multireader.schema import get_label_schema
 
         inputs = types.Object()
-        schema = get_label_schema(ctx.dataset) if ctx.dataset is not None else None
+        schema = _common.label_schema_or_warning(
+            inputs, ctx, "The classes to predict are the schema's"
+        )
         if not schema:
-            inputs.view(
-                "no_schema",
-                types.Warning(
-                    label="Declare the label schema first",
-                    description=(
-                        "The classes to predict are the schema's: run 'Declare label schema'"
-                    ),
-                ),
-            )
             return types.Property(inputs)
         inputs.view(
             "caveat",

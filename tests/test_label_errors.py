@@ -264,3 +264,51 @@ def test_mistakenness_needs_predictions_first(demo_clone):
         LE.compute_mistakenness(demo_clone)
     with pytest.raises(ME.EvaluationError, match="run fit_label_model"):
         ME.evaluate_predictions(demo_clone)
+
+
+def test_mask_mistakenness_is_one_minus_dice_against_predicted_masks(
+    analysed, demo_study, tmp_path
+):
+    """A segmentation model's masks, imported alone, score every reader's outline."""
+    import csv
+    import os
+
+    from PIL import Image
+
+    ds = analysed["ds"]
+    with open(demo_study.truth_path) as f:
+        truth = json.load(f)
+    root = os.path.dirname(demo_study.truth_path)
+    manifest = tmp_path / "seg.csv"
+    with open(manifest, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["dicom_key", "mask_path"])
+        for im in truth["images"].values():
+            w.writerow([im["dicom_key"], os.path.join(root, im["mask_path"])])
+    res = op("import_predictions")(ds, None, "predictions_seg", masks=str(manifest))
+    assert res["masks_imported"] == len(ds) and res["field"] is None
+    assert not ds.has_field("predictions_seg")  # masks only: no class predictions made up
+    LE.compute_mistakenness(
+        ds, "predictions_label_model", pred_mask_field="predictions_seg_mask", run_key="m_masks"
+    )
+    pred_paths = ds.values("predictions_seg_mask.mask_path")
+    checked = 0
+    for r in ("r1", "r2", "r3", "r4"):
+        field = f"reader_{r}_mask"
+        stored = ds.values(LE.mistakenness_field(field))
+        for i, path in enumerate(ds.values(f"{field}.mask_path")):
+            if path is None:
+                assert stored[i] is None
+                continue
+            a = np.asarray(Image.open(path)) > 0
+            b = np.asarray(Image.open(pred_paths[i])) > 0
+            want = 0.0 if not (a.any() or b.any()) else 1 - 2 * (a & b).sum() / (a.sum() + b.sum())
+            assert stored[i] == pytest.approx(want, abs=1e-12)
+            checked += 1
+    assert checked > 1000
+    # the readers outline the true lesion: far better than chance, never perfect
+    means = {
+        r: np.nanmean(np.array(ds.values(f"mistakenness_reader_{r}_mask"), float))
+        for r in ("r1", "r2", "r3", "r4")
+    }
+    assert all(0 < m < 0.5 for m in means.values()), means
