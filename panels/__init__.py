@@ -1,6 +1,8 @@
 """The plugin's App panels (agreement heatmap, slice confusion, reader profiles).
 
-Panels arrive with the agreement engine; this package is where they register.
+Each panel is a thin adapter over the ``multireader`` package; this is where they register.
 """
 
-PANELS = ()
+from .slice_confusion import SliceConfusion
+
+PANELS = (SliceConfusion,)
