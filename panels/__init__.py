@@ -3,6 +3,8 @@
 Each panel is a thin adapter over the ``multireader`` package; this is where they register.
 """
 
+from .agreement_heatmap import AgreementHeatmap
+from .reader_profiles import ReaderProfiles
 from .slice_confusion import SliceConfusion
 
-PANELS = (SliceConfusion,)
+PANELS = (SliceConfusion, ReaderProfiles, AgreementHeatmap)
