@@ -1,0 +1,292 @@
+"""The ``agreement_heatmap`` panel in a real browser, and the numbers behind it.
+
+The browser test launches the App on the demo dataset with the panel open beside the
+sample grid, reads the heatmap Plotly drew from the DOM, checks every kappa against
+scikit-learn on the raw labels, then clicks cells with the mouse and checks that the
+grid shows exactly the samples behind each cell.
+
+Set ``MULTIREADER_SCREENSHOTS=1`` to also write ``docs/panel_agreement_heatmap.png``.
+"""
+
+import importlib.util
+import os
+import shutil
+import socket
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PANEL_TYPE = "agreement_heatmap"  # the panel's config name is its type in fo.Panel
+TIMEOUT_MS = 120_000
+
+
+def _screenshot_module():
+    spec = importlib.util.spec_from_file_location(
+        "_mr_screenshot", os.path.join(ROOT, "scripts", "screenshot.py")
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _browser_missing() -> str | None:
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed (pip install playwright; never `playwright install`)"
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        return "Debian's chromium is not installed (apt-get install chromium)"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- the numbers, without a browser ---------------------------------------------------
+
+
+def _expected(dataset):
+    """Independent answer: kappa with scikit-learn on labels read with ``values()``."""
+    from sklearn.metrics import cohen_kappa_score
+
+    from multireader import fields as F
+    from multireader import schema as S
+
+    classes = S.get_label_schema(dataset)["classes"]
+    found = F.reader_fields(dataset, ["classification"])
+    fields = sorted(found, key=lambda f: found[f]["reader"])
+    readers = [found[f]["reader"] for f in fields]
+    labels = dict(zip(fields, dataset.values([f"{f}.label" for f in fields]), strict=True))
+    R = len(fields)
+    kappa, n, differ = np.full((R, R), np.nan), np.zeros((R, R), int), np.zeros((R, R), int)
+    for i, fa in enumerate(fields):
+        for j, fb in enumerate(fields):
+            pairs = [
+                (a, b)
+                for a, b in zip(labels[fa], labels[fb], strict=True)
+                if a in classes and b in classes
+            ]
+            n[i, j] = len(pairs)
+            differ[i, j] = sum(a != b for a, b in pairs)
+            if i != j:
+                a, b = zip(*pairs, strict=True)
+                kappa[i, j] = cohen_kappa_score(a, b, labels=classes)
+    return readers, fields, kappa, n, differ
+
+
+def test_matrix_and_cell_views_match_sklearn(demo_dataset):
+    from multireader import panel_data as PD
+
+    readers, fields, kappa, n, differ = _expected(demo_dataset)
+    m = PD.agreement_matrix(demo_dataset.view())
+    assert m.readers == readers and m.fields == fields
+    off = ~np.eye(len(readers), dtype=bool)
+    np.testing.assert_allclose(m.kappa[off], kappa[off], atol=1e-12)
+    assert (m.n == n).all() and (m.n_disagree[off] == differ[off]).all()
+    state = m.state()
+    for i, ry in enumerate(readers):
+        for j, rx in enumerate(readers):
+            want = n[i, i] if i == j else differ[i, j]
+            assert len(PD.cell_view(demo_dataset.view(), state, rx, ry)) == want, (ry, rx)
+    trace = PD.heatmap_trace(m)
+    assert trace["z"][0][0] is None and trace["text"][0][0].startswith(str(n[0, 0]))
+    assert (trace["zmin"], trace["zmid"], trace["zmax"]) == (-1, 0, 1)
+
+
+def test_empty_states(dataset, demo_dataset):
+    from multireader import panel_data as PD
+
+    with pytest.raises(PD.NoMatrix, match="no reader class labels"):
+        PD.agreement_matrix(dataset.view())
+    with pytest.raises(PD.NoMatrix, match="no samples"):
+        PD.agreement_matrix(demo_dataset.limit(0))
+    one = demo_dataset.select_fields(["reader_r1"])
+    with pytest.raises(PD.NoMatrix, match=r"Only one reader \(R1\)"):
+        PD.agreement_matrix(one)
+
+
+def test_view_key_ignores_stage_uuids(demo_dataset):
+    from fiftyone.operators.operations import _serialize_view
+
+    from multireader import panel_data as PD
+
+    a = _serialize_view(demo_dataset.limit(3))
+    b = _serialize_view(demo_dataset.limit(3))
+    assert a != b and PD.view_key(a) == PD.view_key(b)
+    assert PD.view_key(a) != PD.view_key(_serialize_view(demo_dataset.limit(4)))
+
+
+# --- the panel in Chromium -------------------------------------------------------------
+
+_PLOT_JS = """() => {
+  const el = document.querySelector('.js-plotly-plot');
+  if (!el || !el.data || !el.data.length || !el._fullLayout || !el._fullLayout.xaxis) return null;
+  const d = el.data[0];
+  return {x: d.x, y: d.y, z: d.z, text: d.text};
+}"""
+
+# page position of the centre of cell (column xi, row yi): plotly's axis l2p gives the
+# pixel inside the plot area, _offset the plot area inside the figure
+_CELL_JS = """([xi, yi]) => {
+  const el = document.querySelector('.js-plotly-plot');
+  const r = el.getBoundingClientRect(), xa = el._fullLayout.xaxis, ya = el._fullLayout.yaxis;
+  return [r.left + xa._offset + xa.l2p(xi), r.top + ya._offset + ya.l2p(yi)];
+}"""
+
+# the grid's "N samples" count in the top bar: a div holding the number's element and
+# the word (the panel's own sentences are longer, so they never match)
+_COUNT_JS = """() => {
+  for (const e of document.querySelectorAll('div')) {
+    const m = /^([\\d,]+) samples?$/.exec((e.textContent || '').trim());
+    if (m) return parseInt(m[1].replace(/,/g, ''), 10);
+  }
+  return null;
+}"""
+
+
+def _wait_count(page, n: int) -> None:
+    page.wait_for_function(f"() => ({_COUNT_JS})() === {n}", timeout=TIMEOUT_MS)
+
+
+def _settle_grid(page, timeout_s: float = 30.0) -> None:
+    """For a picture only: wait until the grid's tiles stop appearing, plus a moment for
+    their images to be drawn (the App draws tiles on canvases the page cannot inspect)."""
+    last, same, end = -1, 0, time.time() + timeout_s
+    while time.time() < end and same < 4:
+        count = page.evaluate("() => document.querySelectorAll('canvas').length")
+        same = same + 1 if count == last and count > 0 else 0
+        last = count
+        page.wait_for_timeout(500)
+    page.wait_for_timeout(1500)
+
+
+def _click_cell(page, xi: int, yi: int) -> str:
+    """Hover, then click cell (xi, yi) with the real mouse; returns the hover text."""
+    x, y = page.evaluate(_CELL_JS, [xi, yi])
+    page.mouse.move(x, y)
+    hover = page.locator(".hoverlayer .hovertext")
+    hover.first.wait_for(timeout=TIMEOUT_MS)
+    text = hover.first.text_content()
+    page.mouse.click(x, y)
+    return text
+
+
+def _drive(page, session, dataset, port, shot, tmp_path, timings) -> None:
+    """Everything the test does in the browser, from loading the page on."""
+    readers, fields, kappa, n, differ = _expected(dataset)
+    total = len(dataset)
+    t0 = time.time()
+    page.goto(f"http://127.0.0.1:{port}/datasets/{dataset.name}")
+    page.wait_for_function(f"() => ({_PLOT_JS})() !== null", timeout=TIMEOUT_MS)
+    timings["first_plot"] = time.time() - t0
+    _wait_count(page, total)
+    shot.dismiss_banners(page)
+
+    # the numbers drawn are the numbers sklearn gets from the raw labels
+    plot = page.evaluate(_PLOT_JS)
+    assert plot["x"] == readers and plot["y"] == readers
+    R = len(readers)
+    for i in range(R):
+        for j in range(R):
+            if i == j:
+                assert plot["z"][i][i] is None
+                assert plot["text"][i][i].startswith(f"{n[i, i]}<br>")
+            else:
+                assert plot["z"][i][j] == pytest.approx(kappa[i, j], abs=1e-6)
+                assert plot["text"][i][j] == f"{kappa[i, j]:.2f}"
+    page.screenshot(path=str(tmp_path / "loaded.png"))
+
+    # off-diagonal: row R1, column R2 -> samples both read and labelled differently
+    t0 = time.time()
+    hover = _click_cell(page, 1, 0)
+    assert f"{readers[0]} vs {readers[1]}" in hover
+    assert f"n = {n[0, 1]} samples both read" in hover
+    assert f"{differ[0, 1]} labelled differently" in hover
+    _wait_count(page, int(differ[0, 1]))
+    timings["click_to_count"] = time.time() - t0
+    page.get_by_text("labelled differently.", exact=False).first.wait_for()
+    # the matrix stays the one the user clicked in (not recomputed on its drill-down)
+    assert page.evaluate(_PLOT_JS)["z"] == plot["z"]
+    page.screenshot(path=str(tmp_path / "pair_clicked.png"))
+    if os.environ.get("MULTIREADER_SCREENSHOTS") == "1":
+        _settle_grid(page)
+        page.mouse.move(*page.evaluate(_CELL_JS, [1, 0]))  # the plot moved down: hover again
+        page.locator(".hoverlayer .hovertext").first.wait_for()
+        page.screenshot(path=os.path.join(ROOT, "docs", "panel_agreement_heatmap.png"))
+
+    # diagonal: the samples reader R3 labelled, from the matrix's view (not the drill)
+    _click_cell(page, 2, 2)
+    _wait_count(page, int(n[2, 2]))
+    page.get_by_text(f"labelled by {readers[2]}", exact=False).first.wait_for()
+
+    # back to the view the matrix is of
+    page.get_by_role("button", name="Back to all samples").click()
+    _wait_count(page, total)
+    page.get_by_text("Click a cell to open its samples", exact=False).first.wait_for()
+
+    # views set from Python reach the panel: an empty view, one reader, then three
+    session.view = dataset.limit(0)
+    page.get_by_text("The current view has no samples", exact=False).first.wait_for()
+    assert page.locator(".js-plotly-plot").count() == 0
+    page.screenshot(path=str(tmp_path / "empty_view.png"))
+    session.view = dataset.select_fields([fields[0]])
+    page.get_by_text(f"Only one reader ({readers[0]})", exact=False).first.wait_for()
+    session.view = dataset.exclude_fields([fields[3]])
+    page.wait_for_function(
+        f"() => {{ const p = ({_PLOT_JS})(); return p !== null && p.x.length === 3; }}",
+        timeout=TIMEOUT_MS,
+    )
+    plot3 = page.evaluate(_PLOT_JS)
+    assert plot3["x"] == readers[:3]
+    assert plot3["z"][0][2] == pytest.approx(kappa[0, 2], abs=1e-6)
+    page.screenshot(path=str(tmp_path / "three_readers.png"))
+
+
+@pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
+def test_heatmap_panel_in_chromium(demo_dataset, tmp_path, monkeypatch):
+    import fiftyone as fo
+    import fiftyone.core.session.session as fos
+    from playwright.sync_api import sync_playwright
+
+    shot = _screenshot_module()
+    # the App server is a subprocess: it finds the plugin through the environment
+    monkeypatch.setenv("FIFTYONE_PLUGINS_DIR", ROOT)
+    grid, heat = fo.Panel(type="Samples", pinned=True), fo.Panel(type=PANEL_TYPE)
+    spaces = fo.Space(
+        children=[
+            fo.Space(children=[grid], active_child=grid.component_id),
+            fo.Space(children=[heat], active_child=heat.component_id),
+        ],
+        orientation="horizontal",
+    )
+    port = _free_port()
+    timings = {}
+    t0 = time.time()
+    session = fo.launch_app(
+        demo_dataset, remote=True, address="127.0.0.1", port=port, spaces=spaces
+    )
+    server = fos._server_services.get(port)
+    timings["launch"] = time.time() - t0
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=shot.chromium_path(), args=shot.CHROMIUM_ARGS
+            )
+            try:
+                page = browser.new_page(viewport={"width": 1600, "height": 1000})
+                page.set_default_timeout(TIMEOUT_MS)
+                try:
+                    _drive(page, session, demo_dataset, port, shot, tmp_path, timings)
+                except Exception:
+                    page.screenshot(path=str(tmp_path / "failure.png"))
+                    raise
+            finally:
+                browser.close()
+    finally:
+        session.close()  # stops the App server subprocess this test started
+        if server is not None and server.child.is_running():
+            server.child.kill()
+    print("timings (s):", {k: round(v, 1) for k, v in timings.items()})
