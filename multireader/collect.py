@@ -11,7 +11,6 @@ The array conventions are those of :mod:`multireader.agreement`: categorical cod
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from dataclasses import dataclass, field
 
@@ -63,6 +62,8 @@ class CategoricalReads:
     unknown: list[dict] = field(default_factory=list)
     # sample ids of every item, for series-level reads (all slices of the series)
     members: list[list[str]] | None = None
+    # the ``extra`` paths asked for, read in the same pass (per item)
+    extra: dict = field(default_factory=dict)
 
     @property
     def n_items(self) -> int:
@@ -138,20 +139,21 @@ def _order_sessions(names: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, l
     Without a session name a read falls into a weekly window counted from the reader's
     first read, so drift can still be tested on timestamps alone.
     """
+    import pandas as pd
+
     out = np.full(len(names), -1, dtype=np.int64)
-    has_name = np.array([n is not None and str(n) != "" for n in names], dtype=bool)
+    as_text = pd.Series(names, dtype=object)
+    has_name = (as_text.notna() & (as_text.astype(str) != "")).to_numpy()
     if has_name.any():
-        first: dict[str, float] = {}
-        for n, t in zip(names[has_name], times[has_name], strict=True):
-            key = str(n)
-            if not np.isnan(t):
-                first[key] = min(first.get(key, np.inf), t)
-            else:
-                first.setdefault(key, np.inf)
-        order = sorted(first, key=lambda s: (first[s], _natural_key(s)))
-        index = {s: i for i, s in enumerate(order)}
-        out[has_name] = [index[str(n)] for n in names[has_name]]
-        return out, order
+        codes, uniq = pd.factorize(as_text[has_name].astype(str).to_numpy())
+        t = times[has_name]
+        first = np.full(len(uniq), np.inf)
+        np.fmin.at(first, codes, np.where(np.isnan(t), np.inf, t))
+        order = sorted(range(len(uniq)), key=lambda c: (first[c], _natural_key(uniq[c])))
+        rank = np.empty(len(uniq), dtype=np.int64)
+        rank[order] = np.arange(len(uniq))
+        out[has_name] = rank[codes]
+        return out, [str(uniq[c]) for c in order]
     timed = ~np.isnan(times)
     if timed.any():
         week = np.floor((times[timed] - times[timed].min()) / (7 * 86400)).astype(np.int64)
@@ -162,13 +164,16 @@ def _order_sessions(names: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, l
 
 
 def _epoch(values) -> np.ndarray:
-    out = np.full(len(values), np.nan)
-    for i, v in enumerate(values):
-        if isinstance(v, dt.datetime):
-            if v.tzinfo is None:
-                v = v.replace(tzinfo=dt.UTC)
-            out[i] = v.timestamp()
-    return out
+    """Seconds since the epoch of each datetime (naive ones are UTC); NaN otherwise."""
+    import pandas as pd
+
+    stamps = pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce")
+    secs = stamps.astype("int64").to_numpy() / 1e9
+    return np.where(stamps.isna().to_numpy(), np.nan, secs)
+
+
+def _take(values: list, keep: np.ndarray, whole: bool) -> list:
+    return values if whole else [values[i] for i in keep]
 
 
 def _group_codes(values: list) -> np.ndarray | None:
@@ -184,13 +189,25 @@ def _group_codes(values: list) -> np.ndarray | None:
 
 
 def categorical_reads(
-    view, reader_set: ReaderSet, classes: list[str] | None = None
+    view,
+    reader_set: ReaderSet,
+    classes: list[str] | None = None,
+    *,
+    scores: bool = True,
+    sessions: bool | str = True,
+    extra: list[str] | None = None,
 ) -> CategoricalReads:
     """The class calls of the chosen readers on every sample of ``view``.
 
     ``classes`` defaults to the dataset's declared label schema, else to the sorted set
     of labels seen. Series-level reads are collapsed to one item per series.
+    ``scores=False`` / ``sessions=False`` skip reading the readers' scores / sessions
+    and read times (NaN / -1 then), which a panel that only needs the calls does not
+    pay for; ``sessions="names"`` reads the session names but not the read times, and
+    orders sessions by name (S2 before S10) instead of by their first read; ``extra`` paths are read in the same pass and returned in ``.extra``.
     """
+    import pandas as pd
+
     if reader_set.kind not in CATEGORICAL_KINDS:
         raise ReaderSelectionError(f"{reader_set.kind} labels are not class calls")
     dataset = view._dataset
@@ -198,13 +215,22 @@ def categorical_reads(
     ordered = bool(label_schema and label_schema.get("ordered"))
     paths = ["id"]
     for f in reader_set.fields:
-        paths += [f"{f}.label", f"{f}.score", f"{f}.session", f"{f}.read_at"]
-    has_patient = dataset.has_field(F.PATIENT_KEY)
-    has_series = dataset.has_field(F.SERIES_UID)
+        paths.append(f"{f}.label")
+        if scores:
+            paths.append(f"{f}.score")
+        if sessions:
+            paths.append(f"{f}.session")
+        if sessions is True:
+            paths.append(f"{f}.read_at")
+    # the view's schema, not the dataset's: a view may have selected fields away
+    has_patient = view.has_field(F.PATIENT_KEY)
+    has_series = view.has_field(F.SERIES_UID)
     if has_patient:
         paths.append(F.PATIENT_KEY)
     if reader_set.level == "series" and has_series:
         paths.append(F.SERIES_UID)
+    extra = list(extra or [])
+    paths += [p for p in extra if p not in paths]
     cols = dict(zip(paths, view.values(paths), strict=True))
     ids = cols["id"]
 
@@ -228,42 +254,44 @@ def categorical_reads(
             for f in reader_set.fields:
                 seen.update(v for v in cols[f"{f}.label"] if v is not None)
             classes = sorted(seen)
-    index = {c: k for k, c in enumerate(classes)}
+    whole = len(keep) == len(ids)
 
     n, r = len(keep), len(reader_set.fields)
     codes = np.full((n, r), -1, dtype=np.int64)
-    scores = np.full((n, r), np.nan)
+    score_arr = np.full((n, r), np.nan)
     names = np.empty((n, r), dtype=object)
     times = np.full((n, r), np.nan)
     unknown = []
-    item_ids = [ids[i] for i in keep]
+    item_ids = _take(ids, keep, whole)
     for j, f in enumerate(reader_set.fields):
-        labels = [cols[f"{f}.label"][i] for i in keep]
-        for i, lab in enumerate(labels):
-            if lab is None:
-                continue
-            k = index.get(lab)
-            if k is None:
+        labels = _take(cols[f"{f}.label"], keep, whole)
+        codes[:, j] = pd.Categorical(labels, categories=classes).codes
+        # a label outside the classes: reported, and treated as not read
+        for i in np.flatnonzero(codes[:, j] < 0):
+            if labels[i] is not None:
                 unknown.append(
                     {
                         "sample_id": item_ids[i],
                         "field": f,
                         "reader": reader_set.readers[j],
-                        "label": lab,
+                        "label": labels[i],
                     }
                 )
-            else:
-                codes[i, j] = k
-        sc = [cols[f"{f}.score"][i] for i in keep]
-        scores[:, j] = [float(v) if isinstance(v, (int, float)) else np.nan for v in sc]
-        names[:, j] = [cols[f"{f}.session"][i] for i in keep]
-        times[:, j] = _epoch([cols[f"{f}.read_at"][i] for i in keep])
+        if scores:
+            sc = _take(cols[f"{f}.score"], keep, whole)
+            score_arr[:, j] = [float(v) if isinstance(v, (int, float)) else np.nan for v in sc]
+        if sessions:
+            names[:, j] = _take(cols[f"{f}.session"], keep, whole)
+        if sessions is True:
+            times[:, j] = _epoch(_take(cols[f"{f}.read_at"], keep, whole))
     # one session order for all readers (readers usually share names like S1..S6)
     read = codes >= 0
-    sessions = np.full((n, r), -1, dtype=np.int64)
-    sessions[read], session_names = _order_sessions(names[read], times[read])
+    session_arr = np.full((n, r), -1, dtype=np.int64)
+    session_names: list[str] = []
+    if sessions:
+        session_arr[read], session_names = _order_sessions(names[read], times[read])
 
-    groups = _group_codes([cols[F.PATIENT_KEY][i] for i in keep]) if has_patient else None
+    groups = _group_codes(_take(cols[F.PATIENT_KEY], keep, whole)) if has_patient else None
     return CategoricalReads(
         item_ids=item_ids,
         readers=list(reader_set.readers),
@@ -271,12 +299,13 @@ def categorical_reads(
         classes=list(classes),
         ordered=ordered,
         codes=codes,
-        scores=scores,
-        sessions=sessions,
+        scores=score_arr,
+        sessions=session_arr,
         session_names=session_names,
         groups=groups,
         unknown=unknown,
         members=members,
+        extra={p: _take(cols[p], keep, whole) for p in extra},
     )
 
 

@@ -137,7 +137,7 @@ def compute_mistakenness(
             "series-level reads give one label per series; mistakenness scores one label "
             "per image. Import slice-level reads to score them"
         )
-    reads = C.categorical_reads(view, rs)
+    reads = C.categorical_reads(view, rs, scores=False, sessions=False)
     try:
         ids, classes, probs = read_probabilities(view, pred_field)
     except PredictionError as e:

@@ -159,7 +159,7 @@ def evaluate_predictions(
 
     report(progress, 0.05, "reading labels")
     rs = C.select_readers(dataset, "classification")
-    reads = C.categorical_reads(view, rs, classes=classes)
+    reads = C.categorical_reads(view, rs, classes=classes, scores=False, sessions=False)
     if reads.item_ids != ids:
         raise EvaluationError("sample order changed while reading; run again")
     contested = contested_mask(reads.codes, k, contested_share)

@@ -83,7 +83,7 @@ def agreement_matrix(view) -> AgreementMatrix:
         )
     if view.count() == 0:
         raise NoMatrix("The current view has no samples. Clear or widen the view.")
-    reads = C.categorical_reads(view, reader_set)
+    reads = C.categorical_reads(view, reader_set, scores=False, sessions=False)
     x = reads.codes
     kappa, n = A.pairwise_cohen_kappa(x, max(len(reads.classes), 1))
     read = x >= 0

@@ -43,9 +43,12 @@ def profiles_for_view(view, consensus_field: str | None = None, alpha: float = 0
     rs = C.select_readers(dataset, "classification")
     if rs.level == "series":
         raise ReportError("series-level reads: profiles are drawn per image")
-    reads = C.categorical_reads(view, rs)
+    # the consensus labels come in the same database pass as the readers'
+    path = f"{consensus_field}.label"
+    # session names without read times: ordered by name, which saves a third of the read
+    reads = C.categorical_reads(view, rs, scores=False, sessions="names", extra=[path])
     index = {c: k for k, c in enumerate(reads.classes)}
-    labels = view.values(f"{consensus_field}.label")
+    labels = reads.extra[path]
     ref = np.array([index.get(v, -1) if v is not None else -1 for v in labels], dtype=np.int64)
     sessions = reads.sessions if (reads.sessions >= 0).any() else None
     prof = reader_profiles(

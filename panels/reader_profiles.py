@@ -219,6 +219,7 @@ def _rates(prof: dict, reader: str) -> tuple[list, dict]:
     layout = _base(f"Call rates: {reader} vs consensus (red = flagged bias)")
     layout.update(
         barmode="group",
+        hovermode="closest",
         yaxis={"tickformat": ".0%", "title": {"text": "share of images"}},
         xaxis={"tickangle": -30},
         legend={"orientation": "h", "y": 1.08, "x": 1, "xanchor": "right"},

@@ -8,41 +8,20 @@ grid shows exactly the samples behind each cell.
 Set ``MULTIREADER_SCREENSHOTS=1`` to also write ``docs/panel_agreement_heatmap.png``.
 """
 
-import importlib.util
 import os
-import shutil
-import socket
 import time
 
 import numpy as np
 import pytest
+from helpers_browser import (
+    ROOT,
+    TIMEOUT_MS,
+    app_page,
+    browser_missing,
+    wait_count,
+)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PANEL_TYPE = "agreement_heatmap"  # the panel's config name is its type in fo.Panel
-TIMEOUT_MS = 120_000
-
-
-def _screenshot_module():
-    spec = importlib.util.spec_from_file_location(
-        "_mr_screenshot", os.path.join(ROOT, "scripts", "screenshot.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _browser_missing() -> str | None:
-    if importlib.util.find_spec("playwright") is None:
-        return "playwright is not installed (pip install playwright; never `playwright install`)"
-    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
-        return "Debian's chromium is not installed (apt-get install chromium)"
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- the numbers, without a browser ---------------------------------------------------
@@ -136,20 +115,6 @@ _CELL_JS = """([xi, yi]) => {
   return [r.left + xa._offset + xa.l2p(xi), r.top + ya._offset + ya.l2p(yi)];
 }"""
 
-# the grid's "N samples" count in the top bar: a div holding the number's element and
-# the word (the panel's own sentences are longer, so they never match)
-_COUNT_JS = """() => {
-  for (const e of document.querySelectorAll('div')) {
-    const m = /^([\\d,]+) samples?$/.exec((e.textContent || '').trim());
-    if (m) return parseInt(m[1].replace(/,/g, ''), 10);
-  }
-  return null;
-}"""
-
-
-def _wait_count(page, n: int) -> None:
-    page.wait_for_function(f"() => ({_COUNT_JS})() === {n}", timeout=TIMEOUT_MS)
-
 
 def _settle_grid(page, timeout_s: float = 30.0) -> None:
     """For a picture only: wait until the grid's tiles stop appearing, plus a moment for
@@ -174,15 +139,14 @@ def _click_cell(page, xi: int, yi: int) -> str:
     return text
 
 
-def _drive(page, session, dataset, port, shot, tmp_path, timings) -> None:
-    """Everything the test does in the browser, from loading the page on."""
+def _drive(page, session, dataset, shot, tmp_path, timings) -> None:
+    """Everything the test does in the browser, once the page is loading."""
     readers, fields, kappa, n, differ = _expected(dataset)
     total = len(dataset)
     t0 = time.time()
-    page.goto(f"http://127.0.0.1:{port}/datasets/{dataset.name}")
     page.wait_for_function(f"() => ({_PLOT_JS})() !== null", timeout=TIMEOUT_MS)
     timings["first_plot"] = time.time() - t0
-    _wait_count(page, total)
+    wait_count(page, total)
     shot.dismiss_banners(page)
 
     # the numbers drawn are the numbers sklearn gets from the raw labels
@@ -205,7 +169,7 @@ def _drive(page, session, dataset, port, shot, tmp_path, timings) -> None:
     assert f"{readers[0]} vs {readers[1]}" in hover
     assert f"n = {n[0, 1]} samples both read" in hover
     assert f"{differ[0, 1]} labelled differently" in hover
-    _wait_count(page, int(differ[0, 1]))
+    wait_count(page, int(differ[0, 1]))
     timings["click_to_count"] = time.time() - t0
     page.get_by_text("labelled differently.", exact=False).first.wait_for()
     # the matrix stays the one the user clicked in (not recomputed on its drill-down)
@@ -219,12 +183,12 @@ def _drive(page, session, dataset, port, shot, tmp_path, timings) -> None:
 
     # diagonal: the samples reader R3 labelled, from the matrix's view (not the drill)
     _click_cell(page, 2, 2)
-    _wait_count(page, int(n[2, 2]))
+    wait_count(page, int(n[2, 2]))
     page.get_by_text(f"labelled by {readers[2]}", exact=False).first.wait_for()
 
     # back to the view the matrix is of
     page.get_by_role("button", name="Back to all samples").click()
-    _wait_count(page, total)
+    wait_count(page, total)
     page.get_by_text("Click a cell to open its samples", exact=False).first.wait_for()
 
     # views set from Python reach the panel: an empty view, one reader, then three
@@ -245,48 +209,18 @@ def _drive(page, session, dataset, port, shot, tmp_path, timings) -> None:
     page.screenshot(path=str(tmp_path / "three_readers.png"))
 
 
-@pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
+@pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
 def test_heatmap_panel_in_chromium(demo_dataset, tmp_path, monkeypatch):
-    import fiftyone as fo
-    import fiftyone.core.session.session as fos
-    from playwright.sync_api import sync_playwright
-
-    shot = _screenshot_module()
-    # the App server is a subprocess: it finds the plugin through the environment
-    monkeypatch.setenv("FIFTYONE_PLUGINS_DIR", ROOT)
-    grid, heat = fo.Panel(type="Samples", pinned=True), fo.Panel(type=PANEL_TYPE)
-    spaces = fo.Space(
-        children=[
-            fo.Space(children=[grid], active_child=grid.component_id),
-            fo.Space(children=[heat], active_child=heat.component_id),
-        ],
-        orientation="horizontal",
-    )
-    port = _free_port()
     timings = {}
     t0 = time.time()
-    session = fo.launch_app(
-        demo_dataset, remote=True, address="127.0.0.1", port=port, spaces=spaces
-    )
-    server = fos._server_services.get(port)
-    timings["launch"] = time.time() - t0
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=shot.chromium_path(), args=shot.CHROMIUM_ARGS
-            )
-            try:
-                page = browser.new_page(viewport={"width": 1600, "height": 1000})
-                page.set_default_timeout(TIMEOUT_MS)
-                try:
-                    _drive(page, session, demo_dataset, port, shot, tmp_path, timings)
-                except Exception:
-                    page.screenshot(path=str(tmp_path / "failure.png"))
-                    raise
-            finally:
-                browser.close()
-    finally:
-        session.close()  # stops the App server subprocess this test started
-        if server is not None and server.child.is_running():
-            server.child.kill()
+    with app_page(
+        demo_dataset,
+        PANEL_TYPE,
+        monkeypatch,
+        width=1600,
+        height=1000,
+        failure_shot=tmp_path / "failure.png",
+    ) as (session, page, shot):
+        timings["launch"] = time.time() - t0
+        _drive(page, session, demo_dataset, shot, tmp_path, timings)
     print("timings (s):", {k: round(v, 1) for k, v in timings.items()})

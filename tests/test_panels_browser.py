@@ -1,0 +1,118 @@
+"""The slice_confusion and reader_profiles panels in the real App, in Chromium.
+
+For each panel: open it beside the grid, read the numbers Plotly drew and compare them
+with recounts from the raw labels, click a cell (or bar, or point) with the mouse, and
+check that the grid then shows exactly the samples behind it.
+
+Set ``MULTIREADER_SCREENSHOTS=1`` to also write the panels' pictures into ``docs/``.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from helpers_browser import ROOT, app_page, browser_missing, click_point, wait_count, wait_plots
+
+CLASSES = ["benign", "probably_benign", "suspicious", "malignant"]
+pytestmark = pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
+
+
+@pytest.fixture(scope="module")
+def studied(demo_dataset):
+    """The demo study with a Dawid-Skene consensus beside the readers."""
+    from multireader import analysis
+
+    clone = demo_dataset.clone(demo_dataset.name + "-panels")
+    clone.persistent = True  # the App server is another process
+    analysis.compute_consensus(clone, method="dawid_skene")
+    yield clone
+    clone.delete()
+
+
+def _labels(ds, field):
+    return np.array(ds.values(f"{field}.label"), dtype=object)
+
+
+def _docs_shot(page, name):
+    if os.environ.get("MULTIREADER_SCREENSHOTS") == "1":
+        page.wait_for_timeout(2500)  # let the grid draw its tiles, for the picture only
+        page.screenshot(path=os.path.join(ROOT, "docs", name))
+
+
+def test_slice_confusion_in_chromium(studied, monkeypatch, tmp_path):
+    ds = studied
+    a, b = _labels(ds, "reader_r1"), _labels(ds, "consensus_dawid_skene")
+    scanner = np.array(ds.values("manufacturer_model"), dtype=object)
+    names = sorted(set(scanner))
+    with app_page(ds, "slice_confusion", monkeypatch) as (session, page, shot):
+        wait_count(page, len(ds))
+        shot.dismiss_banners(page)
+        (traces,) = wait_plots(page, 1)
+        assert [t["name"] for t in traces] == names
+        for t, name in zip(traces, names, strict=True):
+            m = scanner == name
+            counts = [
+                [str(int(np.sum(m & (a == ca) & (b == cb)))) for cb in CLASSES] for ca in CLASSES
+            ]
+            assert t["text"] == counts, name
+        page.screenshot(path=str(tmp_path / "slice_confusion.png"))
+        _docs_shot(page, "panel_slice_confusion.png")
+        # Helix 128, reader_r1 said suspicious, consensus said suspicious
+        s = names.index("Helix 128")
+        want = int(np.sum((scanner == "Helix 128") & (a == "suspicious") & (b == "suspicious")))
+        click_point(page, 0, s, 2, 2)
+        wait_count(page, want)
+        # the panel follows the view it just set: one slice, that cell's count
+        page.wait_for_function(
+            "() => { const el = document.querySelector('.js-plotly-plot');"
+            f" return el && el.data && el.data.length === 1 && el.data[0].text[2][2] === '{want}'; }}",
+            timeout=120_000,
+        )
+        page.screenshot(path=str(tmp_path / "slice_confusion_clicked.png"))
+
+
+def test_reader_profiles_in_chromium(studied, monkeypatch, tmp_path):
+    from multireader import runs
+
+    ds = studied
+    r2, cons = _labels(ds, "reader_r2"), _labels(ds, "consensus_dawid_skene")
+    stored = runs.load(ds, "consensus_dawid_skene")["results"]["profiles"]
+    assert stored["flags"][0]["reader"] == "R2"  # the panel opens on the first flagged reader
+    with app_page(ds, "reader_profiles", monkeypatch) as (session, page, shot):
+        wait_count(page, len(ds))
+        shot.dismiss_banners(page)
+        rates, conf, drift = wait_plots(page, 3)
+        read = r2 != None  # noqa: E711
+        both = read & (cons != None)  # noqa: E711
+        mine = [np.sum(both & (r2 == c)) / both.sum() for c in CLASSES]
+        np.testing.assert_allclose(rates[0]["y"], mine, atol=1e-6)
+        ref = [np.sum(both & (cons == c)) / both.sum() for c in CLASSES]
+        np.testing.assert_allclose(rates[1]["y"], ref, atol=1e-6)
+        counts = [[str(int(np.sum((r2 == ca) & (cons == cb)))) for cb in CLASSES] for ca in CLASSES]
+        assert conf[0]["text"] == counts
+        sessions = np.array(ds.values("reader_r2.session"), dtype=object)
+        names = drift[0]["x"]
+        agree = [np.mean(r2[both & (sessions == s)] == cons[both & (sessions == s)]) for s in names]
+        np.testing.assert_allclose(drift[0]["y"], agree, atol=1e-6)
+        page.screenshot(path=str(tmp_path / "reader_profiles.png"))
+        _docs_shot(page, "panel_reader_profiles.png")
+
+        # a confusion cell: R2 said suspicious where consensus said benign
+        click_point(page, 1, 0, 0, 2)
+        wait_count(page, int(np.sum((r2 == "suspicious") & (cons == "benign"))))
+
+        # back to everything, then a session point: R2's labels of the last session
+        session.view = None
+        wait_count(page, len(ds))
+        wait_plots(page, 3)
+        last = names[-1]
+        click_point(page, 2, 0, len(names) - 1, None)
+        wait_count(page, int(np.sum(read & (sessions == last))))
+
+        # and a bar: every image R2 called malignant
+        session.view = None
+        wait_count(page, len(ds))
+        wait_plots(page, 3)
+        click_point(page, 0, 0, 3, None)
+        wait_count(page, int(np.sum(r2 == "malignant")))
+        page.screenshot(path=str(tmp_path / "reader_profiles_clicked.png"))
