@@ -152,9 +152,24 @@ def wait_plots(page, n: int) -> list:
 
 
 def click_point(page, figure: int, trace: int, xi: int, yi: int | None) -> None:
-    """Move to, then click, a point of a drawn figure with the real mouse."""
-    x, y = page.evaluate(POINT_JS, [figure, trace, xi, yi])
-    page.mouse.move(x, y)
-    page.locator(".hoverlayer .hovertext").first.wait_for(timeout=TIMEOUT_MS)
-    x, y = page.evaluate(POINT_JS, [figure, trace, xi, yi])
-    page.mouse.click(x, y)
+    """Move to, then click, a point of a drawn figure with the real mouse.
+
+    A panel may redraw its figure just after it first appears (its load and its first
+    view change both refresh it); a figure mounted under a still mouse shows no hover.
+    So the mouse leaves and comes back until Plotly shows the point's hover label.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    hover = page.locator(".hoverlayer .hovertext").first
+    for _ in range(TIMEOUT_MS // 10_000):
+        x, y = page.evaluate(POINT_JS, [figure, trace, xi, yi])
+        page.mouse.move(1, 1)
+        page.mouse.move(x, y, steps=5)
+        try:
+            hover.wait_for(timeout=10_000)
+        except PlaywrightTimeout:
+            continue
+        x, y = page.evaluate(POINT_JS, [figure, trace, xi, yi])
+        page.mouse.click(x, y)
+        return
+    raise AssertionError(f"no hover on figure {figure}, trace {trace}, point ({xi}, {yi})")
