@@ -138,9 +138,9 @@ def app_page(
             server.child.kill()
 
 
-def wait_count(page, n: int) -> None:
+def wait_count(page, n: int, timeout_ms: int = TIMEOUT_MS) -> None:
     """Wait until the grid says it shows ``n`` samples."""
-    page.wait_for_function(f"() => ({COUNT_JS})() === {n}", timeout=TIMEOUT_MS)
+    page.wait_for_function(f"() => ({COUNT_JS})() === {n}", timeout=timeout_ms)
 
 
 def wait_plots(page, n: int) -> list:
@@ -151,12 +151,18 @@ def wait_plots(page, n: int) -> list:
     return [page.evaluate(PLOT_JS, i) for i in range(n)]
 
 
-def click_point(page, figure: int, trace: int, xi: int, yi: int | None) -> None:
+def hover_point(page, figure: int, trace: int, xi: int, yi: int | None) -> str:
+    """Hover a point until Plotly shows its label (see :func:`click_point`); its text."""
+    return click_point(page, figure, trace, xi, yi, click=False)
+
+
+def click_point(page, figure: int, trace: int, xi: int, yi: int | None, click: bool = True) -> str:
     """Move to, then click, a point of a drawn figure with the real mouse.
 
     A panel may redraw its figure just after it first appears (its load and its first
     view change both refresh it); a figure mounted under a still mouse shows no hover.
-    So the mouse leaves and comes back until Plotly shows the point's hover label.
+    So the mouse leaves and comes back until Plotly shows the point's hover label, whose
+    text is returned.
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -169,7 +175,25 @@ def click_point(page, figure: int, trace: int, xi: int, yi: int | None) -> None:
             hover.wait_for(timeout=10_000)
         except PlaywrightTimeout:
             continue
-        x, y = page.evaluate(POINT_JS, [figure, trace, xi, yi])
-        page.mouse.click(x, y)
-        return
+        text = hover.text_content() or ""
+        if click:
+            x, y = page.evaluate(POINT_JS, [figure, trace, xi, yi])
+            page.mouse.click(x, y)
+        return text
     raise AssertionError(f"no hover on figure {figure}, trace {trace}, point ({xi}, {yi})")
+
+
+def click_until_count(page, figure: int, trace: int, xi: int, yi: int | None, n: int) -> str:
+    """Click a point and wait for the grid to show ``n`` samples; click again if the
+    click was lost (a panel that redraws between the hover and the click drops it)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(4):
+        text = click_point(page, figure, trace, xi, yi)
+        try:
+            wait_count(page, n, timeout_ms=30_000)
+            return text
+        except PlaywrightTimeout:
+            continue
+    wait_count(page, n)  # a last, long wait, which raises with the page's state
+    return text

@@ -18,6 +18,8 @@ from helpers_browser import (
     TIMEOUT_MS,
     app_page,
     browser_missing,
+    click_until_count,
+    hover_point,
     wait_count,
 )
 
@@ -107,14 +109,6 @@ _PLOT_JS = """() => {
   return {x: d.x, y: d.y, z: d.z, text: d.text};
 }"""
 
-# page position of the centre of cell (column xi, row yi): plotly's axis l2p gives the
-# pixel inside the plot area, _offset the plot area inside the figure
-_CELL_JS = """([xi, yi]) => {
-  const el = document.querySelector('.js-plotly-plot');
-  const r = el.getBoundingClientRect(), xa = el._fullLayout.xaxis, ya = el._fullLayout.yaxis;
-  return [r.left + xa._offset + xa.l2p(xi), r.top + ya._offset + ya.l2p(yi)];
-}"""
-
 
 def _settle_grid(page, timeout_s: float = 30.0) -> None:
     """For a picture only: wait until the grid's tiles stop appearing, plus a moment for
@@ -126,17 +120,6 @@ def _settle_grid(page, timeout_s: float = 30.0) -> None:
         last = count
         page.wait_for_timeout(500)
     page.wait_for_timeout(1500)
-
-
-def _click_cell(page, xi: int, yi: int) -> str:
-    """Hover, then click cell (xi, yi) with the real mouse; returns the hover text."""
-    x, y = page.evaluate(_CELL_JS, [xi, yi])
-    page.mouse.move(x, y)
-    hover = page.locator(".hoverlayer .hovertext")
-    hover.first.wait_for(timeout=TIMEOUT_MS)
-    text = hover.first.text_content()
-    page.mouse.click(x, y)
-    return text
 
 
 def _drive(page, session, dataset, shot, tmp_path, timings) -> None:
@@ -165,11 +148,10 @@ def _drive(page, session, dataset, shot, tmp_path, timings) -> None:
 
     # off-diagonal: row R1, column R2 -> samples both read and labelled differently
     t0 = time.time()
-    hover = _click_cell(page, 1, 0)
+    hover = click_until_count(page, 0, 0, 1, 0, int(differ[0, 1]))
     assert f"{readers[0]} vs {readers[1]}" in hover
     assert f"n = {n[0, 1]} samples both read" in hover
     assert f"{differ[0, 1]} labelled differently" in hover
-    wait_count(page, int(differ[0, 1]))
     timings["click_to_count"] = time.time() - t0
     page.get_by_text("labelled differently.", exact=False).first.wait_for()
     # the matrix stays the one the user clicked in (not recomputed on its drill-down)
@@ -177,13 +159,11 @@ def _drive(page, session, dataset, shot, tmp_path, timings) -> None:
     page.screenshot(path=str(tmp_path / "pair_clicked.png"))
     if os.environ.get("MULTIREADER_SCREENSHOTS") == "1":
         _settle_grid(page)
-        page.mouse.move(*page.evaluate(_CELL_JS, [1, 0]))  # the plot moved down: hover again
-        page.locator(".hoverlayer .hovertext").first.wait_for()
+        hover_point(page, 0, 0, 1, 0)  # the plot moved down: hover again
         page.screenshot(path=os.path.join(ROOT, "docs", "panel_agreement_heatmap.png"))
 
     # diagonal: the samples reader R3 labelled, from the matrix's view (not the drill)
-    _click_cell(page, 2, 2)
-    wait_count(page, int(n[2, 2]))
+    click_until_count(page, 0, 0, 2, 2, int(n[2, 2]))
     page.get_by_text(f"labelled by {readers[2]}", exact=False).first.wait_for()
 
     # back to the view the matrix is of

@@ -11,7 +11,14 @@ import os
 
 import numpy as np
 import pytest
-from helpers_browser import ROOT, app_page, browser_missing, click_point, wait_count, wait_plots
+from helpers_browser import (
+    ROOT,
+    app_page,
+    browser_missing,
+    click_until_count,
+    wait_count,
+    wait_plots,
+)
 
 CLASSES = ["benign", "probably_benign", "suspicious", "malignant"]
 pytestmark = pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
@@ -60,8 +67,7 @@ def test_slice_confusion_in_chromium(studied, monkeypatch, tmp_path):
         # Helix 128, reader_r1 said suspicious, consensus said suspicious
         s = names.index("Helix 128")
         want = int(np.sum((scanner == "Helix 128") & (a == "suspicious") & (b == "suspicious")))
-        click_point(page, 0, s, 2, 2)
-        wait_count(page, want)
+        click_until_count(page, 0, s, 2, 2, want)
         # the panel follows the view it just set: one slice, that cell's count
         page.wait_for_function(
             "() => { const el = document.querySelector('.js-plotly-plot');"
@@ -98,21 +104,18 @@ def test_reader_profiles_in_chromium(studied, monkeypatch, tmp_path):
         _docs_shot(page, "panel_reader_profiles.png")
 
         # a confusion cell: R2 said suspicious where consensus said benign
-        click_point(page, 1, 0, 0, 2)
-        wait_count(page, int(np.sum((r2 == "suspicious") & (cons == "benign"))))
+        click_until_count(page, 1, 0, 0, 2, int(np.sum((r2 == "suspicious") & (cons == "benign"))))
 
         # back to everything, then a session point: R2's labels of the last session
         session.view = None
         wait_count(page, len(ds))
         wait_plots(page, 3)
         last = names[-1]
-        click_point(page, 2, 0, len(names) - 1, None)
-        wait_count(page, int(np.sum(read & (sessions == last))))
+        click_until_count(page, 2, 0, len(names) - 1, None, int(np.sum(read & (sessions == last))))
 
         # and a bar: every image R2 called malignant
         session.view = None
         wait_count(page, len(ds))
         wait_plots(page, 3)
-        click_point(page, 0, 0, 3, None)
-        wait_count(page, int(np.sum(r2 == "malignant")))
+        click_until_count(page, 0, 0, 3, None, int(np.sum(r2 == "malignant")))
         page.screenshot(path=str(tmp_path / "reader_profiles_clicked.png"))
