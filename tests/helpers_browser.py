@@ -173,9 +173,9 @@ def click_point(page, figure: int, trace: int, xi: int, yi: int | None, click: b
         page.mouse.move(x, y, steps=5)
         try:
             hover.wait_for(timeout=10_000)
-        except PlaywrightTimeout:
+            text = hover.text_content(timeout=2_000) or ""
+        except PlaywrightTimeout:  # no label yet, or it vanished in a redraw: again
             continue
-        text = hover.text_content() or ""
         if click:
             x, y = page.evaluate(POINT_JS, [figure, trace, xi, yi])
             page.mouse.click(x, y)
