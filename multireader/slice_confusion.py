@@ -143,7 +143,9 @@ def slice_confusion(
         if not dataset.has_field(shade_field):
             raise SliceError(f"no field {shade_field!r} to shade by")
         paths.append(shade_field)
-    cols = dict(zip(paths, view.values(paths), strict=True)) if len(view) else {p: [] for p in paths}
+    cols = (
+        dict(zip(paths, view.values(paths), strict=True)) if len(view) else {p: [] for p in paths}
+    )
     a_raw, b_raw = cols[paths[0]], cols[paths[1]]
     classes = list(schema.get("classes") or sorted({v for v in a_raw + b_raw if v is not None}))
     extra = sorted({v for v in a_raw + b_raw if v is not None} - set(classes))
@@ -187,9 +189,7 @@ def slice_confusion(
                 "ci": [_num(lo[0]), _num(hi[0])],
             }
         if shade is not None:
-            sums = np.bincount(
-                a[m] * k + b[m], weights=np.nan_to_num(shade[m]), minlength=k * k
-            )
+            sums = np.bincount(a[m] * k + b[m], weights=np.nan_to_num(shade[m]), minlength=k * k)
             cnt = np.bincount(a[m] * k + b[m], weights=np.isfinite(shade[m]), minlength=k * k)
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = np.where(cnt > 0, sums / cnt, np.nan)
