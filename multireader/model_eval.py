@@ -22,12 +22,10 @@ from . import runs as RUNS
 from .agreement import _kappa_from_confusion, _percentile, _weight_matrix
 from .predictions import PredictionError, read_probabilities
 from .progress import ProgressFn, report
+from .slice_confusion import MISSING, default_bins, slice_codes
 
 #: slice fields used when none are given (the ones the dataset has)
 DEFAULT_SLICES = ("manufacturer_model", "patient_sex", "patient_age_bin", "contrast")
-MISSING = "(missing)"
-#: numeric slice fields with more distinct values than this are binned into quartiles
-MAX_LEVELS = 12
 
 
 class EvaluationError(ValueError):
@@ -46,23 +44,12 @@ def contested_mask(codes: np.ndarray, n_classes: int, share: float) -> np.ndarra
     return (n >= 2) & (top < share)
 
 
-def _slice_values(values: list, name: str) -> tuple[list[str], dict]:
-    """String slice labels per sample; numeric fields with many levels become quartiles."""
-    nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if nums and len(nums) == len([v for v in values if v is not None]):
-        distinct = np.unique(nums)
-        if len(distinct) > MAX_LEVELS:
-            edges = np.unique(np.quantile(nums, [0, 0.25, 0.5, 0.75, 1.0]))
-            labels = []
-            for v in values:
-                if v is None:
-                    labels.append(MISSING)
-                    continue
-                k = min(np.searchsorted(edges, v, side="right") - 1, len(edges) - 2)
-                hi = "]" if k == len(edges) - 2 else ")"
-                labels.append(f"[{edges[k]:g}, {edges[k + 1]:g}{hi}")
-            return labels, {"binned": "quartiles", "edges": edges.tolist()}
-    return [MISSING if v is None else str(v) for v in values], {}
+def _slice_values(values: list) -> tuple[list[str], dict]:
+    """String slice labels per sample, cut the way the slice_confusion panel cuts them
+    (numeric fields with many values into quartiles)."""
+    bins = default_bins(values)
+    codes, names, _ = slice_codes(values, bins)
+    return [names[c] for c in codes], ({"binned": "quartiles", "edges": bins} if bins else {})
 
 
 class _Scorer:
@@ -188,7 +175,7 @@ def evaluate_predictions(
         raise EvaluationError(f"no slice field(s) {', '.join(missing)} on {dataset.name!r}")
     slices, slice_info = {}, {}
     for s in slice_fields:
-        slices[s], slice_info[s] = _slice_values(view.values(s), s)
+        slices[s], slice_info[s] = _slice_values(view.values(s))
 
     scorer = _Scorer(k, ordered, groups, level, n_boot, seed)
     everything = np.arange(len(ids))

@@ -73,7 +73,7 @@ def bin_label(lo: float, hi: float, last: bool) -> str:
     return f"[{lo:g}, {hi:g}{']' if last else ')'}"
 
 
-def _slices(values: list, bins: list[float] | None) -> tuple[np.ndarray, list[str], list]:
+def slice_codes(values: list, bins: list[float] | None) -> tuple[np.ndarray, list[str], list]:
     """Per-sample slice index, the slice names, and each slice's filter spec."""
     if bins is None:
         names = sorted({MISSING if v is None else str(v) for v in values}, key=_order)
@@ -159,7 +159,7 @@ def slice_confusion(
     if slice_field:
         if bins is None:
             bins = default_bins(cols[slice_field])
-        codes, names, specs = _slices(cols[slice_field], bins)
+        codes, names, specs = slice_codes(cols[slice_field], bins)
     else:
         codes, names, specs = np.zeros(len(a), dtype=np.int64), ["all samples"], [{"kind": "all"}]
     shade = np.array(cols[shade_field], dtype=float) if shade_field else None
