@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .consensus import _class_counts
+
 #: lower bound CROWDLAB clips weights and error rates to (as in the paper's code)
 _CLIP = 1e-6
 
@@ -90,22 +92,13 @@ def self_confidence(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return out
 
 
-def _counts(labels: np.ndarray, k: int) -> np.ndarray:
-    n = labels.shape[0]
-    c = np.zeros((n, k))
-    for j in range(labels.shape[1]):
-        read = labels[:, j] >= 0
-        np.add.at(c, (np.flatnonzero(read), labels[read, j]), 1.0)
-    return c
-
-
 def majority_vote_with_model(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Majority vote; a tie goes to the tied class the model finds most probable, then to
     the rarer class overall, then to the tied class whose voters agree most with the
     untied majority (CROWDLAB's initial consensus). -1 where nobody read the item."""
     y, p = _check(labels, probs)
     k = p.shape[1]
-    counts = _counts(y, k)
+    counts = _class_counts(y, k)
     has = counts.sum(axis=1) > 0
     top = counts.max(axis=1, keepdims=True)
     tied = (counts == top) & has[:, None]

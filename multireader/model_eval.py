@@ -20,6 +20,7 @@ import numpy as np
 from . import collect as C
 from . import runs as RUNS
 from .agreement import _kappa_from_confusion, _percentile, _weight_matrix
+from .consensus import _class_counts
 from .predictions import PredictionError, read_probabilities
 from .progress import ProgressFn, report
 from .slice_confusion import MISSING, default_bins, slice_codes
@@ -34,10 +35,7 @@ class EvaluationError(ValueError):
 
 def contested_mask(codes: np.ndarray, n_classes: int, share: float) -> np.ndarray:
     """True where >= 2 readers read an item and no class holds ``share`` of the reads."""
-    counts = np.zeros((codes.shape[0], n_classes))
-    for j in range(codes.shape[1]):
-        read = codes[:, j] >= 0
-        np.add.at(counts, (np.flatnonzero(read), codes[read, j]), 1.0)
+    counts = _class_counts(codes, n_classes)
     n = counts.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         top = counts.max(axis=1) / n
