@@ -11,13 +11,14 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from ._common import SHARE_SCALE, ConsensusButton
+
 _READER = "#1f77b4"
 _CONSENSUS = "#aaaaaa"
 _FLAG = "#d62728"
-_SCALE = [[0.0, "#f7fbff"], [0.5, "#6baed6"], [1.0, "#08306b"]]
 
 
-class ReaderProfiles(foo.Panel):
+class ReaderProfiles(ConsensusButton, foo.Panel):
     @property
     def config(self):
         return foo.PanelConfig(
@@ -40,9 +41,6 @@ class ReaderProfiles(foo.Panel):
 
     def on_change_choice(self, ctx):
         self._refresh(ctx)
-
-    def run_consensus(self, ctx):
-        ctx.prompt("@multireader/disagreement/compute_consensus")
 
     # --- clicks -------------------------------------------------------------------
     def on_click_rate(self, ctx):
@@ -243,7 +241,7 @@ def _confusion(prof: dict, reader: str) -> tuple[list, dict]:
             "z": share,
             "text": [[str(v) for v in r] for r in conf],
             "texttemplate": "%{text}",
-            "colorscale": _SCALE,
+            "colorscale": SHARE_SCALE,
             "zmin": 0,
             "zmax": 1,
             "xgap": 1,

@@ -10,9 +10,8 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-#: sequential scale for shares and mistakenness (0 = white)
-_SCALE = [[0.0, "#f7fbff"], [0.5, "#6baed6"], [1.0, "#08306b"]]
-_SHADE_SCALE = [[0.0, "#fff5eb"], [0.5, "#fd8d3c"], [1.0, "#7f2704"]]
+from ._common import SHADE_SCALE, SHARE_SCALE, ConsensusButton
+
 _MAX_COLUMNS = 4
 
 
@@ -20,7 +19,7 @@ def _short(name: str) -> str:
     return name.replace("_", " ")
 
 
-class SliceConfusion(foo.Panel):
+class SliceConfusion(ConsensusButton, foo.Panel):
     @property
     def config(self):
         return foo.PanelConfig(
@@ -49,9 +48,6 @@ class SliceConfusion(foo.Panel):
     def on_change_slice(self, ctx):
         ctx.panel.state.bins_text = ""  # a new field gets its own default bins
         self._refresh(ctx)
-
-    def run_consensus(self, ctx):
-        ctx.prompt("@multireader/disagreement/compute_consensus")
 
     def on_click_cell(self, ctx):
         from multireader.slice_confusion import cell_view
@@ -273,7 +269,7 @@ def _figure(res: dict, shade: bool) -> tuple[list[dict], dict]:
                 "text": text,
                 "texttemplate": "%{text}",
                 "hovertemplate": hover + "<extra>" + s["name"] + "</extra>",
-                "colorscale": _SHADE_SCALE if shade else _SCALE,
+                "colorscale": SHADE_SCALE if shade else SHARE_SCALE,
                 "zmin": 0,
                 "zmax": 1,
                 "showscale": i == n - 1,
