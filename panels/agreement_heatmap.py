@@ -1,31 +1,39 @@
-"""Panel ``agreement_heatmap``: pairwise Cohen's kappa between readers, click to drill in.
+"""Panel ``agreement_heatmap``: a reader x reader matrix of agreement, click to drill in.
 
-A thin adapter over :mod:`multireader.panel_data`: the matrix is computed on the App's
-current view, the Plotly trace goes to panel data (it can be large), and the few things
-a click needs (readers, fields, classes, the view the matrix is of) go to panel state.
+A thin adapter over :mod:`multireader.panel_data`: the matrix of the chosen statistic
+(kappa, weighted kappa, percent agreement on the current view; Dice, IoU, F1 from the
+stored agreement run), overall or for one class against the rest, with the all-reader
+line (Fleiss, Krippendorff, AC1) under it. The Plotly trace goes to panel data, the few
+things a click needs to panel state.
 
-Clicking a cell sets the App's view to the samples behind it. The matrix does not
-recompute for the panel's own drill-down view (it would then describe only the
-disagreements just opened); any other view change recomputes it.
+Clicking a cell sets the App's view to the samples behind it; the matrix stays put while
+that drill-down is shown (:class:`panels._common.DrillDown`) and recomputes on any other
+view change.
 """
 
 from __future__ import annotations
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
-import fiftyone.server.view as fosv
-from fiftyone.operators.operations import _serialize_view
 
 from multireader import panel_data as PD
 
-HELP = """Cohen's kappa between every two readers' class labels on the current view.
-Off the diagonal: kappa (1 = perfect agreement, 0 = chance, below 0 = worse than
-chance); hover for the number of samples both read. On the diagonal: each reader's
-number of labels. Click a cell to see its samples: the samples the two readers
-labelled differently, or the samples one reader labelled."""
+from ._common import DrillDown, OperatorButtons, take_choice
+
+HELP = """Agreement between every two readers on the current view.
+
+Choose the statistic: Cohen's kappa (1 = perfect, 0 = chance, below 0 = worse than
+chance), weighted kappa for ordered classes, percent agreement, or Dice / IoU (masks) and
+F1 (boxes) from the stored agreement run. Choose a class to compare the readers on that
+class against all others. Hover a cell for its confidence interval and the number of
+samples both read; the diagonal gives each reader's number of labels. The line under the
+matrix gives Fleiss' kappa, Krippendorff's alpha and Gwet's AC1 over all readers.
+Click a cell to see its samples."""
+
+ALL_CLASSES = "All classes"
 
 
-class AgreementHeatmap(foo.Panel):
+class AgreementHeatmap(DrillDown, OperatorButtons, foo.Panel):
     @property
     def config(self):
         return foo.PanelConfig(
@@ -40,68 +48,129 @@ class AgreementHeatmap(foo.Panel):
         self._compute(ctx)
 
     def on_change_dataset(self, ctx):
+        ctx.panel.state.statistic = None
+        ctx.panel.state.class_choice = None
         self._compute(ctx)
 
     def on_change_view(self, ctx):
-        drill = ctx.panel.state.drill
-        if drill and PD.view_key(ctx.request_params.get("view")) == drill["key"]:
+        if self.view_unchanged(ctx):
             return
         self._compute(ctx)
 
-    def _compute(self, ctx):
-        ctx.panel.state.drill = None
-        try:
-            matrix = PD.agreement_matrix(ctx.view)
-        except PD.NoMatrix as e:
-            ctx.panel.state.message = str(e)
-            ctx.panel.state.matrix = None
-            ctx.panel.data.heatmap = None
+    def on_change_choice(self, ctx):
+        if not take_choice(ctx):
             return
-        ctx.panel.state.message = None
-        ctx.panel.state.matrix = {**matrix.state(), "view": _serialize_view(ctx.view)}
-        ctx.panel.data.heatmap = PD.heatmap_trace(matrix)
+        if ctx.panel.state.drill:  # a new statistic is of the figure's view: go back to it
+            self.on_back(ctx)
+            self._compute(ctx, view=self.base_view(ctx))
+        else:
+            self._compute(ctx)
 
-    def _base_view(self, ctx):
-        return fosv.get_view(ctx.dataset, stages=ctx.panel.state.matrix["view"])
+    def _compute(self, ctx, view=None):
+        """Recompute on ``view`` (default: the App's view) for the chosen statistic."""
+        st = ctx.panel.state
+        stats = PD.available_statistics(ctx.dataset)
+        st.statistics = stats
+        if st.statistic not in stats:
+            st.statistic = stats[0] if stats else "cohen_kappa"
+        kind = PD.STATISTICS[st.statistic].kind
+        if kind != "classification" or st.class_choice in (None, ALL_CLASSES):
+            st.class_choice = ALL_CLASSES
+        if view is None:
+            self.remember_view(ctx)
+            view = ctx.view
+        st.drill = None
+        try:
+            class_name = None if st.class_choice == ALL_CLASSES else st.class_choice
+            matrix = PD.agreement_matrix(view, st.statistic, class_name)
+        except PD.NoMatrix as e:
+            st.message, st.action, st.matrix = str(e), e.action, None
+            return
+        st.message, st.action = None, None
+        st.matrix = {
+            **matrix.state(),
+            "overall": PD.overall_text(matrix),
+            "source": matrix.source,
+        }
+        # a fresh property name per result: Plotly does not cleanly redraw a heatmap
+        # whose colour scale changed, so each result gets its own plot
+        st.rev = (st.rev or 0) + 1
+        ctx.panel.set_data(f"heatmap_{st.rev}", [PD.heatmap_trace(matrix)])
 
     def on_cell_click(self, ctx):
         matrix = ctx.panel.state.matrix
         x, y = ctx.params.get("x"), ctx.params.get("y")
         if not matrix or x not in matrix["readers"] or y not in matrix["readers"]:
             return
-        view = PD.cell_view(self._base_view(ctx), matrix, x, y)
-        stages = _serialize_view(view)
-        what = f"labelled by {x}" if x == y else f"{y} and {x} labelled differently"
-        ctx.panel.state.drill = {"key": PD.view_key(stages), "what": what}
-        ctx.ops.set_view(view)
-
-    def on_back(self, ctx):
-        ctx.panel.state.drill = None
-        if ctx.panel.state.matrix:
-            ctx.ops.set_view(self._base_view(ctx))
+        view = PD.cell_view(self.base_view(ctx), matrix, x, y)
+        self.drill(ctx, view, PD.cell_description(matrix, x, y))
 
     def render(self, ctx):
         panel = types.Object()
-        state = ctx.panel.state
-        if state.message or not state.matrix:
-            panel.md(state.message or "Loading reader agreement...", name="message")
+        st = ctx.panel.state
+        stats = st.statistics or []
+        if stats:
+            row = panel.h_stack("choices", gap=2, align_y="center")
+            row.enum(
+                "statistic",
+                stats,
+                default=st.statistic,
+                label="Statistic",
+                view=_dropdown({k: PD.STATISTICS[k].label for k in stats}),
+                on_change=self.on_change_choice,
+            )
+            classes = (st.matrix or {}).get("classes") or []
+            if PD.STATISTICS[st.statistic].kind == "classification" and classes:
+                row.enum(
+                    "class_choice",
+                    [ALL_CLASSES, *classes],
+                    default=st.class_choice or ALL_CLASSES,
+                    label="Class",
+                    view=types.DropdownView(),
+                    on_change=self.on_change_choice,
+                )
+        if st.message or not st.matrix:
+            panel.md(st.message or "Loading reader agreement...", name="message")
+            self.action_button(panel, st.action)
             return types.Property(panel, view=types.GridView(orientation="vertical", gap=2, pad=2))
-        matrix, drill = state.matrix, state.drill
+        matrix = st.matrix
         items = "series" if matrix["level"] == "series" else "samples"
-        if drill:
-            panel.md(f"Showing the samples {drill['what']}.", name="drill_text")
-            panel.btn("back", label="Back to all samples", on_click=self.on_back)
-        else:
+        if not self.drill_header(panel, ctx):
+            stat = PD.STATISTICS[matrix["statistic"]]
+            on = f" on {matrix['class_name']} vs all other classes" if matrix["class_name"] else ""
+            source = matrix["source"]
+            if source["kind"] == "view":
+                where = f"the {matrix['n_items']} {items} of the current view"
+            else:
+                where = (
+                    f"the {source['n_samples']} samples of stored run "
+                    f"'{source['run_key']}' ({(source.get('created_at') or '')[:16]})"
+                )
             panel.md(
-                f"Cohen's kappa between readers on the {matrix['n_items']} {items} of the "
-                "current view. Click a cell to open its samples.",
+                f"{stat.label}{on} between readers, on {where}. Hover for the CI; "
+                "click a cell to open its samples.",
                 name="summary_text",
             )
+            if source["kind"] == "run" and not source.get("of_this_view"):
+                panel.md(
+                    "*Mask and box agreement comes from the stored run and does not follow "
+                    "the view; run 'Compute agreement' on this view to update it.*",
+                    name="run_note",
+                )
+                self.action_button(panel, "compute_agreement")
         panel.plot(
-            "heatmap",
+            f"heatmap_{st.rev}",
             layout=PD.heatmap_layout(len(matrix["readers"])),
             config={"displayModeBar": False, "scrollZoom": False},
             on_click=self.on_cell_click,
             height=PD.heatmap_height(len(matrix["readers"])),
         )
+        panel.md(matrix["overall"], name="overall_text")
         return types.Property(panel, view=types.GridView(orientation="vertical", gap=1, pad=2))
+
+
+def _dropdown(labels: dict[str, str]) -> types.DropdownView:
+    view = types.DropdownView()
+    for value, label in labels.items():
+        view.add_choice(value, label=label)
+    return view

@@ -11,14 +11,14 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ._common import SHARE_SCALE, ConsensusButton
+from ._common import SHARE_SCALE, ConsensusButton, DrillDown, OperatorButtons, take_choice
 
 _READER = "#1f77b4"
 _CONSENSUS = "#aaaaaa"
 _FLAG = "#d62728"
 
 
-class ReaderProfiles(ConsensusButton, foo.Panel):
+class ReaderProfiles(DrillDown, OperatorButtons, ConsensusButton, foo.Panel):
     @property
     def config(self):
         return foo.PanelConfig(
@@ -34,13 +34,21 @@ class ReaderProfiles(ConsensusButton, foo.Panel):
         )
 
     def on_load(self, ctx):
-        self._refresh(ctx)
+        self.remember_view(ctx)
+        self._refresh(ctx, ctx.view)
 
     def on_change_view(self, ctx):
-        self._refresh(ctx)
+        if self.view_unchanged(ctx):  # the samples behind a click: keep the figures
+            return
+        self.remember_view(ctx)
+        self._refresh(ctx, ctx.view)
 
     def on_change_choice(self, ctx):
-        self._refresh(ctx)
+        if not take_choice(ctx):
+            return
+        if ctx.panel.state.drill:  # new figures are of the figures' view: go back to it
+            self.on_back(ctx)
+        self._refresh(ctx, self.base_view(ctx))
 
     # --- clicks -------------------------------------------------------------------
     def on_click_rate(self, ctx):
@@ -53,7 +61,8 @@ class ReaderProfiles(ConsensusButton, foo.Panel):
         if label is None or trace is None:
             return
         field = meta["reader_field"] if trace == 0 else meta["consensus_field"]
-        ctx.ops.set_view(RR.calls_view(ctx.view, field, label))
+        who = ctx.panel.state.reader if trace == 0 else "consensus"
+        self.drill(ctx, RR.calls_view(self.base_view(ctx), field, label), f"{who} called {label}")
 
     def on_click_cell(self, ctx):
         from multireader import reader_report as RR
@@ -62,8 +71,10 @@ class ReaderProfiles(ConsensusButton, foo.Panel):
         a, b = ctx.params.get("y"), ctx.params.get("x")
         if a is None or b is None:
             return
-        view = RR.confusion_view(ctx.view, meta["reader_field"], meta["consensus_field"], a, b)
-        ctx.ops.set_view(view)
+        view = RR.confusion_view(
+            self.base_view(ctx), meta["reader_field"], meta["consensus_field"], a, b
+        )
+        self.drill(ctx, view, f"{ctx.panel.state.reader} called {a} and consensus {b}")
 
     def on_click_session(self, ctx):
         from multireader import reader_report as RR
@@ -72,10 +83,11 @@ class ReaderProfiles(ConsensusButton, foo.Panel):
         session = ctx.params.get("x")
         if session is None:
             return
-        ctx.ops.set_view(RR.session_view(ctx.view, meta["reader_field"], session))
+        view = RR.session_view(self.base_view(ctx), meta["reader_field"], session)
+        self.drill(ctx, view, f"{ctx.panel.state.reader} read in session {session}")
 
     # --- state --------------------------------------------------------------------
-    def _refresh(self, ctx):
+    def _refresh(self, ctx, view):
         from multireader import reader_report as RR
 
         st = ctx.panel.state
@@ -86,11 +98,11 @@ class ReaderProfiles(ConsensusButton, foo.Panel):
             return
         if st.consensus_field not in found:
             st.consensus_field = found[0]
-        if len(ctx.view) == 0:
+        if len(view) == 0:
             st.message = "empty_view"
             return
         try:
-            prof = RR.profiles_for_view(ctx.view, st.consensus_field)
+            prof = RR.profiles_for_view(view, st.consensus_field)
         except (RR.ReportError, ValueError) as e:
             st.message = f"error: {e}"
             return
@@ -147,8 +159,10 @@ class ReaderProfiles(ConsensusButton, foo.Panel):
                 view=types.DropdownView(),
                 on_change=self.on_change_choice,
             )
+        self.drill_header(panel, ctx)
         if st.message == "empty_view":
             panel.md("The current view is empty: clear the filters to see the profiles.")
+            self.action_button(panel, "clear_view")
         elif st.message and st.message.startswith("error: "):
             panel.md(f"**Cannot draw profiles:** {st.message[7:]}")
         elif st.layouts:

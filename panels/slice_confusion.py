@@ -10,7 +10,14 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ._common import SHADE_SCALE, SHARE_SCALE, ConsensusButton
+from ._common import (
+    SHADE_SCALE,
+    SHARE_SCALE,
+    ConsensusButton,
+    DrillDown,
+    OperatorButtons,
+    take_choice,
+)
 
 _MAX_COLUMNS = 4
 
@@ -19,7 +26,7 @@ def _short(name: str) -> str:
     return name.replace("_", " ")
 
 
-class SliceConfusion(ConsensusButton, foo.Panel):
+class SliceConfusion(DrillDown, OperatorButtons, ConsensusButton, foo.Panel):
     @property
     def config(self):
         return foo.PanelConfig(
@@ -37,17 +44,29 @@ class SliceConfusion(ConsensusButton, foo.Panel):
     # --- events -----------------------------------------------------------------
     def on_load(self, ctx):
         self._defaults(ctx)
-        self._refresh(ctx)
+        self.remember_view(ctx)
+        self._refresh(ctx, ctx.view)
 
     def on_change_view(self, ctx):
-        self._refresh(ctx)
+        if self.view_unchanged(ctx):  # the samples behind a click: keep the matrices
+            return
+        self.remember_view(ctx)
+        self._refresh(ctx, ctx.view)
 
     def on_change_choice(self, ctx):
-        self._refresh(ctx)
+        if not take_choice(ctx):
+            return
+        if ctx.panel.state.drill:  # new matrices are of the matrices' view: go back to it
+            self.on_back(ctx)
+        self._refresh(ctx, self.base_view(ctx))
 
     def on_change_slice(self, ctx):
+        if not take_choice(ctx):
+            return
         ctx.panel.state.bins_text = ""  # a new field gets its own default bins
-        self._refresh(ctx)
+        if ctx.panel.state.drill:
+            self.on_back(ctx)
+        self._refresh(ctx, self.base_view(ctx))
 
     def on_click_cell(self, ctx):
         from multireader.slice_confusion import cell_view
@@ -58,10 +77,17 @@ class SliceConfusion(ConsensusButton, foo.Panel):
         if trace is None or trace >= len(meta.get("filters", [])):
             return
         a, b = ctx.params.get("y"), ctx.params.get("x")
+        slice_filter = meta["filters"][trace]
         view = cell_view(
-            ctx.view, st.field_a, st.field_b, st.slice_field, meta["filters"][trace], a, b
+            self.base_view(ctx), st.field_a, st.field_b, st.slice_field, slice_filter, a, b
         )
-        ctx.ops.set_view(view)
+        where = meta["names"][trace] if meta.get("names") else ""
+        self.drill(
+            ctx,
+            view,
+            f"{st.field_a} = {a}, {st.field_b} = {b}"
+            + (f" in {st.slice_field} {where}" if st.slice_field else ""),
+        )
 
     # --- state ------------------------------------------------------------------
     def _defaults(self, ctx):
@@ -83,7 +109,7 @@ class SliceConfusion(ConsensusButton, foo.Panel):
         if st.shade is None:
             st.shade = False
 
-    def _refresh(self, ctx):
+    def _refresh(self, ctx, view):
         from multireader.slice_confusion import SliceError, slice_confusion
 
         st = ctx.panel.state
@@ -91,7 +117,7 @@ class SliceConfusion(ConsensusButton, foo.Panel):
         if not st.field_a or not st.field_b:
             st.message = "empty_fields"
             return
-        if len(ctx.view) == 0:
+        if len(view) == 0:
             st.message = "empty_view"
             return
         shade_field = f"mistakenness_{st.field_a}"
@@ -99,7 +125,7 @@ class SliceConfusion(ConsensusButton, foo.Panel):
         try:
             bins = _parse_bins(st.bins_text)
             res = slice_confusion(
-                ctx.view,
+                view,
                 st.field_a,
                 st.field_b,
                 st.slice_field,
@@ -120,6 +146,7 @@ class SliceConfusion(ConsensusButton, foo.Panel):
         st.layout = layout
         st.meta = {
             "filters": [s["filter"] for s in res["slices"]],
+            "names": [s["name"] for s in res["slices"]],
             "n_compared": res["n_compared"],
             "n_samples": res["n_samples"],
             "headline": _headline(res),
@@ -181,8 +208,10 @@ class SliceConfusion(ConsensusButton, foo.Panel):
                 on_change=self.on_change_choice,
             )
         message = st.message
+        self.drill_header(panel, ctx)
         if message == "empty_view":
             panel.md("The current view is empty: clear the filters to see the matrices.")
+            self.action_button(panel, "clear_view")
         elif message and message.startswith("error: "):
             panel.md(f"**Cannot compare:** {message[7:]}")
         elif st.layout:
@@ -215,7 +244,8 @@ def _title(s: dict) -> str:
     k = s["kappa"]
     lo, hi = k["ci"]
     ci = f" [{_fmt(lo)}, {_fmt(hi)}]" if lo is not None else ""
-    return f"<b>{s['name']}</b><br>n = {s['n']}, kappa {_fmt(k['value'])}{ci}"
+    # three short lines: side-by-side matrices leave each title a narrow column
+    return f"<b>{s['name']}</b><br>n = {s['n']}<br>κ {_fmt(k['value'])}{ci}"
 
 
 def _headline(res: dict) -> str:
@@ -234,7 +264,7 @@ def _figure(res: dict, shade: bool) -> tuple[list[dict], dict]:
     n = len(slices)
     cols = min(n, _MAX_COLUMNS)
     rows = (n + cols - 1) // cols
-    gap_x, gap_y = 0.06, 0.16
+    gap_x, gap_y = 0.06, 0.22
     # at least three columns' worth of width each, so one slice is not a wide banner
     slots = max(cols, 3)
     width = (1 - gap_x * (slots - 1)) / slots
@@ -243,7 +273,7 @@ def _figure(res: dict, shade: bool) -> tuple[list[dict], dict]:
     traces, layout = (
         [],
         {
-            "margin": {"l": 110, "r": 30, "t": 60, "b": 90},
+            "margin": {"l": 110, "r": 30, "t": 80, "b": 90},
             "annotations": [],
             "showlegend": False,
             "font": {"size": 12},

@@ -166,7 +166,8 @@ def click_point(page, figure: int, trace: int, xi: int, yi: int | None, click: b
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    hover = page.locator(".hoverlayer .hovertext").first
+    # the figure's own hover label (a figure replaced by a redraw may leave its own)
+    hover = page.locator(".js-plotly-plot").nth(figure).locator(".hoverlayer .hovertext").first
     for _ in range(TIMEOUT_MS // 10_000):
         x, y = page.evaluate(POINT_JS, [figure, trace, xi, yi])
         page.mouse.move(1, 1)
@@ -197,3 +198,11 @@ def click_until_count(page, figure: int, trace: int, xi: int, yi: int | None, n:
             continue
     wait_count(page, n)  # a last, long wait, which raises with the page's state
     return text
+
+
+def choose(page, current: str, option: str) -> None:
+    """Pick ``option`` in the panel drop-down that now shows ``current`` (MUI selects
+    are comboboxes; the App's own view selector is one too, so match by its text)."""
+    box = page.locator("[role=combobox]").filter(has_text=current).last
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click()

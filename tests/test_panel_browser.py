@@ -18,6 +18,7 @@ from helpers_browser import (
     TIMEOUT_MS,
     app_page,
     browser_missing,
+    choose,
     click_until_count,
     hover_point,
     wait_count,
@@ -106,7 +107,8 @@ _PLOT_JS = """() => {
   const el = document.querySelector('.js-plotly-plot');
   if (!el || !el.data || !el.data.length || !el._fullLayout || !el._fullLayout.xaxis) return null;
   const d = el.data[0];
-  return {x: d.x, y: d.y, z: d.z, text: d.text};
+  return {x: d.x, y: d.y, z: d.z, text: d.text, name: d.name, customdata: d.customdata,
+          n: document.querySelectorAll('.js-plotly-plot').length};
 }"""
 
 
@@ -150,7 +152,7 @@ def _drive(page, session, dataset, shot, tmp_path, timings) -> None:
     t0 = time.time()
     hover = click_until_count(page, 0, 0, 1, 0, int(differ[0, 1]))
     assert f"{readers[0]} vs {readers[1]}" in hover
-    assert f"n = {n[0, 1]} samples both read" in hover
+    assert f"n = {n[0, 1]} samples both labelled" in hover
     assert f"{differ[0, 1]} labelled differently" in hover
     timings["click_to_count"] = time.time() - t0
     page.get_by_text("labelled differently.", exact=False).first.wait_for()
@@ -169,7 +171,7 @@ def _drive(page, session, dataset, shot, tmp_path, timings) -> None:
     # back to the view the matrix is of
     page.get_by_role("button", name="Back to all samples").click()
     wait_count(page, total)
-    page.get_by_text("Click a cell to open its samples", exact=False).first.wait_for()
+    page.get_by_text("click a cell to open its samples", exact=False).first.wait_for()
 
     # views set from Python reach the panel: an empty view, one reader, then three
     session.view = dataset.limit(0)
@@ -188,6 +190,108 @@ def _drive(page, session, dataset, shot, tmp_path, timings) -> None:
     assert plot3["z"][0][2] == pytest.approx(kappa[0, 2], abs=1e-6)
     page.screenshot(path=str(tmp_path / "three_readers.png"))
 
+    # the statistic and class choices, back on all four readers
+    session.view = None
+    page.wait_for_function(
+        f"() => {{ const p = ({_PLOT_JS})(); return p !== null && p.x.length === 4; }}",
+        timeout=TIMEOUT_MS,
+    )
+    _choices(page, dataset, readers, fields, tmp_path)
+
+
+def _wait_plot(page, predicate_js: str) -> dict:
+    page.wait_for_function(
+        f"() => {{ const p = ({_PLOT_JS})(); return p !== null && ({predicate_js})(p); }}",
+        timeout=TIMEOUT_MS,
+    )
+    return page.evaluate(_PLOT_JS)
+
+
+def _choices(page, dataset, readers, fields, tmp_path) -> None:
+    """Percent agreement; one class against the rest (with its CI on hover and a click);
+    the all-reader line against peers; Dice with no agreement run yet (its button)."""
+    import krippendorff
+    from sklearn.metrics import cohen_kappa_score
+
+    from multireader import agreement as A
+    from multireader import collect as C
+    from multireader import schema as S
+
+    classes = S.get_label_schema(dataset)["classes"]
+    labels = [np.array(v, dtype=object) for v in dataset.values([f"{f}.label" for f in fields])]
+    ok = [np.isin(v, classes) for v in labels]
+    R = len(readers)
+
+    # percent agreement: the share of samples both labelled with the same class
+    pa = np.full((R, R), np.nan)
+    for i in range(R):
+        for j in range(R):
+            if i != j:
+                both = ok[i] & ok[j]
+                pa[i, j] = np.mean(labels[i][both] == labels[j][both])
+    choose(page, "Cohen's kappa", "Percent agreement")
+    plot = _wait_plot(page, f"p => p.n === 1 && Math.abs(p.z[0][1] - {pa[0, 1]}) < 1e-6")
+    off = ~np.eye(R, dtype=bool)
+    np.testing.assert_allclose(np.array(plot["z"], dtype=float)[off], pa[off], atol=1e-6)
+
+    # one class against the rest: kappa of "called malignant" between two readers
+    choose(page, "Percent agreement", "Cohen's kappa")
+    choose(page, "All classes", "malignant")
+    want = np.full((R, R), np.nan)
+    for i in range(R):
+        for j in range(R):
+            if i != j:
+                both = ok[i] & ok[j]
+                a, b = labels[i][both] == "malignant", labels[j][both] == "malignant"
+                want[i, j] = cohen_kappa_score(a, b)
+    # (a redraw can leave the previous figure in the page for a moment: wait for one)
+    plot = _wait_plot(
+        page,
+        f"p => p.n === 1 && Math.abs(p.z[0][1] - {want[0, 1]}) < 1e-6"
+        " && p.customdata[0][1].includes('malignant vs rest')",
+    )
+    for i in range(R):
+        for j in range(R):
+            if i != j:
+                assert plot["z"][i][j] == pytest.approx(want[i, j], abs=1e-6)
+    # the hover's CI is the bootstrap interval of the same recoding over patients
+    rs = C.select_readers(dataset, "classification")
+    reads = C.categorical_reads(dataset, rs, scores=False, sessions=False)
+    c = reads.classes.index("malignant")
+    xb = np.where(reads.codes < 0, -1, (reads.codes == c).astype(int))
+    summary = A.categorical_summary(xb, 2, n_boot=500, seed=0, groups=reads.groups)
+    lo = summary["pairwise"]["cohen_kappa"]["ci_low"][0][1]
+    hi = summary["pairwise"]["cohen_kappa"]["ci_high"][0][1]
+    only_one = int(
+        np.sum(ok[0] & ok[1] & ((labels[0] == "malignant") != (labels[1] == "malignant")))
+    )
+    r1r2 = click_until_count(page, 0, 0, 1, 0, only_one)
+    assert f"95% CI {lo:.2f} to {hi:.2f}" in r1r2, r1r2
+    page.get_by_text(f"only one of {readers[0]} and {readers[1]} called malignant", exact=False)
+    page.get_by_role("button", name="Back to all samples").click()
+    wait_count(page, len(dataset))
+    # the all-reader line: Krippendorff's alpha on the class recoding equals the peer's
+    alpha = krippendorff.alpha(
+        reliability_data=np.where(xb < 0, np.nan, xb).T.astype(float),
+        level_of_measurement="nominal",
+    )
+    line_el = page.get_by_text("Fleiss' κ for malignant", exact=False).first
+    line_el.wait_for()
+    line = line_el.text_content()
+    fleiss = summary["overall"]["fleiss_kappa"]
+    assert f"Fleiss' κ for malignant {fleiss['value']:.2f}" in line, line
+    assert abs(summary["overall"]["krippendorff_alpha_nominal"]["value"] - alpha) < 1e-9
+    page.screenshot(path=str(tmp_path / "class_malignant.png"))
+
+    # Dice needs an agreement run over the masks: a message and the button that runs it
+    choose(page, "malignant", "All classes")
+    choose(page, "Cohen's kappa", "Dice (masks)")
+    page.get_by_text("No agreement run has measured", exact=False).first.wait_for()
+    assert page.locator(".js-plotly-plot").count() == 0
+    page.get_by_role("button", name="Compute agreement").click()
+    page.get_by_text("Whole dataset", exact=False).first.wait_for()  # the operator's form
+    page.screenshot(path=str(tmp_path / "dice_no_run.png"))
+
 
 @pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
 def test_heatmap_panel_in_chromium(demo_dataset, tmp_path, monkeypatch):
@@ -204,3 +308,98 @@ def test_heatmap_panel_in_chromium(demo_dataset, tmp_path, monkeypatch):
         timings["launch"] = time.time() - t0
         _drive(page, session, demo_dataset, shot, tmp_path, timings)
     print("timings (s):", {k: round(v, 1) for k, v in timings.items()})
+
+
+# --- the statistic and class choices, without a browser -------------------------------
+
+
+def test_weighted_percent_and_class_matrices_match_peers(demo_dataset):
+    """Every class statistic the panel offers equals scikit-learn / a recount on the
+    raw labels, and a class choice compares "called it" against "did not"."""
+    from sklearn.metrics import cohen_kappa_score
+
+    from multireader import panel_data as PD
+
+    readers, fields, _, n, _ = _expected(demo_dataset)
+    classes = ["benign", "probably_benign", "suspicious", "malignant"]
+    labels = [
+        np.array(v, dtype=object) for v in demo_dataset.values([f"{f}.label" for f in fields])
+    ]
+    ok = [np.isin(v, classes) for v in labels]
+    assert PD.available_statistics(demo_dataset) == list(PD.STATISTICS)  # ordinal + masks + boxes
+    R = len(fields)
+    for stat, weights in (("cohen_kappa_linear", "linear"), ("cohen_kappa_quadratic", "quadratic")):
+        m = PD.agreement_matrix(demo_dataset.view(), stat, n_boot=0)
+        for i in range(R):
+            for j in range(R):
+                if i != j:
+                    both = ok[i] & ok[j]
+                    want = cohen_kappa_score(
+                        labels[i][both], labels[j][both], labels=classes, weights=weights
+                    )
+                    assert m.value[i, j] == pytest.approx(want, abs=1e-12), (stat, i, j)
+    m = PD.agreement_matrix(demo_dataset.view(), "percent_agreement", n_boot=50)
+    both = ok[0] & ok[2]
+    assert m.value[0, 2] == pytest.approx(np.mean(labels[0][both] == labels[2][both]), abs=1e-12)
+    assert m.ci_low[0, 2] <= m.value[0, 2] <= m.ci_high[0, 2]
+    assert PD.STATISTICS[m.statistic].signed is False
+    assert PD.heatmap_trace(m)["zmin"] == 0 and "zmid" not in PD.heatmap_trace(m)
+
+    m = PD.agreement_matrix(demo_dataset.view(), "cohen_kappa", "suspicious", n_boot=0)
+    state = m.state()
+    for i in range(R):
+        assert m.diag[i] == np.sum(labels[i] == "suspicious")
+        view = PD.cell_view(demo_dataset.view(), state, readers[i], readers[i])
+        assert len(view) == m.diag[i]
+        for j in range(R):
+            if i == j:
+                continue
+            both = ok[i] & ok[j]
+            a, b = labels[i][both] == "suspicious", labels[j][both] == "suspicious"
+            assert m.value[i, j] == pytest.approx(cohen_kappa_score(a, b), abs=1e-12)
+            assert m.n_disagree[i, j] == np.sum(a != b)
+            assert len(PD.cell_view(demo_dataset.view(), state, readers[j], readers[i])) == np.sum(
+                a != b
+            )
+    assert m.overall[0]["label"] == "Fleiss' κ for suspicious"
+    assert "specific agreement on suspicious" in PD.overall_text(m)
+    with pytest.raises(PD.NoMatrix, match="not one of the classes"):
+        PD.agreement_matrix(demo_dataset.view(), "cohen_kappa", "nodule")
+    with pytest.raises(ValueError, match="unknown statistic"):
+        PD.agreement_matrix(demo_dataset.view(), "fleiss")
+
+
+def test_mask_and_box_matrices_come_from_the_stored_run(demo_clone):
+    """Dice and F1 are the stored agreement run's numbers; with no run the panel says
+    which operator to run; the run's view is named when it is not the current one."""
+    from multireader import analysis, runs
+    from multireader import panel_data as PD
+
+    with pytest.raises(PD.NoMatrix, match="No agreement run") as e:
+        PD.agreement_matrix(demo_clone.view(), "dice")
+    assert e.value.action == "compute_agreement"
+    with pytest.raises(PD.NoMatrix) as e:
+        PD.agreement_matrix(demo_clone.limit(0), "cohen_kappa")
+    assert e.value.action == "clear_view"
+
+    analysis.compute_agreement(demo_clone, kinds=["mask", "boxes"], n_boot=20, run_key="agr_masks")
+    stored = runs.load(demo_clone, "agr_masks")["results"]["kinds"]
+    m = PD.agreement_matrix(demo_clone.view(), "dice")
+    np.testing.assert_allclose(m.value, np.array(stored["mask"]["pairwise"]["dice"]["value"]))
+    np.testing.assert_allclose(m.ci_high, np.array(stored["mask"]["pairwise"]["dice"]["ci_high"]))
+    assert m.source["run_key"] == "agr_masks" and m.source["of_this_view"] is True
+    assert m.overall[0]["value"] == stored["mask"]["overall"]["mean_pairwise_dice"]["value"]
+    f1 = PD.agreement_matrix(demo_clone.view(), "f1")
+    np.testing.assert_allclose(f1.value, np.array(stored["boxes"]["pairwise"]["f1"]["value"]))
+    # a mask cell opens the samples both readers segmented, least agreeing first
+    state = m.state()
+    view = PD.cell_view(demo_clone.view(), state, m.readers[1], m.readers[0])
+    f0, f1_ = m.fields[0], m.fields[1]
+    want = sum(
+        a is not None and b is not None for a, b in zip(*demo_clone.values([f0, f1_]), strict=True)
+    )
+    assert len(view) == want
+    dice = view.values("mean_pairwise_dice")
+    assert dice == sorted(dice, key=lambda d: (d is not None, d))
+    # on another view the stored numbers are marked as not of it
+    assert PD.agreement_matrix(demo_clone.limit(10), "dice").source["of_this_view"] is False

@@ -7,6 +7,7 @@ check that the grid then shows exactly the samples behind it.
 Set ``MULTIREADER_SCREENSHOTS=1`` to also write the panels' pictures into ``docs/``.
 """
 
+import json
 import os
 
 import numpy as np
@@ -15,6 +16,7 @@ from helpers_browser import (
     ROOT,
     app_page,
     browser_missing,
+    choose,
     click_until_count,
     wait_count,
     wait_plots,
@@ -51,7 +53,11 @@ def test_slice_confusion_in_chromium(studied, monkeypatch, tmp_path):
     a, b = _labels(ds, "reader_r1"), _labels(ds, "consensus_dawid_skene")
     scanner = np.array(ds.values("manufacturer_model"), dtype=object)
     names = sorted(set(scanner))
-    with app_page(ds, "slice_confusion", monkeypatch) as (session, page, shot):
+    with app_page(ds, "slice_confusion", monkeypatch, failure_shot=tmp_path / "failure.png") as (
+        session,
+        page,
+        shot,
+    ):
         wait_count(page, len(ds))
         shot.dismiss_banners(page)
         (traces,) = wait_plots(page, 1)
@@ -68,13 +74,31 @@ def test_slice_confusion_in_chromium(studied, monkeypatch, tmp_path):
         s = names.index("Helix 128")
         want = int(np.sum((scanner == "Helix 128") & (a == "suspicious") & (b == "suspicious")))
         click_until_count(page, 0, s, 2, 2, want)
-        # the panel follows the view it just set: one slice, that cell's count
+        # the matrices stay those the user clicked in, with a way back
+        page.get_by_text(
+            "reader_r1 = suspicious, consensus_dawid_skene = suspicious in "
+            "manufacturer_model Helix 128",
+            exact=False,
+        ).first.wait_for()
+        assert [t["text"] for t in wait_plots(page, 1)[0]] == [t["text"] for t in traces]
+        page.screenshot(path=str(tmp_path / "slice_confusion_clicked.png"))
+        page.get_by_role("button", name="Back to all samples").click()
+        wait_count(page, len(ds))
+
+        # another column field, picked in its drop-down: reader_r1 against reader_r2
+        r2 = _labels(ds, "reader_r2")
+        choose(page, "consensus_dawid_skene", "reader_r2")
+        first = names[0]
+        m = scanner == first
+        want_text = [
+            [str(int(np.sum(m & (a == ca) & (r2 == cb)))) for cb in CLASSES] for ca in CLASSES
+        ]
         page.wait_for_function(
-            "() => { const el = document.querySelector('.js-plotly-plot');"
-            f" return el && el.data && el.data.length === 1 && el.data[0].text[2][2] === '{want}'; }}",
+            "(want) => { const el = document.querySelector('.js-plotly-plot');"
+            " return !!(el && el.data && JSON.stringify(el.data[0].text) === want); }",
+            arg=json.dumps(want_text, separators=(",", ":")),
             timeout=120_000,
         )
-        page.screenshot(path=str(tmp_path / "slice_confusion_clicked.png"))
 
 
 def test_reader_profiles_in_chromium(studied, monkeypatch, tmp_path):
@@ -84,7 +108,11 @@ def test_reader_profiles_in_chromium(studied, monkeypatch, tmp_path):
     r2, cons = _labels(ds, "reader_r2"), _labels(ds, "consensus_dawid_skene")
     stored = runs.load(ds, "consensus_dawid_skene")["results"]["profiles"]
     assert stored["flags"][0]["reader"] == "R2"  # the panel opens on the first flagged reader
-    with app_page(ds, "reader_profiles", monkeypatch) as (session, page, shot):
+    with app_page(ds, "reader_profiles", monkeypatch, failure_shot=tmp_path / "failure.png") as (
+        session,
+        page,
+        shot,
+    ):
         wait_count(page, len(ds))
         shot.dismiss_banners(page)
         rates, conf, drift = wait_plots(page, 3)
@@ -105,6 +133,9 @@ def test_reader_profiles_in_chromium(studied, monkeypatch, tmp_path):
 
         # a confusion cell: R2 said suspicious where consensus said benign
         click_until_count(page, 1, 0, 0, 2, int(np.sum((r2 == "suspicious") & (cons == "benign"))))
+        # the figures stay those of the whole view, with a way back
+        page.get_by_text("R2 called suspicious and consensus benign", exact=False).first.wait_for()
+        assert wait_plots(page, 3)[1][0]["text"] == counts
 
         # back to everything, then a session point: R2's labels of the last session
         session.view = None
@@ -119,3 +150,17 @@ def test_reader_profiles_in_chromium(studied, monkeypatch, tmp_path):
         wait_plots(page, 3)
         click_until_count(page, 0, 0, 3, None, int(np.sum(r2 == "malignant")))
         page.screenshot(path=str(tmp_path / "reader_profiles_clicked.png"))
+
+        # another reader, picked in the drop-down: the confusion is R1's
+        page.get_by_role("button", name="Back to all samples").click()
+        wait_count(page, len(ds))
+        r1 = _labels(ds, "reader_r1")
+        choose(page, "R2", "R1")
+        want = [[str(int(np.sum((r1 == ca) & (cons == cb)))) for cb in CLASSES] for ca in CLASSES]
+        page.wait_for_function(
+            "(want) => { const els = document.querySelectorAll('.js-plotly-plot');"
+            " const el = els[1];"
+            " return !!(el && el.data && JSON.stringify(el.data[0].text) === want); }",
+            arg=json.dumps(want, separators=(",", ":")),
+            timeout=120_000,
+        )
