@@ -141,3 +141,30 @@ def test_profiles_follow_the_view_and_views_match_counts(with_consensus, demo_da
     assert len(calls) == pytest.approx(rate * per["n_reads"], abs=0.5)
     with pytest.raises(RR.ReportError, match="run compute_consensus"):
         RR.profiles_for_view(demo_dataset)  # the read-only demo has no consensus
+
+
+def test_profiles_follow_the_stored_runs_session_order(demo_clone):
+    """The profiles panel reads session names only; it shows the sessions in the
+    stored consensus run's order (by first read), even when names would sort otherwise."""
+    from multireader import analysis, reader_report, runs
+
+    # rename sessions so that name order and time order disagree: S1 -> Z1
+    sessions = demo_clone.values("reader_r1.session")
+    demo_clone.set_values("reader_r1.session", [("Z1" if s == "S1" else s) for s in sessions])
+    analysis.compute_consensus(demo_clone, method="majority")
+    stored = reader_report.stored_session_order(demo_clone, "consensus_majority")
+    run = runs.load(demo_clone, "consensus_majority")["results"]["profiles"]["per_reader"]
+    assert [r["session"] for r in run["R1"]["drift"]["sessions"]] == [
+        s for s in stored if s in {r["session"] for r in run["R1"]["drift"]["sessions"]}
+    ]
+    prof = reader_report.profiles_for_view(demo_clone.view(), "consensus_majority")
+    got = [r["session"] for r in prof["per_reader"]["R1"]["drift"]["sessions"]]
+    want = [r["session"] for r in run["R1"]["drift"]["sessions"]]
+    assert got == want and got[0] == "Z1"  # Z1 was read first, though it sorts last
+    for a, b in zip(
+        prof["per_reader"]["R1"]["drift"]["sessions"], run["R1"]["drift"]["sessions"], strict=True
+    ):
+        assert a["n"] == b["n"]
+        assert a["agreement"] == pytest.approx(b["agreement"], abs=1e-6, nan_ok=True) or (
+            a["agreement"] is None and b["agreement"] is None
+        )
