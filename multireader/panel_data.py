@@ -514,7 +514,9 @@ def heatmap_trace(m: AgreementMatrix) -> dict:
                 f"<b>{m.readers[i]} vs {m.readers[j]}</b><br>{name} = {_fmt(k)}{ci}"
                 f"<br>n = {int(m.n[i, j])} {items} both labelled"
             )
-            if m.n_disagree is not None:
+            if m.n_disagree is not None and m.class_name:
+                line += f"<br>{int(m.n_disagree[i, j])} where only one called {m.class_name}"
+            elif m.n_disagree is not None:
                 line += f"<br>{int(m.n_disagree[i, j])} labelled differently"
             hr.append(line)
         z.append(zr)

@@ -72,11 +72,13 @@ class DrillDown:
 
         if self.showing_drill(ctx):
             return True
+        # (a drill-down is not cleared on a return to the figure's view: the App repeats
+        # view events, and a late repeat must not erase a drill-down opened since; the
+        # header shows only while the App's view is the drill-down, see drill_header)
         base = ctx.panel.state.base_view
-        if base is None or view_key(ctx.request_params.get("view")) != view_key(json.loads(base)):
-            return False
-        ctx.panel.state.drill = None  # back on the figure's view, however the user got there
-        return True
+        return base is not None and (
+            view_key(ctx.request_params.get("view")) == view_key(json.loads(base))
+        )
 
     def base_view(self, ctx):
         """The view the figure describes (the App's view when it was computed)."""
@@ -101,7 +103,7 @@ class DrillDown:
     def drill_header(self, panel, ctx) -> bool:
         """The "Showing ..." line and "Back" button while a drill-down is shown."""
         drill = ctx.panel.state.drill
-        if not drill:
+        if not drill or not self.showing_drill(ctx):
             return False
         row = panel.h_stack("drill_row", gap=2, align_y="center")
         row.md(f"Showing the samples {drill['what']}.", name="drill_text")

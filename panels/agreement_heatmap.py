@@ -74,7 +74,9 @@ class AgreementHeatmap(DrillDown, OperatorButtons, foo.Panel):
         if st.statistic not in stats:
             st.statistic = stats[0] if stats else "cohen_kappa"
         kind = PD.STATISTICS[st.statistic].kind
-        if kind != "classification" or st.class_choice in (None, ALL_CLASSES):
+        # written only when it must change: a state write from an event that started
+        # before a newer choice would undo that choice
+        if st.class_choice is None or (kind != "classification" and st.class_choice != ALL_CLASSES):
             st.class_choice = ALL_CLASSES
         if view is None:
             self.remember_view(ctx)
@@ -158,6 +160,9 @@ class AgreementHeatmap(DrillDown, OperatorButtons, foo.Panel):
                     name="run_note",
                 )
                 self.action_button(panel, "compute_agreement")
+        # the all-reader line first: it is the headline, and below the figure it would
+        # sit under the plot's reserved height, out of sight
+        panel.md(matrix["overall"], name="overall_text")
         panel.plot(
             f"heatmap_{st.rev}",
             layout=PD.heatmap_layout(len(matrix["readers"])),
@@ -165,7 +170,6 @@ class AgreementHeatmap(DrillDown, OperatorButtons, foo.Panel):
             on_click=self.on_cell_click,
             height=PD.heatmap_height(len(matrix["readers"])),
         )
-        panel.md(matrix["overall"], name="overall_text")
         return types.Property(panel, view=types.GridView(orientation="vertical", gap=1, pad=2))
 
 

@@ -171,6 +171,11 @@ def click_point(page, figure: int, trace: int, xi: int, yi: int | None, click: b
     for _ in range(TIMEOUT_MS // 10_000):
         x, y = page.evaluate(POINT_JS, [figure, trace, xi, yi])
         page.mouse.move(1, 1)
+        # a label left from an earlier hover of a since-redrawn figure would be read as
+        # this point's: clear them all, so only a fresh hover can satisfy the wait
+        page.evaluate(
+            "() => document.querySelectorAll('.hoverlayer').forEach(h => h.replaceChildren())"
+        )
         page.mouse.move(x, y, steps=5)
         try:
             hover.wait_for(timeout=10_000)

@@ -235,7 +235,10 @@ def _choices(page, dataset, readers, fields, tmp_path) -> None:
     np.testing.assert_allclose(np.array(plot["z"], dtype=float)[off], pa[off], atol=1e-6)
 
     # one class against the rest: kappa of "called malignant" between two readers
+    # (one choice at a time, each waited for, as a person would: choices made faster
+    # than the panel answers are events that can finish in any order)
     choose(page, "Percent agreement", "Cohen's kappa")
+    _wait_plot(page, "p => p.n === 1 && p.name === 'cohen_kappa'")
     choose(page, "All classes", "malignant")
     want = np.full((R, R), np.nan)
     for i in range(R):
@@ -285,9 +288,10 @@ def _choices(page, dataset, readers, fields, tmp_path) -> None:
 
     # Dice needs an agreement run over the masks: a message and the button that runs it
     choose(page, "malignant", "All classes")
+    _wait_plot(page, "p => p.n === 1 && !p.customdata[0][1].includes('malignant')")
     choose(page, "Cohen's kappa", "Dice (masks)")
     page.get_by_text("No agreement run has measured", exact=False).first.wait_for()
-    assert page.locator(".js-plotly-plot").count() == 0
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 0")
     page.get_by_role("button", name="Compute agreement").click()
     page.get_by_text("Whole dataset", exact=False).first.wait_for()  # the operator's form
     page.screenshot(path=str(tmp_path / "dice_no_run.png"))
