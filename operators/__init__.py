@@ -39,3 +39,8 @@ OPERATORS = (
     EvaluateModel,
     ZeroShotClassify,
 )
+
+# every operator appends to the dataset's audit log (App, operator browser, SDK, workers)
+from ._auditing import audited  # noqa: E402
+
+OPERATORS = tuple(audited(cls) for cls in OPERATORS)

@@ -1,0 +1,191 @@
+"""Every operator of this plugin appends an entry to the dataset's audit log.
+
+:func:`audited` wraps an operator class's ``execute`` once, where the plugin registers
+its operators, so the App, the operator browser, SDK ``__call__``s (which go through
+FiftyOne's executor) and delegated workers all log the same way. A delegated operation
+logs when the worker runs it, not when it is queued.
+
+Per execution: the operator, its parameters, the dataset and view, who and when (in
+:mod:`multireader.audit`), whether it was delegated, how long it took, what it wrote
+(fields, runs and saved views that are new, plus the output fields and run keys its
+result names) and the counts in its result. An operator that raises gets a "failed"
+entry with the error, and every field it created or named as output is marked
+``incomplete`` in its field info (never deleted, and never a reader's field), so a
+half-written field cannot pass for a complete one; a later successful run that writes
+the field clears the mark. The exception reaches the caller unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import time
+
+logger = logging.getLogger(__name__)
+
+_OUTPUT_KEYS = ("field", "fields", "run_key", "brain_key", "view", "saved_view", "queue_view")
+_MAX_LIST = 50
+
+
+def _snapshot(dataset) -> dict:
+    if dataset is None:
+        return {"fields": set(), "runs": set(), "views": set()}
+    with contextlib.suppress(Exception):
+        dataset.reload()
+    return {
+        "fields": set(dataset.get_field_schema(flat=True)),
+        "runs": set(dataset.list_runs()) | set(dataset.list_brain_runs()),
+        "views": set(dataset.list_saved_views()),
+    }
+
+
+def _plain_params(params: dict) -> dict:
+    out = {}
+    for k, v in (params or {}).items():
+        if k in ("panel_id", "panel_state"):
+            continue
+        if isinstance(v, (list, tuple)) and len(v) > _MAX_LIST:
+            v = [*list(v)[:_MAX_LIST], f"... {len(v) - _MAX_LIST} more"]
+        out[k] = v
+    return out
+
+
+def _named_outputs(result, params) -> list[str]:
+    names = []
+    for source in (result or {}, params or {}):
+        if not isinstance(source, dict):
+            continue
+        for k, v in source.items():
+            if not any(k == key or k.endswith("_" + key) for key in _OUTPUT_KEYS):
+                continue
+            for item in v if isinstance(v, (list, tuple)) else [v]:
+                if isinstance(item, str) and item and item not in names:
+                    names.append(item)
+    return names
+
+
+def _counts(result) -> dict:
+    out = {}
+    for k, v in (result or {}).items() if isinstance(result, dict) else []:
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float)):
+            out[k] = v
+        elif isinstance(v, (list, tuple)):
+            out[f"n_{k}"] = len(v)
+    return out
+
+
+def _target_dataset(ctx, result):
+    """The dataset the operation changed: ctx's, or one it created by name."""
+    import fiftyone as fo
+
+    for source in (result if isinstance(result, dict) else {}, ctx.params or {}):
+        name = source.get("dataset_name") or source.get("dataset")
+        if isinstance(name, str) and name and fo.dataset_exists(name):
+            return fo.load_dataset(name)
+    return ctx.dataset
+
+
+def _mark(dataset, names: list[str], entry: dict | None, error: str | None) -> list[str]:
+    """Mark (error given) or clear (error None) the incomplete flag of output fields."""
+    from multireader.fields import reader_fields
+
+    readers = set(reader_fields(dataset))
+    schema = dataset.get_field_schema(flat=True)
+    done = []
+    for name in names:
+        if name not in schema or name in readers or name.split(".")[0] in readers:
+            continue
+        field = dataset.get_field(name)
+        info = dict(field.info or {})
+        meta = dict(info.get("multireader") or {})
+        if error is None:
+            if "incomplete" not in meta:
+                continue
+            meta.pop("incomplete")
+        else:
+            meta["incomplete"] = {
+                "audit_seq": (entry or {}).get("seq"),
+                "error": error,
+                "time": (entry or {}).get("time"),
+            }
+        info["multireader"] = meta
+        field.info = info
+        field.save()
+        done.append(name)
+    return done
+
+
+def _record(ctx, dataset, before, started, result, error):
+    from multireader import audit
+
+    if dataset is None:
+        return None
+    after = _snapshot(dataset)
+    named = _named_outputs(result, ctx.params)
+    new_fields = sorted(after["fields"] - before["fields"])
+    wrote = {
+        "new_fields": new_fields,
+        "new_runs": sorted(after["runs"] - before["runs"]),
+        "new_saved_views": sorted(after["views"] - before["views"]),
+        "named_outputs": named,
+    }
+    try:
+        view = None if ctx.view is None or ctx.view._is_full_dataset() else ctx.view
+    except Exception:
+        view = None
+    detail = {
+        "delegated": bool(getattr(ctx, "delegated", False)),
+        "duration_s": round(time.time() - started, 3),
+    }
+    try:
+        entry = audit.append(
+            dataset,
+            ctx.operator_uri.split("/")[-1] if ctx.operator_uri else "unknown",
+            params=_plain_params(ctx.params),
+            view=view,
+            wrote=wrote,
+            counts=_counts(result),
+            status="failed" if error else "completed",
+            error=error,
+            detail=detail,
+        )
+    except Exception as e:  # never let the log hide the operation's own outcome
+        logger.warning("could not append to the audit log of %r: %s", dataset.name, e)
+        return None
+    # fields this run created or names as output: flagged if it failed, cleared if not
+    outputs = [f for f in new_fields if "." not in f] + [n for n in named if n in after["fields"]]
+    try:
+        _mark(dataset, list(dict.fromkeys(outputs)), entry, error)
+    except Exception as e:
+        logger.warning("could not mark the output fields of %s: %s", entry.get("action"), e)
+    return entry
+
+
+def audited(cls):
+    """Wrap ``cls.execute`` so each execution appends an audit entry (idempotent)."""
+    execute = cls.execute
+    if getattr(execute, "_multireader_audited", False):
+        return cls
+
+    @functools.wraps(execute)
+    def wrapper(self, ctx):
+        started = time.time()
+        dataset = ctx.dataset
+        before = _snapshot(dataset)
+        try:
+            result = execute(self, ctx)
+        except Exception as e:
+            _record(ctx, dataset, before, started, None, f"{type(e).__name__}: {e}")
+            raise
+        target = _target_dataset(ctx, result)
+        if target is not None and (dataset is None or target.name != dataset.name):
+            before = {"fields": set(), "runs": set(), "views": set()}
+        _record(ctx, target, before, started, result, None)
+        return result
+
+    wrapper._multireader_audited = True
+    cls.execute = wrapper
+    return cls
