@@ -15,6 +15,16 @@ from .flag_for_reread import FlagForReread
 from .import_dicom import ImportDicom
 from .import_predictions import ImportPredictions
 from .import_reader_labels import ImportReaderLabels
+from .lineage_ops import (
+    DeleteTrainingSet,
+    DiffTrainingSets,
+    ExportAuditLog,
+    ExportAuditReport,
+    FreezeTrainingSet,
+    ReviseLabel,
+    VerifyAuditLog,
+    VerifyTrainingSet,
+)
 from .manage_runs import ManageRuns
 from .render_window_presets import RenderWindowPresets
 from .zero_shot_classify import ZeroShotClassify
@@ -38,6 +48,14 @@ OPERATORS = (
     FlagForReread,
     EvaluateModel,
     ZeroShotClassify,
+    ReviseLabel,
+    FreezeTrainingSet,
+    VerifyTrainingSet,
+    DiffTrainingSets,
+    DeleteTrainingSet,
+    VerifyAuditLog,
+    ExportAuditLog,
+    ExportAuditReport,
 )
 
 # every operator appends to the dataset's audit log (App, operator browser, SDK, workers)

@@ -125,7 +125,8 @@ def _record(ctx, dataset, before, started, result, error):
         return None
     after = _snapshot(dataset)
     named = _named_outputs(result, ctx.params)
-    new_fields = sorted(after["fields"] - before["fields"])
+    # top-level fields only: a new label field's subfields (label, confidence, ...) are it
+    new_fields = sorted(f for f in after["fields"] - before["fields"] if "." not in f)
     wrote = {
         "new_fields": new_fields,
         "new_runs": sorted(after["runs"] - before["runs"]),
@@ -156,7 +157,7 @@ def _record(ctx, dataset, before, started, result, error):
         logger.warning("could not append to the audit log of %r: %s", dataset.name, e)
         return None
     # fields this run created or names as output: flagged if it failed, cleared if not
-    outputs = [f for f in new_fields if "." not in f] + [n for n in named if n in after["fields"]]
+    outputs = list(new_fields) + [n for n in named if n in after["fields"]]
     try:
         _mark(dataset, list(dict.fromkeys(outputs)), entry, error)
     except Exception as e:
