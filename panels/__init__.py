@@ -1,10 +1,11 @@
-"""The plugin's App panels (agreement heatmap, slice confusion, reader profiles).
+"""The plugin's App panels (agreement heatmap, slice confusion, reader profiles, audit log).
 
 Each panel is a thin adapter over the ``multireader`` package; this is where they register.
 """
 
 from .agreement_heatmap import AgreementHeatmap
+from .audit_log import AuditLog
 from .reader_profiles import ReaderProfiles
 from .slice_confusion import SliceConfusion
 
-PANELS = (SliceConfusion, ReaderProfiles, AgreementHeatmap)
+PANELS = (SliceConfusion, ReaderProfiles, AgreementHeatmap, AuditLog)

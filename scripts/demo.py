@@ -42,6 +42,11 @@ def build(dataset_name: str, data_dir: str, seed: int) -> fo.Dataset:
     print(f"   DICOM: {study.dicom_dir}\n   truth: {study.truth_path}")
 
     if fo.dataset_exists(dataset_name):
+        from multireader import audit, lineage
+
+        old = fo.load_dataset(dataset_name)
+        lineage.delete_for_dataset(old)  # its freezes, label history and audit log go too
+        audit.delete_log(old)
         fo.delete_dataset(dataset_name)
     dataset = fo.Dataset(dataset_name, persistent=True)
 
@@ -77,6 +82,7 @@ def build(dataset_name: str, data_dir: str, seed: int) -> fo.Dataset:
         print(f"   {name:28s} reader={meta['reader']} kind={meta['kind']} level={meta['level']}")
     analyse(dataset)
     planted_errors_found(dataset, study.truth_path)
+    lineage_and_report(dataset, data_dir)
     print(f"\n   built and analysed in {time.time() - t0:.1f} s: {len(dataset)} samples")
     return dataset
 
@@ -151,6 +157,29 @@ def analyse(dataset: fo.Dataset) -> None:
         overwrite=True,
     )
     print(f"   saved view 'contested': {len(contested)} images, sorted by disagreement")
+
+
+def lineage_and_report(dataset: fo.Dataset, data_dir: str) -> None:
+    """Freeze the training set, revise one label, catch it; then the audit report."""
+    step("freeze_training_set 'demo_v1' (model label-model 1)")
+    frozen = op("freeze_training_set")(
+        dataset, name="demo_v1", model_name="label-model", model_version="1"
+    )
+    print(f"   {frozen['n_samples']} samples, freeze hash {frozen['freeze_hash'][:16]}...")
+    step("revise_label: R2 revises one call after a second look")
+    ids, r2 = dataset.values(["id", "reader_r2.label"])
+    sid, old = next((i, v) for i, v in zip(ids, r2, strict=True) if v == "suspicious")
+    op("revise_label")(
+        dataset, sample_id=sid, field="reader_r2", label="benign", reason="second look"
+    )
+    print(f"   sample {sid}: suspicious -> benign (version 0 kept in the label history)")
+    step("verify_training_set 'demo_v1'")
+    print(f"   {op('verify_training_set')(dataset, name='demo_v1')['verdict']}")
+    step("verify_audit_log")
+    print(f"   {op('verify_audit_log')(dataset)['verdict']}")
+    step("export_audit_report")
+    out = op("export_audit_report")(dataset, path=os.path.join(data_dir, "audit_report.html"))
+    print(f"   {out['html']}\n   {out['json']}")
 
 
 def planted_errors_found(dataset: fo.Dataset, truth_path: str) -> None:

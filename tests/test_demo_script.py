@@ -36,3 +36,14 @@ def test_demo_builds_the_study_through_every_operator(dataset_name, tmp_path):
     assert "model_evaluation" in dataset.list_runs()
     check = next(line for line in out.stdout.splitlines() if "truth check" in line)
     assert float(check.rsplit("= ", 1)[1].rstrip(")")) >= 0.8, check
+    # lineage and audit: the freeze catches the revision, the chain holds, the report
+    # is written
+    assert "1 relabelled, 0 removed, 0 added since the freeze" in out.stdout
+    assert "Chain verified:" in out.stdout
+    assert os.path.exists(tmp_path / "demo" / "audit_report.html")
+    from multireader import audit, lineage
+
+    assert audit.verify(dataset)["ok"]
+    assert [t["name"] for t in lineage.list_training_sets(dataset)] == ["demo_v1"]
+    lineage.delete_for_dataset(dataset)
+    audit.delete_log(dataset)

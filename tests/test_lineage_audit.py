@@ -435,3 +435,38 @@ def test_audit_report_content_and_browser(clone, tmp_path):
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         browser.close()
     assert errors == []
+
+
+# --- the audit log panel ---------------------------------------------------------------
+
+
+def test_audit_log_panel_rows_and_in_chromium(clone, monkeypatch, tmp_path):
+    from helpers_browser import app_page
+
+    from multireader import audit
+    from panels.audit_log import rows
+
+    op("compute_consensus")(clone, method="majority")
+    op("freeze_training_set")(clone, name="v1", model_name="m", model_version="1")
+    v, table = rows(clone)
+    entries = audit.entries(clone, newest_first=True)
+    assert v["ok"] and [r["seq"] for r in table] == [e["seq"] for e in entries]
+    assert [r["action"] for r in table] == [e["action"] for e in entries]
+    assert "consensus_majority" in table[-1]["wrote"]
+    if browser_missing() is not None:
+        pytest.skip(str(browser_missing()))
+    clone.persistent = True  # the App server is another process
+    with app_page(clone, "audit_log", monkeypatch, failure_shot=tmp_path / "failure.png") as (
+        session,
+        page,
+        shot,
+    ):
+        page.get_by_text(f"{len(entries)} entries, unbroken", exact=False).first.wait_for()
+        shot.dismiss_banners(page)
+        assert page.get_by_text("freeze_training_set", exact=True).count() >= 1
+        # tampering in the database shows as a broken chain after "Verify again"
+        coll, ds_id = _raw(clone)
+        coll.update_one({"dataset_id": ds_id, "seq": 0}, {"$set": {"user": "someone else"}})
+        page.get_by_role("button", name="Verify again").click()
+        page.get_by_text("entry 0 (compute_consensus", exact=False).first.wait_for()
+        page.screenshot(path=str(tmp_path / "audit_log_broken.png"))
