@@ -458,9 +458,17 @@ def verify_training_set(dataset, name: str, progress=None) -> dict:
     freeze_ok = _freeze_hash({k: v for k, v in header.items() if k != "_id"}, rows) == stored
     frozen = {r["sample_id"]: r["hashes"] for r in rows}
     fields = [f for f in header["label_fields"] if dataset.has_field(f)]
-    present = dataset.select(list(frozen))
-    ids, hashes = _hash_fields(present, fields, progress)
-    now = dict(zip(ids, hashes, strict=True))
+    # the whole dataset read in bulk, then restricted in Python: a select() stage of
+    # 100,000 ids costs more than reading the few extra samples
+    ids = dataset.values("id")
+    keep = [k for k, i in enumerate(ids) if i in frozen]
+    now = {ids[k]: {} for k in keep}
+    for n_done, f in enumerate(fields):
+        values = dataset.values(f)
+        for k in keep:
+            now[ids[k]][f] = label_hash(values[k])
+        if progress:
+            progress((n_done + 1) / (len(fields) + 1), f"hashed {f}")
     removed = sorted(set(frozen) - set(now))
     relabelled = []
     for sid, h in now.items():
