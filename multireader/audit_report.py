@@ -60,12 +60,10 @@ def _p(v) -> str:
 
 
 def _ci(e: dict | None) -> str:
-    if not e or e.get("value") is None:
-        return "n/a"
-    ci = e.get("ci") or [None, None]
-    if ci[0] is None:
-        return _num(e["value"])
-    return f"{_num(e['value'])} [{_num(ci[0])}, {_num(ci[1])}]"
+    """``0.52 [0.47, 0.57]`` for a stored ``{"value", "ci"}`` (as the panels print it)."""
+    from .panel_data import fmt_ci
+
+    return fmt_ci((e or {}).get("value"), (e or {}).get("ci"))
 
 
 def _newest(dataset, kind: str):
