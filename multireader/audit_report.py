@@ -901,7 +901,7 @@ def _html_agreement(a: dict) -> list[str]:
         return out + [_note(a)]
     out.append(
         f"<p class='src'>Source: agreement run <code>{_e(a['run_key'])}</code>, created "
-        f"{_e(a['created_at'])}; run by {_e(_who_text(a.get('run_by') or []))}.</p>"
+        f"{_e(_t(a['created_at']))} UTC; run by {_e(_who_text(a.get('run_by') or []))}.</p>"
     )
     if a.get("overall"):
         b = a["bootstrap"]
@@ -1021,7 +1021,7 @@ def _html_consensus(s: dict) -> list[str]:
         f"<code>{_e(s['output_field'])}</code> beside the readers' labels (never over them). "
         f"Parameters: <code>{_e(json.dumps(s['params'], default=str))}</code>.</p>"
         f"<p class='src'>Source: consensus run <code>{_e(s['run_key'])}</code>, created "
-        f"{_e(s['created_at'])}; run by {_e(_who_text(s['run_by']))}."
+        f"{_e(_t(s['created_at']))} UTC; run by {_e(_who_text(s['run_by']))}."
         + (
             f" Other consensus runs stored: {_e(', '.join(s['other_runs']))}."
             if s.get("other_runs")
@@ -1150,7 +1150,7 @@ def _html_model(m: dict) -> list[str]:
         f"({_e(res.get('n_contested'))} images). {res.get('level', 0.95):.0%} CIs from "
         f"{_e(res.get('n_boot'))} bootstrap resamples of {_e(res.get('resampling'))}.</p>"
         f"<p class='src'>Source: model evaluation run <code>{_e(m['run_key'])}</code>, created "
-        f"{_e(m['created_at'])}; run by {_e(_who_text(m.get('run_by') or []))}.</p>"
+        f"{_e(_t(m['created_at']))} UTC; run by {_e(_who_text(m.get('run_by') or []))}.</p>"
     )
     out.append(_model_tables(res))
     return out

@@ -9,6 +9,7 @@ from .compute_uniqueness import ComputeUniqueness
 from .compute_visualization import ComputeVisualization
 from .declare_label_schema import DeclareLabelSchema
 from .evaluate_model import EvaluateModel
+from .export_audit_report import ExportAuditReport
 from .find_disagreement_clusters import FindDisagreementClusters
 from .fit_label_model import FitLabelModel
 from .flag_for_reread import FlagForReread
@@ -19,7 +20,6 @@ from .lineage_ops import (
     DeleteTrainingSet,
     DiffTrainingSets,
     ExportAuditLog,
-    ExportAuditReport,
     FreezeTrainingSet,
     ReviseLabel,
     VerifyAuditLog,

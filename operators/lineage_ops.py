@@ -1,5 +1,5 @@
 """Operators for the audit trail and lineage: thin adapters over ``multireader.audit``,
-``multireader.lineage`` and ``multireader.audit_report``."""
+``multireader.lineage``."""
 
 from __future__ import annotations
 
@@ -398,58 +398,3 @@ class DeleteTrainingSet(foo.Operator):
 
     def __call__(self, sample_collection, *, name, reason):
         return _common.run_from_sdk(self, sample_collection, {"name": name, "reason": reason})
-
-
-class ExportAuditReport(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="export_audit_report",
-            label="Export audit report",
-            description=(
-                "A self-contained HTML report (and the same as JSON) for auditors: data, "
-                "readers, agreement, contested cases, consensus, model, freezes, audit log"
-            ),
-            dynamic=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-        )
-
-    def resolve_input(self, ctx):
-        import datetime as dt
-
-        inputs = types.Object()
-        name = ctx.dataset.name if ctx.dataset else "dataset"
-        inputs.str(
-            "path",
-            default=f"audit_report_{name}_{dt.date.today():%Y%m%d}.html",
-            required=True,
-            label="HTML file",
-            description="The JSON is written beside it",
-        )
-        _common.delegation_input(inputs)
-        return types.Property(inputs, view=types.View(label="Export audit report"))
-
-    def resolve_delegation(self, ctx):
-        return _common.resolve_delegation(ctx)
-
-    def execute(self, ctx):
-        import os
-
-        from multireader import audit_report
-
-        html, js = audit_report.write_report(
-            ctx.dataset,
-            os.path.abspath(ctx.params["path"]),
-            progress=_common.progress_for(ctx),
-        )
-        return {"html": html, "json": js}
-
-    def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.str("html", label="HTML report")
-        outputs.str("json", label="JSON")
-        return types.Property(outputs, view=types.View(label="Audit report written"))
-
-    def __call__(self, sample_collection, *, path, delegate=False):
-        return _common.run_from_sdk(self, sample_collection, {"path": path}, delegate=delegate)
