@@ -350,6 +350,7 @@ def _subgroups(dataset, n_boot: int = 500) -> list[dict]:
             out.append(
                 {
                     **s["overall"]["fleiss_kappa"],
+                    "krippendorff_alpha_nominal": s["overall"].get("krippendorff_alpha_nominal"),
                     "field": f,
                     "field_label": SUBGROUP_FIELDS[f],
                     "group": name,
@@ -960,12 +961,20 @@ def _html_agreement(a: dict) -> list[str]:
         out.append("<div class='wide'>" + _forest_svg(a["subgroups"]) + "</div>")
         out.append(
             _table(
-                ["Subgroup", "Value", "Fleiss' kappa [95% CI]", "n images", "n patients"],
+                [
+                    "Subgroup",
+                    "Value",
+                    "Fleiss' kappa [95% CI]",
+                    "Krippendorff's alpha [95% CI]",
+                    "n images",
+                    "n patients",
+                ],  # fmt: skip
                 [
                     [
                         s.get("field_label") or s["field"],
                         s["group"],
                         _ci(s),
+                        _ci(s.get("krippendorff_alpha_nominal")),
                         s["n"],
                         s.get("n_patients"),
                     ]

@@ -1,0 +1,265 @@
+"""The audit report (issue 7, part C) on an analysed copy of the demo study: every
+section in the JSON and the HTML, numbers equal to the stored runs and to independent
+recounts, the contested list equal to a direct query, a self-contained file with no
+patient identifier, the "not available" notes of an un-analysed dataset, and the file
+opening in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from helpers_browser import ROOT, browser_missing
+from helpers_plugin import op
+
+from multireader import audit_report as AR
+from multireader import runs
+
+# what multireader/demo.py writes into the DICOM headers (PatientName, PatientID)
+DEMO_NAME = "DEMO^PATIENT^001"
+DEMO_ID = "DEMO001"
+
+
+def _read(path) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+@pytest.fixture(scope="module")
+def analysed(demo_dataset, tmp_path_factory):
+    """Agreement, consensus, a label model and its evaluation, a freeze and one
+    revision, through the operators; identifiers planted where an opted-in import keeps
+    them; then the report through the operator."""
+    ds = demo_dataset.clone(demo_dataset.name + "-report")
+    op("compute_agreement")(ds, kinds=["classification"], n_boot=50)
+    op("compute_consensus")(ds, method="dawid_skene")
+    op("compute_embeddings")(ds, model="radiomics")
+    fit = op("fit_label_model")(ds, "embedding_radiomics")
+    op("evaluate_model")(ds, fit["field"], n_boot=50)
+    op("freeze_training_set")(ds, name="v1", model_name="cnn", model_version="1")
+    ids, r2 = ds.values(["id", "reader_r2.label"])
+    sid = next(i for i, v in zip(ids, r2, strict=True) if v == "suspicious")
+    op("revise_label")(ds, sample_id=sid, field="reader_r2", label="benign", reason="re-read")
+    ds.set_values(
+        "dicom_identifiers",
+        [{"PatientName": DEMO_NAME, "PatientID": DEMO_ID}] * len(ds),
+    )
+    out = tmp_path_factory.mktemp("report")
+    res = op("export_audit_report")(ds, path=str(out / "report.html"), contested_limit=20)
+    yield {
+        "ds": ds,
+        "res": res,
+        "report": json.loads(_read(res["json"])),
+        "html": _read(res["html"]),
+        "revised": sid,
+    }
+    ds.delete()
+
+
+class _Tables(HTMLParser):
+    """Rows of every table as lists of cell texts (the HTML as a reader sees it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self._row, self._cell = [], None, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.rows.append(self._row)
+            self._row = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _rows(html_text: str) -> list[list[str]]:
+    p = _Tables()
+    p.feed(html_text)
+    p.close()
+    return p.rows
+
+
+def test_every_section_in_json_and_html(analysed):
+    report, text, res = analysed["report"], analysed["html"], analysed["res"]
+    assert res["html"].endswith("report.html") and res["json"].endswith("report.json")
+    assert [s["section"] for s in res["sections"]] == [t for _, t in AR.SECTIONS]
+    for sid, title in AR.SECTIONS:
+        assert sid in report, sid
+        assert f"<h2 id='{sid}'>{title}</h2>" in text
+        assert report[sid].get("available", True) is True, sid
+    assert "<h2 id='how'>How to read this report</h2>" in text
+    assert "<h2 id='glossary'>Glossary</h2>" in text
+    for term in ("Fleiss' kappa", "Cohen's kappa", "95% CI", "Contested case"):
+        assert f"<dt>{term}</dt>" in text.replace("&#x27;", "'")
+    # who generated it, and when
+    assert report["generated_by"] and report["generated"] in text
+
+
+def test_numbers_equal_the_stored_runs(analysed):
+    ds, report, text = analysed["ds"], analysed["report"], analysed["html"]
+    stored = runs.load(ds, "agreement")["results"]["kinds"]["classification"]["summary"]
+    rows = _rows(text)
+    for o in report["agreement"]["overall"]:
+        e = stored["overall"][o["key"]]
+        assert (o["value"], o["ci"], o["n"]) == (e["value"], e["ci"], e["n"])
+        # printed as value [CI] with its n, in the statistic's row
+        lo, hi = e["ci"]
+        printed = f"{e['value']:.2f} [{lo:.2f}, {hi:.2f}]"
+        assert [o["statistic"], printed, str(e["n"])] in [r[:3] for r in rows]
+    pk = stored["pairwise"]["cohen_kappa"]
+    readers = report["agreement"]["readers"]
+    for p in report["agreement"]["pairwise"]:
+        i, j = (readers.index(r) for r in p["readers"])
+        assert p["value"] == pk["value"][i][j] and p["n"] == pk["n"][i][j]
+        assert p["ci"] == [pk["ci_low"][i][j], pk["ci_high"][i][j]]
+    ev = runs.load(ds, "model_evaluation")["results"]
+    assert report["model"]["headline"] == ev["headline"]
+    assert ev["headline"] in text.replace("&gt;", ">").replace("&#x27;", "'")
+    cons = runs.load(ds, "consensus_dawid_skene")
+    assert report["consensus"]["method"] == "dawid_skene"
+    assert report["consensus"]["run_by"][-1]["user"]
+    flags = cons["results"]["profiles"]["flags"]
+    assert len(report["consensus"]["flags"]) == len(flags)
+    # the freeze is verified now: the revision after it shows
+    (t,) = report["training_sets"]["training_sets"]
+    assert t["name"] == "v1" and t["verification"]["relabelled_samples"] == 1
+    assert "1 relabelled, 0 removed, 0 added" in text
+    assert [r["sample_id"] for r in report["readers"]["revisions"]] == [analysed["revised"]]
+    log = report["audit_log"]
+    assert log["verification"]["ok"] and log["n_entries"] == len(log["entries"]) > 5
+    assert log["verification"]["head_hash"] in text
+
+
+def test_subgroup_agreement_equals_an_independent_recount(analysed):
+    """Each subgroup's Krippendorff alpha equals the ``krippendorff`` package's on that
+    subgroup's labels, and its n is the subgroup's size."""
+    import krippendorff
+
+    ds, report = analysed["ds"], analysed["report"]
+    subs = report["agreement"]["subgroups"]
+    assert {s["field"] for s in subs} >= {"manufacturer_model", "patient_sex"}
+    classes = report["agreement"]["classes"]
+    fields = [f"reader_r{k}" for k in range(1, 5)]
+    labels = np.array(
+        [[classes.index(v) if v else np.nan for v in ds.values(f"{f}.label")] for f in fields],
+        dtype=float,
+    )
+    checked = 0
+    for s in subs:
+        if s["field"] == "patient_age_bin" or s["group"] == "(missing)":
+            continue
+        checked += 1
+        values = np.array([str(v) for v in ds.values(s["field"])], dtype=object)
+        m = values == s["group"]
+        assert m.sum() == s["n"], s
+        ref = krippendorff.alpha(reliability_data=labels[:, m], level_of_measurement="nominal")
+        assert s["krippendorff_alpha_nominal"]["value"] == pytest.approx(ref, abs=1e-9), s
+        assert s["ci"][0] <= s["value"] <= s["ci"][1]
+    assert checked >= 4
+
+
+def test_contested_list_equals_a_direct_query(analysed):
+    from fiftyone import ViewField as F
+
+    ds, c = analysed["ds"], analysed["report"]["contested"]
+    view = ds.match(F("majority_share") < 0.75).sort_by("disagreement", reverse=True)
+    assert c["n_contested"] == len(view) and c["shown"] == 20
+    assert c["not_shown"] == len(view) - 20
+    top = view.limit(20)
+    assert [r["sample_id"] for r in c["rows"]] == top.values("id")
+    assert [r["labels"]["reader_r1"] for r in c["rows"]] == top.values("reader_r1.label")
+    assert [r["consensus"] for r in c["rows"]] == top.values("consensus_dawid_skene.label")
+    assert [r["dicom_key"] for r in c["rows"]] == top.values("dicom_key")
+    for r in c["rows"][:3]:
+        assert r["dicom_key"] in analysed["html"]
+
+
+def test_self_contained_and_no_patient_identifiers(analysed):
+    text, js = analysed["html"], _read(analysed["res"]["json"])
+    HTMLParser().feed(text)  # parses
+    assert "<script" not in text.lower() and "<link" not in text.lower()
+    assert not re.search(r"""(src|href)\s*=\s*['"]?\s*(https?:)?//""", text, re.I)
+    assert not re.search(r"url\(\s*['\"]?(https?:)?//", text, re.I)
+    assert "@import" not in text
+    # the identifiers the demo's DICOM headers carry, even though they are on the dataset
+    assert analysed["ds"].count("dicom_identifiers") == len(analysed["ds"])
+    for secret in (DEMO_NAME, "DEMO^PATIENT", DEMO_ID, "PatientName", "PatientID"):
+        assert secret not in text and secret not in js, secret
+    assert analysed["report"]["dataset"]["counts"]["patients"] == len(
+        analysed["ds"].distinct("patient_key")
+    )
+
+
+def test_unanalysed_dataset_says_what_to_run(demo_clone, tmp_path):
+    html_path, json_path = AR.write_report(demo_clone, str(tmp_path / "empty.html"))
+    report, text = json.loads(_read(json_path)), _read(html_path)
+    assert report["agreement"] == {
+        "available": False,
+        "note": "Not available: run 'Compute agreement' first.",
+    }
+    assert report["contested"]["note"] == "Not available: run 'Compute agreement' first."
+    assert report["consensus"]["note"] == "Not available: run 'Compute consensus labels' first."
+    assert report["model"]["available"] is False
+    assert "Evaluate model" in report["model"]["note"]
+    assert report["training_sets"]["training_sets"] == []
+    for note in (
+        "Not available: run &#x27;Compute agreement&#x27; first.",
+        "Not available: run &#x27;Compute consensus labels&#x27; first.",
+        "No predictions evaluated",
+        "No frozen training sets",
+    ):
+        assert note in text
+    for sid, title in AR.SECTIONS:
+        assert f"<h2 id='{sid}'>{title}</h2>" in text
+    assert report["dataset"]["n_samples"] == len(demo_clone)
+
+
+def test_opens_in_chromium(analysed, tmp_path):
+    """No console error, no network request, every section heading visible; with
+    MULTIREADER_SCREENSHOTS=1 the full page goes to docs/audit_report.png."""
+    missing = browser_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    import importlib.util
+
+    from playwright.sync_api import sync_playwright
+
+    spec = importlib.util.spec_from_file_location(
+        "shot", os.path.join(ROOT, "scripts", "screenshot.py")
+    )
+    shot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shot)
+    path = analysed["res"]["html"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shot.chromium_path(), args=shot.CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 1400})
+        errors, requests = [], []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(f"file://{path}")
+        for _, title in AR.SECTIONS:
+            assert page.get_by_role("heading", name=title).is_visible(), title
+        assert page.get_by_text("Hash chain verified", exact=False).first.is_visible()
+        assert page.locator("svg[aria-label='Pairwise Cohen kappa between readers']").is_visible()
+        shot_path = tmp_path / "report.png"
+        if os.environ.get("MULTIREADER_SCREENSHOTS") == "1":
+            shot_path = os.path.join(ROOT, "docs", "audit_report.png")
+        page.screenshot(path=str(shot_path), full_page=True)
+        browser.close()
+    assert errors == []
+    assert [u for u in requests if not u.startswith("file://")] == []
