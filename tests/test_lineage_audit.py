@@ -371,7 +371,8 @@ def test_audit_report_content_and_browser(clone, tmp_path):
     op("compute_agreement")(clone, kinds=["classification"], n_boot=100)
     op("compute_consensus")(clone, method="dawid_skene")
     op("freeze_training_set")(clone, name="v1", model_name="cnn", model_version="1")
-    html_path, json_path = op("export_audit_report")(clone, path=str(tmp_path / "r.html")).values()
+    out = op("export_audit_report")(clone, path=str(tmp_path / "r.html"))
+    html_path, json_path = out["html"], out["json"]
     report = json.loads(open_text(json_path))
     text = open_text(html_path)
     HTMLParser().feed(text)
