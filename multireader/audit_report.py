@@ -757,7 +757,7 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.92em}td,th{border:1px so
 padding:.25em .6em;text-align:left;vertical-align:top}thead th{background:#f0f4f8}
 .kv th{background:#f7f9fb;width:15em}.ok{color:#1a7f37;font-weight:600}
 .bad{color:#b2182b;font-weight:600}.note{color:#666;font-style:italic}code{font-size:.9em;
-word-break:break-all}.src{color:#555;font-size:.9em}.num td{font-variant-numeric:tabular-nums}
+overflow-wrap:anywhere}.src{color:#555;font-size:.9em}.num td{font-variant-numeric:tabular-nums}
 nav ol{columns:2;margin:.4em 0}dt{font-weight:600;margin-top:.4em}dd{margin-left:1.5em}
 .wide{overflow-x:auto}.nw{white-space:nowrap}svg{max-width:100%;height:auto}
 @media print{h2{break-before:auto}.wide{overflow:visible}}"""
@@ -991,13 +991,13 @@ def _html_contested(c: dict) -> list[str]:
     if not c.get("available"):
         return out + [_note(c)]
     rest = (
-        f" The {c['not_shown']} others are in the JSON count only; open the "
-        "'contested' view in the App to see all."
+        f" The other {c['not_shown']} are counted but not listed; the App's 'contested' "
+        "view shows them all."
         if c["not_shown"]
         else ""
     )
     out.append(
-        f"<p>{_e(c['definition'])} <b>{c['n_contested']}</b> of {c['n_samples']} images "
+        f"<p>A contested case is {_e(c['definition'])} <b>{c['n_contested']}</b> of {c['n_samples']} images "
         f"are contested. The {c['shown']} most disputed (highest disagreement score) are "
         f"listed with every reader's label and the consensus "
         f"(<code>{_e(c['consensus_field'] or 'none yet')}</code>).{_e(rest)}</p>"
@@ -1006,9 +1006,11 @@ def _html_contested(c: dict) -> list[str]:
     out.append(
         "<div class='wide'>"
         + _table(
-            ["#", "Image (DICOM key)", "File", "Disagreement"] + fields + ["Consensus"],
+            ["#", "Image file", "Disagreement"]
+            + [f.removeprefix("reader_").upper() for f in fields]
+            + ["Consensus"],
             [
-                [k + 1, x.get("dicom_key") or x["sample_id"], x["file"], _num(x["disagreement"])]
+                [k + 1, x["file"], _num(x["disagreement"])]
                 + [x["labels"].get(f) or "-" for f in fields]
                 + [x["consensus"] or "-"]
                 for k, x in enumerate(c["rows"])
