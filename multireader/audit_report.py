@@ -758,7 +758,7 @@ padding:.25em .6em;text-align:left;vertical-align:top}thead th{background:#f0f4f
 .kv th{background:#f7f9fb;width:15em}.ok{color:#1a7f37;font-weight:600}
 .bad{color:#b2182b;font-weight:600}.note{color:#666;font-style:italic}code{font-size:.9em;
 overflow-wrap:anywhere}.src{color:#555;font-size:.9em}.num td{font-variant-numeric:tabular-nums}
-nav ol{columns:2;margin:.4em 0}dt{font-weight:600;margin-top:.4em}dd{margin-left:1.5em}
+.toc{columns:2;margin:.4em 0;list-style:none;padding-left:1em}dt{font-weight:600;margin-top:.4em}dd{margin-left:1.5em}
 .wide{overflow-x:auto}.nw{white-space:nowrap}svg{max-width:100%;height:auto}
 @media print{h2{break-before:auto}.wide{overflow:visible}}"""
 
@@ -770,12 +770,12 @@ def render_html(r: dict) -> str:
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{_e(r['title'])}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(r['title'])}</h1>",
-        f"<p>Generated {_e(r['generated'])} (UTC) by <b>{_e(r['generated_by'])}</b> with the "
+        f"<p>Generated {_e(_t(r['generated']))} UTC by <b>{_e(r['generated_by'])}</b> with the "
         f"multireader plugin {_e(r['plugin_version'])}, from the FiftyOne database alone. "
         "The same content is in the JSON file of the same name beside this one.</p>",
-        "<nav><ol>"
+        "<nav><ul class='toc'>"
         + "".join(f"<li><a href='#{s['id']}'>{_e(s['title'])}</a></li>" for s in r["sections"])
-        + "<li><a href='#glossary'>Glossary</a></li></ol></nav>",
+        + "<li><a href='#glossary'>Glossary</a></li></ul></nav>",
         "<h2 id='how'>How to read this report</h2><p>Each section says where its numbers "
         "come from: a stored analysis run (named, with who ran it and when), the label "
         "history, the frozen training sets, or the audit log. Agreement and performance "
@@ -821,7 +821,7 @@ def _html_dataset(d: dict) -> list[str]:
                      f"{imp['series']} series; {imp['duplicates']} duplicates ignored, "
                      f"{imp['skipped']} files skipped"])  # fmt: skip
         for h in imp.get("history") or []:
-            rows.append(["Import run", f"{h.get('at')}: {h.get('imported')} imported, "
+            rows.append(["Import run", f"{_t(h.get('at'))} UTC: {h.get('imported')} imported, "
                          f"{h.get('duplicates')} duplicates, {h.get('skipped')} skipped"])  # fmt: skip
     else:
         rows.append(["DICOM import", "no import record on the dataset"])
