@@ -37,7 +37,7 @@ import krippendorff  # noqa: E402
 import numpy as np  # noqa: E402
 from statsmodels.stats import inter_rater as sm  # noqa: E402
 
-from multireader import agreement as A  # noqa: E402
+from multireader.stats import agreement as A  # noqa: E402
 
 
 def timed(fn) -> tuple[float, object]:

@@ -34,7 +34,8 @@ CLASSES = ["benign", "probably_benign", "suspicious", "malignant", "other"]
 def build(name: str, n: int, seed: int = 0):
     import fiftyone as fo
 
-    from multireader import fields, schema
+    from multireader.core import fields
+    from multireader.core import schema
 
     if fo.dataset_exists(name):
         fo.delete_dataset(name)
@@ -86,7 +87,7 @@ def main(argv=None):
 
     import fiftyone as fo
 
-    from multireader import analysis
+    from multireader.analyses import agreement as analysis
 
     name = f"bench-agreement-{args.n}"
     ds = (

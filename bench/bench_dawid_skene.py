@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from crowdkit.aggregation import DawidSkene as CrowdKitDawidSkene  # noqa: E402
 
-from multireader.consensus import DawidSkene  # noqa: E402
+from multireader.stats.consensus import DawidSkene  # noqa: E402
 
 
 def simulate(n_items: int, n_readers: int, k: int, missing: float, seed: int = 0) -> np.ndarray:

@@ -7,7 +7,7 @@ The images: the demo study (256x256 CT slices, imported by our importer). The mo
 ``--model`` (an open_clip name) randomly initialised, saved to a local checkpoint, and
 loaded from that file by both sides, so nothing downloads:
 
-* ours: ``multireader.embeddings.compute_embeddings(model=NAME, pretrained=CKPT)``:
+* ours: ``multireader.embed.embeddings.compute_embeddings(model=NAME, pretrained=CKPT)``:
   native HU -> the file's window -> 8-bit grey -> 3 channels -> open_clip's preprocess,
   a torch DataLoader, ``encode_image``, ``set_values`` per few thousand samples;
 * peer: ``fiftyone.utils.open_clip.TorchOpenClipModel`` (clip_model=NAME,
@@ -44,7 +44,7 @@ import fiftyone as fo  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from multireader import embeddings  # noqa: E402
+from multireader.embed import embeddings  # noqa: E402
 
 
 def save_random_checkpoint(name: str, folder: str) -> str:

@@ -39,7 +39,7 @@ import pydicom  # noqa: E402
 from pydicom.dataset import FileMetaDataset  # noqa: E402
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid  # noqa: E402
 
-from multireader import importer  # noqa: E402
+from multireader.ingest import importer  # noqa: E402
 
 
 def write_ct_series(folder: str, n: int, size: int, seed: int = 0) -> list[str]:

@@ -12,7 +12,7 @@ Timed, in one run, the two in turn:
   batched inserts) and ``lineage.verify_training_set`` (bulk re-read and compare);
 - the peer: what a user without this plugin writes to get the same record, iterating
   ``dataset.iter_samples()`` and hashing each sample's five labels with the same
-  :func:`multireader.lineage.label_hash` (no database writes; so the peer does less).
+  :func:`multireader.lineage.records.label_hash` (no database writes; so the peer does less).
 
 Reports medians and the ratio peer / ours. Writes ``bench/results/lineage.json``.
 """
@@ -37,7 +37,8 @@ FIELDS = ["reader_r1", "reader_r2", "reader_r3", "reader_r4", "consensus_majorit
 def main(argv=None):
     from bench_panels import prepare
 
-    from multireader import audit, lineage
+    from multireader.lineage import audit
+    from multireader.lineage import records as lineage
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=100_000)

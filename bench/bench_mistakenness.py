@@ -15,7 +15,7 @@ class drawn uniformly from the others; about ``--missing`` of reads are missing,
 item that lost every read gets one back, so every item keeps at least one read (cleanlab
 rejects an item with none). The model's probabilities are a Dirichlet tilted to the
 truth (``alpha = 0.5`` everywhere plus ``3`` on the true class; top class right about
-80 % of the time). Ours: ``multireader.mistakenness.crowdlab(labels, probs)`` with int
+80 % of the time). Ours: ``multireader.stats.mistakenness.crowdlab(labels, probs)`` with int
 codes, -1 for missing. cleanlab: ``get_label_quality_multiannotator(labels_nan, probs,
 consensus_method="best_quality", quality_method="crowdlab",
 return_detailed_quality=True, return_annotator_stats=False, verbose=False)`` with a
@@ -38,8 +38,8 @@ samples have no ``gt``. FiftyOne brain: ``fob.compute_mistakenness(ds, "pred",
 label_field="gt", mistakenness_field=..., use_logits=True, progress=False)``, which
 iterates over the samples and saves each one. Ours, the whole read-compute-write path:
 ``ds.values(["id", "pred.label", "pred.logits", "gt.label"])``, class names to codes,
-``softmax``, ``multireader.mistakenness.brain_mistakenness(labels, probs, predicted)``
-and ``multireader.bulk.write_sample_fields(ds, ids, {field: scores})``. Between
+``softmax``, ``multireader.stats.mistakenness.brain_mistakenness(labels, probs, predicted)``
+and ``multireader.core.bulk.write_sample_fields(ds, ids, {field: scores})``. Between
 repeats the written field (and brain's run record) is deleted, outside the timed
 region, so every repeat does the same work. Agreement: both stored fields are read
 back and compared where a ``gt`` label exists. Where it does not, brain scores the
@@ -69,7 +69,7 @@ os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 
 import numpy as np  # noqa: E402
 
-from multireader.mistakenness import brain_mistakenness, crowdlab  # noqa: E402
+from multireader.stats.mistakenness import brain_mistakenness, crowdlab  # noqa: E402
 
 CLASSES = ["benign", "probably_benign", "suspicious", "malignant", "other"]
 
@@ -208,8 +208,8 @@ def build_dataset(name: str, n: int, seed: int = 1):
 
 def ours_dataset(ds, field: str) -> None:
     """Read with ``values``, score in bulk, write with one bulk update per sample."""
-    from multireader.bulk import write_sample_fields
-    from multireader.predictions import softmax
+    from multireader.core.bulk import write_sample_fields
+    from multireader.core.predictions import softmax
 
     index = {c: i for i, c in enumerate(CLASSES)}
     ids, pred_label, logits, gt_label = ds.values(["id", "pred.label", "pred.logits", "gt.label"])
@@ -321,7 +321,7 @@ def main() -> None:
             p: _version(p) for p in ("fiftyone", "fiftyone-brain", "cleanlab", "numpy", "pandas")
         },
         "settings": {
-            "crowdlab_ours": "multireader.mistakenness.crowdlab(labels_int_minus1, probs)",
+            "crowdlab_ours": "multireader.stats.mistakenness.crowdlab(labels_int_minus1, probs)",
             "crowdlab_cleanlab": (
                 "get_label_quality_multiannotator(labels_nan, probs, "
                 "consensus_method='best_quality', quality_method='crowdlab', "

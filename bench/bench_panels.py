@@ -14,7 +14,7 @@ classes, about 5 % of reads missing, each read with a score, one of 6 sessions, 
 date and a patient key). Added to it, outside any timing: slice metadata
 ``manufacturer_model`` (3 scanner models, uniform), ``patient_sex`` (F/M, 1 % missing)
 and ``patient_age_bin`` (decade bins of an age drawn around 58 years, binned by
-``multireader.deid.age_bin``); a majority-vote consensus
+``multireader.io.deid.age_bin``); a majority-vote consensus
 ``analysis.compute_consensus(ds, method="majority")`` (field ``consensus_majority``,
 role consensus in its field info); and ``mistakenness_reader_r1``, a float per sample
 where R1 has a label (drawn from Beta(5, 2) where R1 disagrees with consensus and
@@ -98,8 +98,8 @@ def prepare(name: str, n: int, rebuild: bool, seed: int = 0):
     """The cached dataset, built (readers, metadata, consensus, mistakenness) if needed."""
     import fiftyone as fo
 
-    from multireader import analysis
-    from multireader.deid import age_bin
+    from multireader.analyses import agreement as analysis
+    from multireader.io.deid import age_bin
 
     if fo.dataset_exists(name) and not rebuild:
         ds = fo.load_dataset(name)
@@ -280,7 +280,7 @@ def main(argv=None) -> None:
 
     from fiftyone import ViewField as F
 
-    from multireader.schema import get_label_schema
+    from multireader.core.schema import get_label_schema
 
     name = f"bench-panels-{args.n}"
     ds = prepare(name, args.n, args.rebuild)

@@ -43,8 +43,8 @@ os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 import numpy as np
 from scipy import ndimage
 
-from multireader import quality
-from multireader.importer import _mp_context
+from multireader.analyses import quality
+from multireader.ingest.importer import _mp_context
 
 WINDOW = (40.0, 400.0)
 

@@ -1,4 +1,4 @@
-"""STAPLE: ours (multireader.masks.Staple) against SimpleITK's STAPLEImageFilter.
+"""STAPLE: ours (multireader.stats.masks.Staple) against SimpleITK's STAPLEImageFilter.
 
     .venv/bin/python bench/bench_staple.py [--size 512] [--readers 4] [--repeats 7]
 
@@ -33,7 +33,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from multireader.masks import Staple, mask_sample_stats
+from multireader.stats.masks import Staple, mask_sample_stats
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:

@@ -6,7 +6,7 @@ FiftyOne's executor) and delegated workers all log the same way. A delegated ope
 logs when the worker runs it, not when it is queued.
 
 Per execution: the operator, its parameters, the dataset and view, who and when (in
-:mod:`multireader.audit`), whether it was delegated, how long it took, what it wrote
+:mod:`multireader.lineage.audit`), whether it was delegated, how long it took, what it wrote
 (fields, runs and saved views that are new, plus the output fields and run keys its
 result names) and the counts in its result. An operator that raises gets a "failed"
 entry with the error, and every field it created or named as output is marked
@@ -90,7 +90,7 @@ def _target_dataset(ctx, result):
 
 def _mark(dataset, names: list[str], entry: dict | None, error: str | None) -> list[str]:
     """Mark (error given) or clear (error None) the incomplete flag of output fields."""
-    from multireader.fields import reader_fields
+    from multireader.core.fields import reader_fields
 
     readers = set(reader_fields(dataset))
     schema = dataset.get_field_schema(flat=True)
@@ -119,7 +119,7 @@ def _mark(dataset, names: list[str], entry: dict | None, error: str | None) -> l
 
 
 def _record(ctx, dataset, before, started, result, error):
-    from multireader import audit
+    from multireader.lineage import audit
 
     if dataset is None:
         return None

@@ -79,7 +79,7 @@ def table(outputs: types.Object, name: str, label: str, columns: dict[str, str])
 def label_schema_or_warning(inputs: types.Object, ctx, why: str) -> dict | None:
     """The dataset's label schema, or a warning in the form saying to declare it first
     (``why``: what the operator needs the classes for)."""
-    from multireader.schema import get_label_schema
+    from multireader.core.schema import get_label_schema
 
     schema = get_label_schema(ctx.dataset) if ctx.dataset is not None else None
     if not schema:

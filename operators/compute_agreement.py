@@ -17,7 +17,7 @@ KIND_LABELS = {
 
 def reader_choices_input(inputs: types.Object, dataset, kinds=None, name: str = "readers") -> list:
     """Multi-select of the readers found in the dataset's reader fields (default: all)."""
-    from multireader import fields
+    from multireader.core import fields
 
     found = sorted({str(m["reader"]) for m in fields.reader_fields(dataset, kinds=kinds).values()})
     choices = types.Dropdown(multiple=True)
@@ -62,7 +62,7 @@ class ComputeAgreement(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from multireader import fields
+        from multireader.core import fields
 
         inputs = types.Object()
         kinds = sorted({m["kind"] for m in fields.reader_fields(ctx.dataset).values()})
@@ -88,7 +88,7 @@ class ComputeAgreement(foo.Operator):
         )
         reader_choices_input(inputs, ctx.dataset)
         stats = types.Dropdown(multiple=True)
-        from multireader.analysis import STATISTIC_GROUPS
+        from multireader.analyses.agreement import STATISTIC_GROUPS
 
         for key, label in STATISTIC_GROUPS.items():
             stats.add_choice(key, label=label)
@@ -130,7 +130,7 @@ class ComputeAgreement(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import analysis
+        from multireader.analyses import agreement as analysis
 
         p = ctx.params
         results = analysis.compute_agreement(
@@ -183,7 +183,7 @@ class ComputeAgreement(foo.Operator):
         """Compute agreement from the SDK on a dataset or view; returns the summary.
 
         The full results are stored as run ``run_key``:
-        ``multireader.runs.load(dataset, run_key)``.
+        ``multireader.core.runs.load(dataset, run_key)``.
         """
         params = dict(
             kinds=list(kinds) if kinds else [],

@@ -33,7 +33,8 @@ class ComputeConsensus(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from multireader import analysis, fields
+        from multireader.analyses import agreement as analysis
+        from multireader.core import fields
 
         inputs = types.Object()
         kinds = sorted(
@@ -106,7 +107,7 @@ class ComputeConsensus(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import analysis
+        from multireader.analyses import agreement as analysis
 
         p = ctx.params
         results = analysis.compute_consensus(
@@ -165,9 +166,10 @@ class ComputeConsensus(foo.Operator):
         """Build a consensus from the SDK; returns its field, run key and flagged readers.
 
         Full results (confusions, posteriors' summary, reader profiles) are stored as run
-        ``run_key``: ``multireader.runs.load(dataset, run_key)``.
+        ``run_key``: ``multireader.core.runs.load(dataset, run_key)``.
         """
-        from multireader import analysis, fields
+        from multireader.analyses import agreement as analysis
+        from multireader.core import fields
 
         if kind not in analysis.CONSENSUS_METHODS:
             raise ValueError(

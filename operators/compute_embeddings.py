@@ -35,7 +35,7 @@ def model_input(
 ) -> str:
     """The model part of a form (a choice of ``choices``; for "open_clip" its name and
     weights; the window for any image model); returns the choice picked so far."""
-    from multireader import dicom
+    from multireader.io import dicom
 
     choice = types.RadioGroup()
     for value, label in choices.items():
@@ -102,7 +102,7 @@ class ComputeEmbeddings(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from multireader import embeddings
+        from multireader.embed import embeddings
 
         inputs = types.Object()
         picked = model_input(inputs, ctx)
@@ -146,7 +146,7 @@ class ComputeEmbeddings(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import embeddings
+        from multireader.embed import embeddings
 
         p = ctx.params
         model, pretrained = model_from_params(p)
@@ -212,7 +212,7 @@ class ComputeEmbeddings(foo.Operator):
         """Compute embeddings from the SDK for a dataset or view; returns the report.
 
         ``model`` is ``"radiomics"``, ``"biomedclip"`` or any open_clip name / hub id /
-        model directory / config JSON (see :func:`multireader.embeddings.compute_embeddings`).
+        model directory / config JSON (see :func:`multireader.embed.embeddings.compute_embeddings`).
         """
         choice = model if model in ("radiomics", "biomedclip") else "open_clip"
         params = dict(

@@ -11,7 +11,7 @@ from . import _common
 
 def prediction_field_input(inputs: types.Object, dataset, kind: str = "classification"):
     """A dropdown of the prediction fields, or a warning saying how to make one."""
-    from multireader.predictions import prediction_fields
+    from multireader.core.predictions import prediction_fields
 
     found = sorted(prediction_fields(dataset, kind))
     if not found:
@@ -62,7 +62,7 @@ class ComputeMistakenness(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from multireader.fields import reader_fields
+        from multireader.core.fields import reader_fields
 
         inputs = types.Object()
         if prediction_field_input(inputs, ctx.dataset) is None:
@@ -97,7 +97,8 @@ class ComputeMistakenness(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import fields, label_errors
+        from multireader.core import fields
+        from multireader.analyses import label_errors
 
         result = label_errors.compute_mistakenness(
             _common.target_view(ctx),

@@ -10,7 +10,7 @@ import fiftyone.operators.types as types
 
 from . import _common
 
-#: labels of the metric choices; the keys are multireader.quality.QUALITY_METRICS
+#: labels of the metric choices; the keys are multireader.analyses.quality.QUALITY_METRICS
 _METRIC_LABELS = {
     "brightness": "Brightness (mean of the body)",
     "contrast": "Contrast (standard deviation of the body)",
@@ -42,7 +42,7 @@ class ComputeQualityMetrics(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from multireader.quality import QUALITY_METRICS
+        from multireader.analyses.quality import QUALITY_METRICS
 
         inputs = types.Object()
         choices = types.Dropdown(multiple=True)
@@ -78,7 +78,8 @@ class ComputeQualityMetrics(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import fields, quality
+        from multireader.core import fields
+        from multireader.analyses import quality
 
         target = _common.target_view(ctx)
         result = quality.compute_quality_metrics(
@@ -118,7 +119,7 @@ class ComputeQualityMetrics(foo.Operator):
     ):
         """Measure a dataset or view from the SDK; returns the report as a dict
         (or the queued operation when ``delegate=True``)."""
-        from multireader.quality import QUALITY_METRICS
+        from multireader.analyses.quality import QUALITY_METRICS
 
         params = dict(
             metrics=list(metrics) if metrics is not None else list(QUALITY_METRICS),

@@ -45,7 +45,7 @@ class ComputeUniqueness(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import maps
+        from multireader.embed import maps
 
         p = ctx.params
         result = maps.compute_uniqueness(

@@ -11,7 +11,7 @@ from .compute_agreement import target_input, target_view
 
 def embedding_field_input(inputs: types.Object, dataset) -> str | None:
     """A dropdown of the stored embeddings, or a warning when there is none yet."""
-    from multireader.maps import vector_fields
+    from multireader.embed.maps import vector_fields
 
     found = vector_fields(dataset)
     if not found:
@@ -72,7 +72,7 @@ class ComputeVisualization(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import maps
+        from multireader.embed import maps
 
         p = ctx.params
         result = maps.compute_visualization(

@@ -28,7 +28,7 @@ class DeclareLabelSchema(foo.Operator):
         if ctx.dataset is None:
             inputs.view("no_dataset", types.Warning(label="Open a dataset first"))
             return types.Property(inputs)
-        from multireader import schema
+        from multireader.core import schema
 
         current = schema.get_label_schema(ctx.dataset) or {}
         inputs.list(
@@ -67,7 +67,7 @@ class DeclareLabelSchema(foo.Operator):
         return types.Property(inputs, view=types.View(label="Declare label schema"))
 
     def execute(self, ctx):
-        from multireader import schema
+        from multireader.core import schema
 
         lo, hi = ctx.params.get("score_min"), ctx.params.get("score_max")
         mask_targets = ctx.params.get("mask_targets") or None

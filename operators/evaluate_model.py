@@ -26,7 +26,7 @@ class EvaluateModel(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from multireader.model_eval import DEFAULT_SLICES
+        from multireader.analyses.model_eval import DEFAULT_SLICES
 
         inputs = types.Object()
         if prediction_field_input(inputs, ctx.dataset) is None:
@@ -65,7 +65,7 @@ class EvaluateModel(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import model_eval
+        from multireader.analyses import model_eval
 
         result = model_eval.evaluate_predictions(
             _common.target_view(ctx),

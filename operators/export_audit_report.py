@@ -65,7 +65,7 @@ class ExportAuditReport(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import audit_report
+        from multireader.lineage import report as audit_report
 
         p = ctx.params
         path = os.path.abspath(os.path.expanduser((p.get("path") or "").strip()))

@@ -32,7 +32,7 @@ class FindDisagreementClusters(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from multireader import fields
+        from multireader.core import fields
 
         inputs = types.Object()
         if not ctx.dataset.has_field(fields.READERS_DISAGREE):
@@ -80,7 +80,7 @@ class FindDisagreementClusters(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import disagreement_clusters as DC
+        from multireader.analyses import disagreement_clusters as DC
 
         p = ctx.params
         res = DC.find_disagreement_clusters(

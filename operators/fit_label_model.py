@@ -17,8 +17,8 @@ _CLASSIFIER_LABELS = {
 
 def label_field_input(inputs: types.Object, dataset) -> str | None:
     """A dropdown of the consensus and reader classification fields, consensus first."""
-    from multireader.fields import reader_fields
-    from multireader.label_model import consensus_label_fields
+    from multireader.core.fields import reader_fields
+    from multireader.embed.label_model import consensus_label_fields
 
     consensus = consensus_label_fields(dataset)
     readers = sorted(reader_fields(dataset, ["classification"]))
@@ -71,7 +71,7 @@ class FitLabelModel(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from multireader.label_model import CLASSIFIERS
+        from multireader.embed.label_model import CLASSIFIERS
 
         inputs = types.Object()
         embedding_field_input(inputs, ctx.dataset)
@@ -115,8 +115,9 @@ class FitLabelModel(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import fields, label_model
-        from multireader.fields import PATIENT_KEY
+        from multireader.core import fields
+        from multireader.embed import label_model
+        from multireader.core.fields import PATIENT_KEY
 
         result = label_model.fit_label_model(
             _common.target_view(ctx),

@@ -32,7 +32,7 @@ class FlagForReread(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from multireader.fields import reader_fields
+        from multireader.core.fields import reader_fields
 
         inputs = types.Object()
         n = len(ctx.selected or [])
@@ -63,7 +63,8 @@ class FlagForReread(foo.Operator):
         return types.Property(inputs, view=types.View(label="Flag for re-read"))
 
     def execute(self, ctx):
-        from multireader import fields, label_errors
+        from multireader.core import fields
+        from multireader.analyses import label_errors
 
         ids = list(ctx.selected or ctx.params.get("sample_ids") or [])
         reader = ctx.params.get("reader")

@@ -126,7 +126,8 @@ class ImportDicom(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import fields, importer
+        from multireader.core import fields
+        from multireader.ingest import importer
 
         name = (ctx.params.get("dataset_name") or "").strip()
         if name:

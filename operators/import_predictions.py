@@ -34,7 +34,7 @@ class ImportPredictions(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from multireader.prediction_import import KEYS
+        from multireader.ingest.prediction_import import KEYS
 
         inputs = types.Object()
         schema = _common.label_schema_or_warning(
@@ -96,8 +96,8 @@ class ImportPredictions(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import fields
-        from multireader.prediction_import import import_predictions
+        from multireader.core import fields
+        from multireader.ingest.prediction_import import import_predictions
 
         result = import_predictions(
             _common.target_view(ctx),

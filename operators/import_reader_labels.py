@@ -84,7 +84,8 @@ class ImportReaderLabels(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import fields, readers
+        from multireader.core import fields
+        from multireader.ingest import readers
 
         report = readers.import_reader_labels(
             ctx.dataset,
@@ -125,6 +126,6 @@ class ImportReaderLabels(foo.Operator):
 
 
 def _label_schema(dataset):
-    from multireader import schema
+    from multireader.core import schema
 
     return schema.get_label_schema(dataset)

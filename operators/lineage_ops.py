@@ -1,5 +1,5 @@
-"""Operators for the audit trail and lineage: thin adapters over ``multireader.audit``,
-``multireader.lineage``."""
+"""Operators for the audit trail and lineage: thin adapters over ``multireader.lineage.audit``,
+``multireader.lineage.records``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from . import _common
 
 
 def _freeze_choice(inputs, ctx, name="name", label="Frozen training set"):
-    from multireader import lineage
+    from multireader.lineage import records as lineage
 
     names = [h["name"] for h in lineage.list_training_sets(ctx.dataset)] if ctx.dataset else []
     if not names:
@@ -40,7 +40,7 @@ class VerifyAuditLog(foo.Operator):
         )
 
     def execute(self, ctx):
-        from multireader import audit
+        from multireader.lineage import audit
 
         v = audit.verify(ctx.dataset)
         return {
@@ -99,7 +99,7 @@ class ExportAuditLog(foo.Operator):
     def execute(self, ctx):
         import os
 
-        from multireader import audit
+        from multireader.lineage import audit
 
         path = os.path.abspath(ctx.params.get("path") or f"audit_log_{ctx.dataset.name}.json")
         audit.export(ctx.dataset, path)
@@ -136,8 +136,8 @@ class ReviseLabel(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from multireader.fields import reader_fields
-        from multireader.schema import get_label_schema
+        from multireader.core.fields import reader_fields
+        from multireader.core.schema import get_label_schema
 
         inputs = types.Object()
         sample_id = ctx.params.get("sample_id") or (
@@ -164,7 +164,7 @@ class ReviseLabel(foo.Operator):
         return types.Property(inputs, view=types.View(label="Revise a reader's label"))
 
     def execute(self, ctx):
-        from multireader import lineage
+        from multireader.lineage import records as lineage
 
         p = ctx.params
         doc = lineage.revise_label(
@@ -201,7 +201,7 @@ class FreezeTrainingSet(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from multireader import lineage
+        from multireader.lineage import records as lineage
 
         inputs = types.Object()
         inputs.str("name", required=True, label="Name", description="Unique; freezes are final")
@@ -221,7 +221,7 @@ class FreezeTrainingSet(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import lineage
+        from multireader.lineage import records as lineage
 
         p = ctx.params
         h = lineage.freeze_training_set(
@@ -284,7 +284,7 @@ class VerifyTrainingSet(foo.Operator):
         return types.Property(inputs, view=types.View(label="Verify training set"))
 
     def execute(self, ctx):
-        from multireader import lineage
+        from multireader.lineage import records as lineage
 
         r = lineage.verify_training_set(ctx.dataset, ctx.params["name"])
         changed = sorted(
@@ -345,7 +345,7 @@ class DiffTrainingSets(foo.Operator):
         return types.Property(inputs, view=types.View(label="Compare training sets"))
 
     def execute(self, ctx):
-        from multireader import lineage
+        from multireader.lineage import records as lineage
 
         d = lineage.diff_training_sets(ctx.dataset, ctx.params["a"], ctx.params["b"])
         return {
@@ -389,7 +389,7 @@ class DeleteTrainingSet(foo.Operator):
         return types.Property(inputs, view=types.View(label="Delete training set"))
 
     def execute(self, ctx):
-        from multireader import lineage
+        from multireader.lineage import records as lineage
 
         e = lineage.delete_training_set(
             ctx.dataset, ctx.params["name"], reason=ctx.params.get("reason")

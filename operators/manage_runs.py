@@ -15,7 +15,7 @@ ACTIONS = {
 
 
 def _run_rows(dataset) -> list[dict]:
-    from multireader import runs
+    from multireader.core import runs
 
     rows = []
     for key in runs.list_runs(dataset):
@@ -45,7 +45,7 @@ class ManageRuns(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from multireader import runs
+        from multireader.core import runs
 
         inputs = types.Object()
         keys = runs.list_runs(ctx.dataset)
@@ -72,7 +72,7 @@ class ManageRuns(foo.Operator):
         return types.Property(inputs, view=types.View(label="Manage runs"))
 
     def execute(self, ctx):
-        from multireader import runs
+        from multireader.core import runs
 
         action = ctx.params.get("action", "list")
         key = ctx.params.get("run_key")

@@ -41,7 +41,7 @@ class RenderWindowPresets(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import importer
+        from multireader.ingest import importer
 
         target = _common.target_view(ctx)
         result = importer.render_presets(

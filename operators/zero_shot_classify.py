@@ -47,7 +47,8 @@ class ZeroShotClassify(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from multireader import embeddings, zero_shot
+        from multireader.embed import embeddings
+        from multireader.embed import zero_shot
 
         inputs = types.Object()
         schema = _common.label_schema_or_warning(
@@ -137,8 +138,8 @@ class ZeroShotClassify(foo.Operator):
         return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from multireader import fields
-        from multireader.zero_shot import zero_shot_classify
+        from multireader.core import fields
+        from multireader.embed.zero_shot import zero_shot_classify
 
         p = ctx.params
         model, pretrained = model_from_params(p, default="open_clip")
@@ -219,7 +220,7 @@ class ZeroShotClassify(foo.Operator):
     ):
         """Zero-shot classify a dataset or view from the SDK; returns the result dict (or
         the queued operation when ``delegate=True``). Arguments as for
-        :func:`multireader.zero_shot.zero_shot_classify`."""
+        :func:`multireader.embed.zero_shot.zero_shot_classify`."""
         choice = "biomedclip" if model == "biomedclip" else "open_clip"
         params = dict(
             model_choice=choice,

@@ -59,7 +59,7 @@ class DrillDown:
 
     def showing_drill(self, ctx) -> bool:
         """True while the App shows the drill-down this panel opened last."""
-        from multireader.panel_data import view_key
+        from multireader.figures.agreement_matrix import view_key
 
         drill = ctx.panel.state.drill
         return bool(drill) and view_key(ctx.request_params.get("view")) == drill["key"]
@@ -68,7 +68,7 @@ class DrillDown:
         """True when a view change needs no recompute: the App shows this panel's own
         drill-down, or the very view the figure is of (the App fires view changes
         more than once while it loads; recomputing on each would also race a click)."""
-        from multireader.panel_data import view_key
+        from multireader.figures.agreement_matrix import view_key
 
         if self.showing_drill(ctx):
             return True
@@ -91,7 +91,7 @@ class DrillDown:
         """Set the App's view to ``view`` (the samples behind a click, ``what``)."""
         from fiftyone.operators.operations import _serialize_view
 
-        from multireader.panel_data import view_key
+        from multireader.figures.agreement_matrix import view_key
 
         ctx.panel.state.drill = {"key": view_key(_serialize_view(view)), "what": what}
         ctx.ops.set_view(view)
@@ -124,7 +124,7 @@ class OperatorButtons:
         ctx.ops.clear_view()
 
     def action_button(self, panel, action: str | None) -> None:
-        """The button for a :class:`multireader.panel_data.NoMatrix` ``action``."""
+        """The button for a :class:`multireader.figures.agreement_matrix.NoMatrix` ``action``."""
         buttons = {
             "compute_agreement": ("Compute agreement", self.run_agreement),
             "import_reader_labels": ("Import reader labels", self.run_import_labels),

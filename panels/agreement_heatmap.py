@@ -1,6 +1,6 @@
 """Panel ``agreement_heatmap``: a reader x reader matrix of agreement, click to drill in.
 
-A thin adapter over :mod:`multireader.panel_data`: the matrix of the chosen statistic
+A thin adapter over :mod:`multireader.figures.agreement_matrix`: the matrix of the chosen statistic
 (kappa, weighted kappa, percent agreement on the current view; Dice, IoU, F1 from the
 stored agreement run), overall or for one class against the rest, with the all-reader
 line (Fleiss, Krippendorff, AC1) under it. The Plotly trace goes to panel data, the few
@@ -16,7 +16,7 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from multireader import panel_data as PD
+from multireader.figures import agreement_matrix as PD
 
 from ._common import DrillDown, OperatorButtons, take_choice
 

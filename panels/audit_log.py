@@ -1,6 +1,6 @@
 """Panel ``audit_log``: the dataset's audit log, its chain verified, newest first.
 
-A thin adapter over :mod:`multireader.audit`: on load (and on "Verify again") the chain
+A thin adapter over :mod:`multireader.lineage.audit`: on load (and on "Verify again") the chain
 is verified and the newest entries are shown in a table; "Export" opens the
 ``export_audit_log`` operator.
 """
@@ -16,7 +16,7 @@ SHOWN = 200
 
 def rows(dataset, limit: int = SHOWN) -> tuple[dict, list[dict]]:
     """(verification, table rows newest first) for the panel."""
-    from multireader import audit
+    from multireader.lineage import audit
 
     v = audit.verify(dataset)
     out = []

@@ -1,6 +1,6 @@
 """Panel ``reader_profiles``: one reader at a time, against consensus, on the current view.
 
-Three plots over :mod:`multireader.reader_report`: the reader's call rate per class
+Three plots over :mod:`multireader.analyses.reader_report`: the reader's call rate per class
 beside the consensus rate (the bias test), the confusion against consensus, and
 agreement with consensus by session (the drift test). Every bar, cell and point sets the
 App's view to the samples behind it.
@@ -52,7 +52,7 @@ class ReaderProfiles(DrillDown, OperatorButtons, ConsensusButton, foo.Panel):
 
     # --- clicks -------------------------------------------------------------------
     def on_click_rate(self, ctx):
-        from multireader import reader_report as RR
+        from multireader.analyses import reader_report as RR
 
         st = ctx.panel.state
         meta = st.meta or {}
@@ -65,7 +65,7 @@ class ReaderProfiles(DrillDown, OperatorButtons, ConsensusButton, foo.Panel):
         self.drill(ctx, RR.calls_view(self.base_view(ctx), field, label), f"{who} called {label}")
 
     def on_click_cell(self, ctx):
-        from multireader import reader_report as RR
+        from multireader.analyses import reader_report as RR
 
         meta = ctx.panel.state.meta or {}
         a, b = ctx.params.get("y"), ctx.params.get("x")
@@ -77,7 +77,7 @@ class ReaderProfiles(DrillDown, OperatorButtons, ConsensusButton, foo.Panel):
         self.drill(ctx, view, f"{ctx.panel.state.reader} called {a} and consensus {b}")
 
     def on_click_session(self, ctx):
-        from multireader import reader_report as RR
+        from multireader.analyses import reader_report as RR
 
         meta = ctx.panel.state.meta or {}
         session = ctx.params.get("x")
@@ -88,7 +88,7 @@ class ReaderProfiles(DrillDown, OperatorButtons, ConsensusButton, foo.Panel):
 
     # --- state --------------------------------------------------------------------
     def _refresh(self, ctx, view):
-        from multireader import reader_report as RR
+        from multireader.analyses import reader_report as RR
 
         st = ctx.panel.state
         st.message = None
@@ -149,7 +149,7 @@ class ReaderProfiles(DrillDown, OperatorButtons, ConsensusButton, foo.Panel):
                 on_change=self.on_change_choice,
             )
         if st.consensus_field:
-            from multireader.reader_report import consensus_fields
+            from multireader.analyses.reader_report import consensus_fields
 
             row.enum(
                 "consensus_field",

@@ -1,6 +1,6 @@
 """Panel ``slice_confusion``: any two label fields, one confusion matrix per slice.
 
-A thin adapter over :mod:`multireader.slice_confusion`: the choices live in the panel's
+A thin adapter over :mod:`multireader.analyses.slice_confusion`: the choices live in the panel's
 state, the numbers are recomputed from the current view when it or a choice changes,
 and a click on a cell sets the App's view to the samples behind it.
 """
@@ -69,7 +69,7 @@ class SliceConfusion(DrillDown, OperatorButtons, ConsensusButton, foo.Panel):
         self._refresh(ctx, self.base_view(ctx))
 
     def on_click_cell(self, ctx):
-        from multireader.slice_confusion import cell_view
+        from multireader.analyses.slice_confusion import cell_view
 
         st = ctx.panel.state
         meta = st.meta or {}
@@ -91,7 +91,7 @@ class SliceConfusion(DrillDown, OperatorButtons, ConsensusButton, foo.Panel):
 
     # --- state ------------------------------------------------------------------
     def _defaults(self, ctx):
-        from multireader.slice_confusion import comparable_fields, slice_fields
+        from multireader.analyses.slice_confusion import comparable_fields, slice_fields
 
         st = ctx.panel.state
         fields = comparable_fields(ctx.dataset)
@@ -110,7 +110,7 @@ class SliceConfusion(DrillDown, OperatorButtons, ConsensusButton, foo.Panel):
             st.shade = False
 
     def _refresh(self, ctx, view):
-        from multireader.slice_confusion import SliceError, slice_confusion
+        from multireader.analyses.slice_confusion import SliceError, slice_confusion
 
         st = ctx.panel.state
         st.message = None
@@ -154,7 +154,7 @@ class SliceConfusion(DrillDown, OperatorButtons, ConsensusButton, foo.Panel):
 
     # --- layout -----------------------------------------------------------------
     def render(self, ctx):
-        from multireader.slice_confusion import comparable_fields, slice_fields
+        from multireader.analyses.slice_confusion import comparable_fields, slice_fields
 
         st = ctx.panel.state
         panel = types.Object()

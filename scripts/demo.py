@@ -22,7 +22,8 @@ import fiftyone as fo  # noqa: E402
 import fiftyone.operators as foo  # noqa: E402
 from fiftyone import ViewField as F  # noqa: E402
 
-from multireader import demo, fields  # noqa: E402
+from multireader.core import fields  # noqa: E402
+from multireader.io import demo  # noqa: E402
 
 PLUGIN = "@multireader/disagreement"
 
@@ -42,7 +43,8 @@ def build(dataset_name: str, data_dir: str, seed: int) -> fo.Dataset:
     print(f"   DICOM: {study.dicom_dir}\n   truth: {study.truth_path}")
 
     if fo.dataset_exists(dataset_name):
-        from multireader import audit, lineage
+        from multireader.lineage import audit
+        from multireader.lineage import records as lineage
 
         old = fo.load_dataset(dataset_name)
         lineage.delete_for_dataset(old)  # its freezes, label history and audit log go too
@@ -186,7 +188,7 @@ def planted_errors_found(dataset: fo.Dataset, truth_path: str) -> None:
     """How many of the planted clear-cut errors top their reader's label-error ranking."""
     import json
 
-    from multireader import label_errors
+    from multireader.analyses import label_errors
 
     with open(truth_path) as f:
         truth = json.load(f)

@@ -22,7 +22,7 @@ from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from multireader import fields as F
+from multireader.core import fields as F
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 SC_MULTIFRAME_WORD = "1.2.840.10008.5.1.4.1.1.7.3"
@@ -181,7 +181,7 @@ def _image_module(ds, study: CTStudy, rows: int, columns: int) -> None:
 
 def _frame_records(study: CTStudy, render_dir: str) -> list[dict]:
     """One record per frame with the sample fields of DESIGN.md."""
-    from multireader.dicom import media_name
+    from multireader.io.dicom import media_name
 
     records = []
     # (file, SOP instance, frame, position index, which pixels _ct_pixels drew)

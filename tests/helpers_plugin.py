@@ -50,7 +50,7 @@ def run_queued(name: str, dataset) -> dict:
 def raw_reader_docs(dataset):
     """Every reader field of every sample, as the BSON bytes stored in MongoDB: equal
     before and after an operator proves it did not touch a reader's label."""
-    from multireader import fields
+    from multireader.core import fields
 
     names = sorted(fields.reader_fields(dataset))
     coll = dataset._sample_collection

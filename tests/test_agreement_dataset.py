@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from helpers_plugin import raw_reader_docs
 
-from multireader import analysis, fields, runs
+from multireader.analyses import agreement as analysis
+from multireader.core import fields
+from multireader.core import runs
 
 CLASSES = ["benign", "probably_benign", "suspicious", "malignant"]
 READERS = ["R1", "R2", "R3", "R4"]
@@ -275,7 +277,7 @@ def test_profiles_carry_pairwise_kappa_equal_to_sklearn(demo_clone):
 
 
 def test_series_level_reads_count_each_series_once(demo_clone, tmp_path):
-    from multireader import readers
+    from multireader.ingest import readers
 
     series = sorted(set(demo_clone.values(fields.SERIES_UID)))
     rows = ["series_instance_uid,reader,label"]
@@ -316,6 +318,6 @@ def test_run_keys_are_checked(demo_clone):
     analysis.compute_consensus(demo_clone, method="majority", run_key="c", profiles=False)
     with pytest.raises(runs.RunError, match="already holds"):
         analysis.compute_agreement(demo_clone, kinds=["classification"], n_boot=0, run_key="c")
-    with pytest.raises(runs.RunError, match="not 'multireader.agreement'"):
+    with pytest.raises(runs.RunError, match="not 'multireader.stats.agreement'"):
         runs.load(demo_clone, "c", "agreement")
     assert runs.list_runs(demo_clone) == ["a", "b", "c"]

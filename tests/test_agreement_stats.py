@@ -15,7 +15,7 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy import stats
 
-from multireader import agreement as A
+from multireader.stats import agreement as A
 
 nan = np.nan
 

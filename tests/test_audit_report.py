@@ -16,10 +16,10 @@ import pytest
 from helpers_browser import ROOT, browser_missing
 from helpers_plugin import op
 
-from multireader import audit_report as AR
-from multireader import runs
+from multireader.lineage import report as AR
+from multireader.core import runs
 
-# what multireader/demo.py writes into the DICOM headers (PatientName, PatientID)
+# what multireader/io/demo.py writes into the DICOM headers (PatientName, PatientID)
 DEMO_NAME = "DEMO^PATIENT^001"
 DEMO_ID = "DEMO001"
 

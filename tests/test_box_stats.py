@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from multireader.boxes import (
+from multireader.stats.boxes import (
     box_iou,
     box_pair_agreement,
     match_boxes,

@@ -14,7 +14,7 @@ from scipy import stats
 from sklearn.metrics import adjusted_rand_score
 from statsmodels.stats.multitest import multipletests
 
-from multireader import clusters as C
+from multireader.stats import clusters as C
 
 SHARP = "quality_sharpness_laplacian"
 SHARP_LABEL = "sharpness (variance of the Laplacian; lower = blurrier)"

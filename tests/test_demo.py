@@ -18,7 +18,7 @@ import pydicom
 import pytest
 from PIL import Image
 
-from multireader import demo
+from multireader.io import demo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -217,7 +217,7 @@ def test_progress_is_reported_up_to_done(progress_calls):
 def test_cli_writes_a_study(tmp_path):
     out = tmp_path / "cli"
     proc = subprocess.run(
-        [sys.executable, "-m", "multireader.demo", str(out), "--series", "2", "--size", "96"],
+        [sys.executable, "-m", "multireader.io.demo", str(out), "--series", "2", "--size", "96"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -10,7 +10,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_demo_builds_the_study_through_every_operator(dataset_name, tmp_path):
     import fiftyone as fo
 
-    from multireader import fields
+    from multireader.core import fields
 
     env = {**os.environ, "FIFTYONE_PLUGINS_DIR": ROOT}
     cmd = [sys.executable, os.path.join(ROOT, "scripts", "demo.py"), "--no-app"]
@@ -41,7 +41,8 @@ def test_demo_builds_the_study_through_every_operator(dataset_name, tmp_path):
     assert "1 relabelled, 0 removed, 0 added since the freeze" in out.stdout
     assert "Chain verified:" in out.stdout
     assert os.path.exists(tmp_path / "demo" / "audit_report.html")
-    from multireader import audit, lineage
+    from multireader.lineage import audit
+    from multireader.lineage import records as lineage
 
     assert audit.verify(dataset)["ok"]
     assert [t["name"] for t in lineage.list_training_sets(dataset)] == ["demo_v1"]

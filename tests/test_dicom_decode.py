@@ -19,7 +19,8 @@ from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.uid import UID
 
-from multireader import deid, dicom
+from multireader.io import deid
+from multireader.io import dicom
 
 
 @pytest.fixture(autouse=True)
@@ -372,7 +373,7 @@ def test_metadata_is_typed_binned_and_free_of_identifiers():
     ds = pydicom.dcmread(_data("CT_small.dcm"), stop_before_pixels=True)
     ds.PatientWeight = "71.5"
     ds.ContrastBolusAgent = "IOPAMIDOL"
-    meta = deid.extract_metadata(ds)
+    meta = dicom.header_metadata(ds)
     assert meta["modality"] == "CT"
     assert meta["kvp"] == float(ds.KVP)
     assert meta["slice_thickness"] == float(ds.SliceThickness)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from multireader import disagreement as D
+from multireader.stats import disagreement as D
 
 
 def _loop_fields(row, k, ordered):

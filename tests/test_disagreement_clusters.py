@@ -33,7 +33,7 @@ def _composition(ds, field, cluster, planted):
 
 @pytest.mark.parametrize("method", ["hdbscan", "kmeans"])
 def test_planted_degraded_images_rank_first_and_blur_is_named(analysed, method):
-    from multireader import disagreement_clusters as DC
+    from multireader.analyses import disagreement_clusters as DC
 
     ds, planted = analysed
     res = DC.find_disagreement_clusters(
@@ -68,7 +68,7 @@ def test_planted_degraded_images_rank_first_and_blur_is_named(analysed, method):
 
 
 def test_operator_writes_ids_saves_views_and_stores_the_run(analysed):
-    from multireader import runs
+    from multireader.core import runs
 
     ds, planted = analysed
     out = op("find_disagreement_clusters")(ds, "embedding_radiomics", run_key="clusters_op")
@@ -87,7 +87,7 @@ def test_operator_writes_ids_saves_views_and_stores_the_run(analysed):
 
 
 def test_clear_errors(demo_clone):
-    from multireader import disagreement_clusters as DC
+    from multireader.analyses import disagreement_clusters as DC
 
     demo_clone.set_values("emb", [np.ones(4) * i for i in range(len(demo_clone))])
     with pytest.raises(DC.ClusterError, match="compute_agreement first"):
@@ -104,8 +104,8 @@ def test_clear_errors(demo_clone):
 def test_wide_embeddings_are_reduced_with_pca_first(analysed):
     """A 128-d embedding (CLIP-like width) is projected to 50 components before HDBSCAN,
     and the same planted cluster still ranks first."""
-    from multireader import disagreement_clusters as DC
-    from multireader import runs
+    from multireader.analyses import disagreement_clusters as DC
+    from multireader.core import runs
 
     ds, planted = analysed
     X = np.array(ds.values("embedding_radiomics"))

@@ -90,7 +90,7 @@ def _haralick(p):
 def test_radiomics_features_match_independent_computations():
     from scipy import ndimage, stats
 
-    from multireader import embeddings as E
+    from multireader.embed import embeddings as E
 
     rng = np.random.default_rng(3)
     yy, xx = np.mgrid[:128, :160]
@@ -142,7 +142,7 @@ def test_radiomics_features_match_independent_computations():
 
 
 def test_noise_and_frequency_estimates_recover_known_values():
-    from multireader import embeddings as E
+    from multireader.embed import embeddings as E
 
     names = list(E.RADIOMICS_FEATURES)
     rng = np.random.default_rng(0)
@@ -160,7 +160,7 @@ def test_noise_and_frequency_estimates_recover_known_values():
 
 
 def test_non_hu_images_are_read_relative_to_their_own_range():
-    from multireader import embeddings as E
+    from multireader.embed import embeddings as E
 
     rng = np.random.default_rng(1)
     mr = rng.gamma(2.0, 150.0, (96, 96))
@@ -172,7 +172,7 @@ def test_non_hu_images_are_read_relative_to_their_own_range():
 
 
 def test_default_field_names_and_model_specs():
-    from multireader import embeddings as E
+    from multireader.embed import embeddings as E
 
     assert E.default_field() == "embedding_radiomics"
     assert E.default_field("ViT-B-32") == "embedding_vit_b_32"
@@ -192,7 +192,7 @@ def test_radiomics_separates_the_planted_degraded_images(demo_clone, demo_study)
     from sklearn.metrics import adjusted_rand_score
     from sklearn.neighbors import NearestNeighbors
 
-    from multireader import embeddings as E
+    from multireader.embed import embeddings as E
 
     seen = []
     report = E.compute_embeddings(demo_clone, progress=lambda f, m: seen.append(f))
@@ -227,7 +227,7 @@ def test_radiomics_separates_the_planted_degraded_images(demo_clone, demo_study)
 
 
 def test_resume_skips_samples_already_embedded(demo_clone):
-    from multireader import embeddings as E
+    from multireader.embed import embeddings as E
 
     first = demo_clone.limit(40)
     r1 = E.compute_embeddings(first)
@@ -257,7 +257,7 @@ def test_resume_skips_samples_already_embedded(demo_clone):
 
 
 def test_unreadable_images_are_named_and_the_rest_go_on(demo_clone, tmp_path):
-    from multireader import embeddings as E
+    from multireader.embed import embeddings as E
 
     view = demo_clone.limit(12)
     bad_npy = tmp_path / "corrupt.npy"
@@ -285,7 +285,7 @@ def _reference_embeddings(samples, tiny, window):
     import torch
     from PIL import Image
 
-    from multireader import dicom
+    from multireader.io import dicom
 
     model, _, preprocess = open_clip.create_model_and_transforms(
         "tiny-test-clip", pretrained=tiny["checkpoint"]
@@ -306,7 +306,7 @@ def _reference_embeddings(samples, tiny, window):
 
 @pytest.mark.parametrize("window", ["auto", "lung"])
 def test_open_clip_embeddings_equal_open_clips_own(demo_clone, tiny, window):
-    from multireader import embeddings as E
+    from multireader.embed import embeddings as E
 
     view = demo_clone.limit(9)
     report = E.compute_embeddings(
@@ -335,7 +335,7 @@ def _cuda():
 
 
 def test_hub_layout_directory_loads_like_the_hub(demo_clone, tiny):
-    from multireader import embeddings as E
+    from multireader.embed import embeddings as E
 
     view = demo_clone.limit(3)
     report = E.compute_embeddings(view, model=tiny["dir"], field="embedding_tiny_dir")
@@ -345,7 +345,7 @@ def test_hub_layout_directory_loads_like_the_hub(demo_clone, tiny):
 
 
 def test_model_errors_are_clear_and_write_nothing(demo_clone, tiny):
-    from multireader import embeddings as E
+    from multireader.embed import embeddings as E
 
     view = demo_clone.limit(3)
     with pytest.raises(E.UnknownModelError, match=r"open_clip.list_models\(\)"):
@@ -368,7 +368,7 @@ def test_model_errors_are_clear_and_write_nothing(demo_clone, tiny):
 def test_biomedclip_without_its_weights_says_so(demo_clone):
     from huggingface_hub import try_to_load_from_cache
 
-    from multireader import embeddings as E
+    from multireader.embed import embeddings as E
 
     if isinstance(try_to_load_from_cache(E.BIOMEDCLIP[7:], "open_clip_config.json"), str):
         pytest.skip("BiomedCLIP is in the local Hugging Face cache on this machine")
@@ -388,7 +388,7 @@ def test_biomedclip_without_its_weights_says_so(demo_clone):
 
 
 def test_a_field_holding_another_models_vectors_is_not_mixed(demo_clone, tiny):
-    from multireader import embeddings as E
+    from multireader.embed import embeddings as E
 
     view = demo_clone.limit(4)
     E.compute_embeddings(view, field="embedding_shared")
@@ -407,7 +407,7 @@ def test_a_field_holding_another_models_vectors_is_not_mixed(demo_clone, tiny):
 
 
 def test_similarity_index_finds_each_image_first(demo_clone):
-    from multireader import embeddings as E
+    from multireader.embed import embeddings as E
 
     report = E.compute_embeddings(demo_clone, similarity_index=True)
     assert report["brain_key"] == "sim_embedding_radiomics"

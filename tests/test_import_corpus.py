@@ -69,7 +69,7 @@ def corpus():
 def imported(corpus, tmp_path_factory):
     import fiftyone as fo
 
-    from multireader import importer
+    from multireader.ingest import importer
 
     ds = fo.Dataset()
     rep = importer.import_dicom(ds, corpus, render_dir=str(tmp_path_factory.mktemp("renders")))
@@ -78,7 +78,7 @@ def imported(corpus, tmp_path_factory):
 
 
 def test_every_decodable_file_imports_and_every_other_is_explained(corpus, imported):
-    from multireader import fields as F
+    from multireader.core import fields as F
 
     ds, rep = imported
     skipped = {item["path"]: item["reason"] for item in rep.skipped}

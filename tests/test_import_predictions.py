@@ -13,8 +13,8 @@ import pytest
 from helpers_plugin import form, op, raw_reader_docs, run_queued
 from PIL import Image
 
-from multireader import predictions as P
-from multireader.prediction_import import import_predictions
+from multireader.core import predictions as P
+from multireader.ingest.prediction_import import import_predictions
 
 CLASSES = ["benign", "probably_benign", "suspicious", "malignant"]
 #: one column per class, spelled each accepted way, in an order that is not the schema's

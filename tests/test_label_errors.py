@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from helpers_plugin import form, op, raw_reader_docs, run_queued
 
-from multireader import collect as C
-from multireader import label_errors as LE
-from multireader import mistakenness as M
-from multireader import model_eval as ME
-from multireader import predictions as P
-from multireader import runs
+from multireader.core import collect as C
+from multireader.analyses import label_errors as LE
+from multireader.stats import mistakenness as M
+from multireader.analyses import model_eval as ME
+from multireader.core import predictions as P
+from multireader.core import runs
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +239,7 @@ def test_forms_offer_predictions_and_labels(analysed):
 def test_too_few_examples_of_a_class_is_a_clear_error(demo_clone):
     from fiftyone import ViewField as VF
 
-    from multireader.label_model import LabelModelError, fit_label_model
+    from multireader.embed.label_model import LabelModelError, fit_label_model
 
     op("compute_embeddings")(demo_clone, model="radiomics")
     # keep only 3 malignant R1 labels: 5-fold CV cannot work

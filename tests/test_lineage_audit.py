@@ -30,7 +30,8 @@ def _independent_hash(entry: dict) -> str:
 
 @pytest.fixture
 def logged(dataset):
-    from multireader import audit, lineage
+    from multireader.lineage import audit
+    from multireader.lineage import records as lineage
 
     yield dataset
     audit.delete_log(dataset)
@@ -39,7 +40,8 @@ def logged(dataset):
 
 @pytest.fixture
 def clone(demo_clone):
-    from multireader import audit, lineage
+    from multireader.lineage import audit
+    from multireader.lineage import records as lineage
 
     yield demo_clone
     audit.delete_log(demo_clone)
@@ -47,7 +49,7 @@ def clone(demo_clone):
 
 
 def _raw(dataset):
-    from multireader import audit
+    from multireader.lineage import audit
 
     coll, _ = audit._collections()
     return coll, str(dataset._doc.id)
@@ -57,7 +59,7 @@ def _raw(dataset):
 
 
 def test_chain_recomputes_independently_and_tampering_is_located(logged):
-    from multireader import audit
+    from multireader.lineage import audit
 
     for i in range(6):
         audit.append(logged, "step", params={"i": i, "x": float("nan")}, counts={"n": i})
@@ -93,7 +95,7 @@ import os, sys
 sys.path.insert(0, {root!r})
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
 import fiftyone as fo
-from multireader import audit
+from multireader.lineage import audit
 ds = fo.load_dataset({name!r})
 for i in range({n}):
     audit.append(ds, "writer", params={{"writer": {w}, "i": i}})
@@ -101,7 +103,7 @@ for i in range({n}):
 
 
 def test_concurrent_writers_lose_nothing(logged):
-    from multireader import audit
+    from multireader.lineage import audit
 
     logged.persistent = True  # other processes load it by name
     n, writers = 30, 4
@@ -145,7 +147,7 @@ def test_every_registered_operator_is_wrapped():
 
 
 def test_operator_runs_are_logged_with_what_they_wrote(clone, monkeypatch):
-    from multireader import audit
+    from multireader.lineage import audit
 
     monkeypatch.setenv(audit.USER_ENV, "dr.auditor")
     op("compute_consensus")(clone, method="majority", run_key="cons_maj")
@@ -169,7 +171,8 @@ def test_operator_runs_are_logged_with_what_they_wrote(clone, monkeypatch):
 
 
 def test_a_failing_operator_is_logged_and_its_half_written_field_marked(clone, monkeypatch):
-    from multireader import analysis, audit
+    from multireader.analyses import agreement as analysis
+    from multireader.lineage import audit
 
     op("compute_consensus")(clone, method="majority")  # a complete consensus first
     names, before = raw_reader_docs(clone)
@@ -207,7 +210,7 @@ def test_a_failing_operator_is_logged_and_its_half_written_field_marked(clone, m
 def test_verify_and_export_operators(logged, tmp_path):
     import csv
 
-    from multireader import audit
+    from multireader.lineage import audit
 
     for i in range(3):
         audit.append(logged, "x", params={"i": i})
@@ -229,7 +232,7 @@ def test_verify_and_export_operators(logged, tmp_path):
 def test_label_hash_is_the_content_without_ids():
     import fiftyone as fo
 
-    from multireader import lineage
+    from multireader.lineage import records as lineage
 
     a = fo.Classification(label="benign", confidence=0.5)
     b = fo.Classification(label="benign", confidence=0.5)
@@ -242,7 +245,8 @@ def test_label_hash_is_the_content_without_ids():
 
 
 def test_revisions_keep_every_version_and_reconstruct_the_past(clone):
-    from multireader import audit, lineage
+    from multireader.lineage import audit
+    from multireader.lineage import records as lineage
 
     ids, r2 = clone.values(["id", "reader_r2"])
     sid = next(i for i, v in zip(ids, r2, strict=True) if v is not None and v.label != "malignant")
@@ -279,7 +283,7 @@ def test_revisions_keep_every_version_and_reconstruct_the_past(clone):
 
 
 def test_adjudication_never_touches_reader_fields(clone):
-    from multireader import lineage
+    from multireader.lineage import records as lineage
 
     names, before = raw_reader_docs(clone)
     sid = clone.first().id
@@ -296,7 +300,8 @@ def test_adjudication_never_touches_reader_fields(clone):
 def test_freeze_relabel_verify_diff_tamper_delete(clone):
     import fiftyone as fo
 
-    from multireader import audit, lineage
+    from multireader.lineage import audit
+    from multireader.lineage import records as lineage
 
     op("compute_consensus")(clone, method="majority")
     h = op("freeze_training_set")(clone, name="v1", model_name="cnn", model_version="1.0")
@@ -362,7 +367,8 @@ def test_audit_report_content_and_browser(clone, tmp_path):
     import krippendorff
     import numpy as np
 
-    from multireader import audit_report, runs
+    from multireader.lineage import report as audit_report
+    from multireader.core import runs
 
     empty = audit_report.build_report(clone)
     assert empty["agreement"]["note"].startswith("Not available: run 'Compute agreement'")
@@ -397,7 +403,7 @@ def test_audit_report_content_and_browser(clone, tmp_path):
         ],
         dtype=float,
     )[:, m]
-    from multireader import agreement as A
+    from multireader.stats import agreement as A
 
     codes = np.where(np.isnan(data.T), -1, data.T).astype(int)
     ours = A.krippendorff_alpha(np.where(codes < 0, np.nan, codes).astype(float), "nominal")
@@ -444,7 +450,7 @@ def test_audit_report_content_and_browser(clone, tmp_path):
 def test_audit_log_panel_rows_and_in_chromium(clone, monkeypatch, tmp_path):
     from helpers_browser import app_page
 
-    from multireader import audit
+    from multireader.lineage import audit
     from panels.audit_log import rows
 
     op("compute_consensus")(clone, method="majority")

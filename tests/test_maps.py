@@ -52,7 +52,7 @@ def test_uniqueness_from_the_stored_embedding(embedded):
 
 
 def test_clear_errors(embedded):
-    from multireader import maps
+    from multireader.embed import maps
 
     ds, _ = embedded
     with pytest.raises(maps.MapError, match="no embedding field 'nope'.*embedding_test"):

@@ -9,7 +9,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from multireader.masks import (
+from multireader.stats.masks import (
     Staple,
     dice,
     generalized_dice,

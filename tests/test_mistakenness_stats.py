@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from multireader import mistakenness as M
+from multireader.stats import mistakenness as M
 
 nan = np.nan
 TOL = 1e-9  # agreement asked of cleanlab comparisons (achieved: < 1e-15)

@@ -15,7 +15,7 @@ from helpers_plugin import PLUGIN, op
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    from multireader import demo
+    from multireader.io import demo
 
     return demo.generate_demo_study(str(tmp_path_factory.mktemp("study")), seed=3, n_series=4)
 
@@ -32,7 +32,7 @@ def _count_frames(dicom_dir):
 
 
 def test_import_through_operators(study, dataset):
-    from multireader import fields
+    from multireader.core import fields
 
     op("declare_label_schema")(dataset, **study.label_schema)
     report = op("import_dicom")(dataset, str(study.dicom_dir))
@@ -91,7 +91,7 @@ def test_delegated_import_reports_progress(study, dataset):
 
 def test_every_demo_label_source_imports_through_the_operator(study, dataset):
     """Boxes, masks, DICOM-SEG and RTSTRUCT of the demo, end to end, with no rejected row."""
-    from multireader import fields
+    from multireader.core import fields
 
     op("declare_label_schema")(dataset, **study.label_schema)
     op("import_dicom")(dataset, str(study.dicom_dir))

@@ -27,7 +27,7 @@ def test_forms_find_readers_kinds_and_methods(demo_dataset):
 
 
 def test_sdk_calls_go_through_the_executor(demo_clone):
-    from multireader import runs
+    from multireader.core import runs
 
     out = op("compute_agreement")(demo_clone, kinds=["classification"], n_boot=100, run_key="ag")
     assert out["run_key"] == "ag" and "disagreement" in out["fields_written"]
@@ -45,7 +45,7 @@ def test_sdk_calls_go_through_the_executor(demo_clone):
 
 
 def test_delegated_agreement_reports_progress(demo_clone):
-    from multireader import runs
+    from multireader.core import runs
 
     op("compute_agreement")(demo_clone, kinds=["mask"], n_boot=50, run_key="deleg", delegate=True)
     assert runs.list_runs(demo_clone) == []  # queued, not run
@@ -62,7 +62,7 @@ def test_operator_errors_name_the_problem(demo_clone):
 
 
 def test_runs_are_listed_renamed_and_deleted_through_the_operator(demo_clone):
-    from multireader import runs
+    from multireader.core import runs
 
     op("compute_agreement")(demo_clone, kinds=["classification"], n_boot=0, run_key="a1")
     op("compute_consensus")(demo_clone, method="majority")

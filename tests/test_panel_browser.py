@@ -34,8 +34,8 @@ def _expected(dataset):
     """Independent answer: kappa with scikit-learn on labels read with ``values()``."""
     from sklearn.metrics import cohen_kappa_score
 
-    from multireader import fields as F
-    from multireader import schema as S
+    from multireader.core import fields as F
+    from multireader.core import schema as S
 
     classes = S.get_label_schema(dataset)["classes"]
     found = F.reader_fields(dataset, ["classification"])
@@ -60,7 +60,7 @@ def _expected(dataset):
 
 
 def test_matrix_and_cell_views_match_sklearn(demo_dataset):
-    from multireader import panel_data as PD
+    from multireader.figures import agreement_matrix as PD
 
     readers, fields, kappa, n, differ = _expected(demo_dataset)
     m = PD.agreement_matrix(demo_dataset.view())
@@ -79,7 +79,7 @@ def test_matrix_and_cell_views_match_sklearn(demo_dataset):
 
 
 def test_empty_states(dataset, demo_dataset):
-    from multireader import panel_data as PD
+    from multireader.figures import agreement_matrix as PD
 
     with pytest.raises(PD.NoMatrix, match="no reader class labels"):
         PD.agreement_matrix(dataset.view())
@@ -93,7 +93,7 @@ def test_empty_states(dataset, demo_dataset):
 def test_view_key_ignores_stage_uuids(demo_dataset):
     from fiftyone.operators.operations import _serialize_view
 
-    from multireader import panel_data as PD
+    from multireader.figures import agreement_matrix as PD
 
     a = _serialize_view(demo_dataset.limit(3))
     b = _serialize_view(demo_dataset.limit(3))
@@ -213,9 +213,9 @@ def _choices(page, dataset, readers, fields, tmp_path) -> None:
     import krippendorff
     from sklearn.metrics import cohen_kappa_score
 
-    from multireader import agreement as A
-    from multireader import collect as C
-    from multireader import schema as S
+    from multireader.stats import agreement as A
+    from multireader.core import collect as C
+    from multireader.core import schema as S
 
     classes = S.get_label_schema(dataset)["classes"]
     labels = [np.array(v, dtype=object) for v in dataset.values([f"{f}.label" for f in fields])]
@@ -330,7 +330,7 @@ def test_weighted_percent_and_class_matrices_match_peers(demo_dataset):
     raw labels, and a class choice compares "called it" against "did not"."""
     from sklearn.metrics import cohen_kappa_score
 
-    from multireader import panel_data as PD
+    from multireader.figures import agreement_matrix as PD
 
     readers, fields, _, n, _ = _expected(demo_dataset)
     classes = ["benign", "probably_benign", "suspicious", "malignant"]
@@ -384,8 +384,9 @@ def test_weighted_percent_and_class_matrices_match_peers(demo_dataset):
 def test_mask_and_box_matrices_come_from_the_stored_run(demo_clone):
     """Dice and F1 are the stored agreement run's numbers; with no run the panel says
     which operator to run; the run's view is named when it is not the current one."""
-    from multireader import analysis, runs
-    from multireader import panel_data as PD
+    from multireader.analyses import agreement as analysis
+    from multireader.core import runs
+    from multireader.figures import agreement_matrix as PD
 
     with pytest.raises(PD.NoMatrix, match="No agreement run") as e:
         PD.agreement_matrix(demo_clone.view(), "dice")

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(browser_missing() is not None, reason=str(browse
 @pytest.fixture(scope="module")
 def studied(demo_dataset):
     """The demo study with a Dawid-Skene consensus beside the readers."""
-    from multireader import analysis
+    from multireader.analyses import agreement as analysis
 
     clone = demo_dataset.clone(demo_dataset.name + "-panels")
     clone.persistent = True  # the App server is another process
@@ -102,7 +102,7 @@ def test_slice_confusion_in_chromium(studied, monkeypatch, tmp_path):
 
 
 def test_reader_profiles_in_chromium(studied, monkeypatch, tmp_path):
-    from multireader import runs
+    from multireader.core import runs
 
     ds = studied
     r2, cons = _labels(ds, "reader_r2"), _labels(ds, "consensus_dawid_skene")

@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from multireader.consensus import DawidSkene, MajorityVote
-from multireader.profiles import (
+from multireader.stats.consensus import DawidSkene, MajorityVote
+from multireader.stats.profiles import (
     cochran_armitage,
     drift,
     holm,
@@ -322,7 +322,7 @@ def _check_planted(rep, planted, consensus):
 
 @pytest.fixture(scope="module")
 def demo_seed0(tmp_path_factory):
-    from multireader.demo import generate_demo_study
+    from multireader.io.demo import generate_demo_study
 
     return generate_demo_study(str(tmp_path_factory.mktemp("demo0")), seed=0)
 
@@ -344,7 +344,7 @@ def test_demo_study_planted_readers_are_flagged_by_name(demo_seed0, consensus):
 )
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_demo_study_flags_hold_on_other_seeds(tmp_path, seed):
-    from multireader.demo import generate_demo_study
+    from multireader.io.demo import generate_demo_study
 
     study = generate_demo_study(str(tmp_path), seed=seed)
     for consensus in ("dawid_skene", "majority"):

@@ -10,8 +10,8 @@ import pytest
 from helpers_plugin import form, op, run_queued
 from scipy import ndimage
 
-from multireader import quality
-from multireader.quality import QualityError, image_quality
+from multireader.analyses import quality
+from multireader.analyses.quality import QualityError, image_quality
 
 
 def _scene(size=256, seed=0):
@@ -247,7 +247,7 @@ def _image_samples(dataset, folder, n=20, seed=0):
 def test_compute_writes_every_field_once_and_reports_bad_files(dataset, tmp_path, monkeypatch):
     import fiftyone as fo
 
-    from multireader import bulk
+    from multireader.core import bulk
 
     arrays = _image_samples(dataset, str(tmp_path), n=20)
     paths = dataset.values("native_path")

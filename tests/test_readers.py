@@ -13,8 +13,9 @@ import pytest
 from helpers_dicom import make_study
 from PIL import Image
 
-from multireader import fields as F
-from multireader import readers, schema
+from multireader.core import fields as F
+from multireader.ingest import readers
+from multireader.core import schema
 
 CLASSES = ["benign", "probably_benign", "suspicious", "malignant"]
 

@@ -18,8 +18,9 @@ from helpers_dicom import (
 )
 from PIL import Image
 
-from multireader import fields as F
-from multireader import readers, schema
+from multireader.core import fields as F
+from multireader.ingest import readers
+from multireader.core import schema
 
 
 @pytest.fixture

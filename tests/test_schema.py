@@ -2,8 +2,8 @@
 
 import pytest
 
-from multireader import fields as F
-from multireader import schema as S
+from multireader.core import fields as F
+from multireader.core import schema as S
 
 CLASSES = ["benign", "probably benign", "suspicious", "malignant"]
 

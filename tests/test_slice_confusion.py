@@ -4,15 +4,15 @@ the real database, against recounts from the raw labels and scikit-learn."""
 import numpy as np
 import pytest
 
-from multireader import reader_report as RR
-from multireader import slice_confusion as SC
+from multireader.analyses import reader_report as RR
+from multireader.analyses import slice_confusion as SC
 
 CLASSES = ["benign", "probably_benign", "suspicious", "malignant"]
 
 
 @pytest.fixture(scope="module")
 def with_consensus(demo_dataset):
-    from multireader import analysis
+    from multireader.analyses import agreement as analysis
 
     clone = demo_dataset.clone(demo_dataset.name + "-slices")
     analysis.compute_consensus(clone, method="dawid_skene")
@@ -110,7 +110,7 @@ def test_choices_offer_readers_consensus_and_metadata(with_consensus):
 
 
 def test_profiles_on_the_whole_dataset_equal_the_stored_run(with_consensus):
-    from multireader import runs
+    from multireader.core import runs
 
     ds = with_consensus
     prof = RR.profiles_for_view(ds, "consensus_dawid_skene")
@@ -146,7 +146,9 @@ def test_profiles_follow_the_view_and_views_match_counts(with_consensus, demo_da
 def test_profiles_follow_the_stored_runs_session_order(demo_clone):
     """The profiles panel reads session names only; it shows the sessions in the
     stored consensus run's order (by first read), even when names would sort otherwise."""
-    from multireader import analysis, reader_report, runs
+    from multireader.analyses import agreement as analysis
+    from multireader.analyses import reader_report
+    from multireader.core import runs
 
     # rename sessions so that name order and time order disagree: S1 -> Z1
     sessions = demo_clone.values("reader_r1.session")

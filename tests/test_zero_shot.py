@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from helpers_plugin import form, op, raw_reader_docs, run_queued
 
-from multireader import embeddings as E
-from multireader import zero_shot as Z
+from multireader.embed import embeddings as E
+from multireader.embed import zero_shot as Z
 
 CLASSES = ["benign", "probably_benign", "suspicious", "malignant"]
 #: a tiny open_clip architecture with CLIP's real tokenizer vocabulary (49,408 tokens) and
@@ -57,7 +57,7 @@ def _reference_logits(samples, tiny, phrases, templates):
     import torch
     from PIL import Image
 
-    from multireader import dicom
+    from multireader.io import dicom
 
     model, _, preprocess = open_clip.create_model_and_transforms(
         NAME, pretrained=tiny["checkpoint"]

@@ -1,0 +1,965 @@
+"""Agreement and consensus on a FiftyOne view: read in bulk, compute, write in bulk, store a run.
+
+This is the layer between the database and the statistics. It reads the readers' fields
+with :mod:`multireader.core.collect`, hands plain arrays to :mod:`multireader.stats.agreement`,
+:mod:`multireader.stats.masks`, :mod:`multireader.stats.boxes`, :mod:`multireader.stats.consensus` and
+:mod:`multireader.stats.profiles`, writes per-sample fields in one bulk write (one update per
+sample, all fields at once) and consensus labels with one ``set_values``, and stores the
+dataset-level results as a FiftyOne run (:mod:`multireader.core.runs`).
+
+It never writes into a reader's field: consensus goes to its own ``consensus_*`` field,
+and every write here is checked against the reader-field registry first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from multireader import __version__
+from multireader.core import collect as C
+from multireader.stats import disagreement as D
+from multireader.core import fields as F
+from multireader.core import runs as RUNS
+from multireader.core.bulk import write_sample_fields
+from multireader.progress import ProgressFn, report, scaled
+
+#: label kinds compute_agreement can analyse, in the order they are processed
+AGREEMENT_KINDS = ("classification", "series", "mask", "boxes")
+CONSENSUS_METHODS = {
+    "classification": ("dawid_skene", "majority"),
+    "series": ("dawid_skene", "majority"),
+    "mask": ("staple", "majority"),
+    "boxes": ("wbf",),
+}
+#: statistic groups a user can choose (operator form and ``statistics=``)
+STATISTIC_GROUPS = {
+    "percent_agreement": "Percent agreement",
+    "cohen_kappa": "Cohen's kappa per reader pair (unweighted; linear, quadratic if ordered)",
+    "fleiss_kappa": "Fleiss' kappa, overall and per class",
+    "krippendorff_alpha": "Krippendorff's alpha (nominal; ordinal, interval if ordered)",
+    "gwet_ac": "Gwet's AC1 (AC2 if ordered)",
+    "specific_agreement": "Category-specific agreement",
+    "icc": "ICC of scores (Shrout & Fleiss, six forms)",
+    "bland_altman": "Bland-Altman limits of scores, per reader pair",
+    "overlap": "Masks: Dice and IoU per pair, generalised Dice, STAPLE uncertainty",
+    "surface_distances": "Masks: HD95 and mean surface distance (mm)",
+    "box_f1": "Boxes: matched F1 and IoU per pair, unmatched findings",
+}
+#: how many problem items (unknown labels, unreadable masks) a run keeps verbatim
+MAX_LISTED = 200
+
+
+class AnalysisError(ValueError):
+    """The analysis cannot run as asked; the message says why and what to change."""
+
+
+# --------------------------------------------------------------------------- helpers
+class _Clock:
+    """Seconds spent reading the database, computing, and writing, for the run record."""
+
+    def __init__(self):
+        self.t = {"read_s": 0.0, "compute_s": 0.0, "write_s": 0.0}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.t[phase] += now - self._last
+        self._last = now
+
+
+def _mean_ci(values: np.ndarray, groups: np.ndarray | None, level: float, n_boot: int, seed: int):
+    """Mean of per-item values with a percentile bootstrap CI over items or groups."""
+    ok = ~np.isnan(values)
+    v = values[ok]
+    if v.size == 0:
+        return {"value": None, "ci": None, "n": 0, "note": "no item has two or more readers"}
+    mean = float(v.mean())
+    if n_boot <= 0 or v.size < 2:
+        return {"value": mean, "ci": None, "n": int(v.size), "note": None}
+    g = groups[ok] if groups is not None else np.arange(v.size)
+    uniq, gi = np.unique(g, return_inverse=True)
+    sums = np.bincount(gi, weights=v, minlength=len(uniq))
+    cnts = np.bincount(gi, minlength=len(uniq)).astype(float)
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_boot)
+    for start in range(0, n_boot, 64):
+        b = min(64, n_boot - start)
+        w = rng.multinomial(len(uniq), np.full(len(uniq), 1 / len(uniq)), size=b)
+        stats[start : start + b] = (w @ sums) / np.maximum(w @ cnts, 1e-12)
+    lo, hi = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return {"value": mean, "ci": [float(lo), float(hi)], "n": int(v.size), "note": None}
+
+
+def _pairwise_mean(per_item: np.ndarray, groups, level: float, n_boot: int, seed: int) -> dict:
+    """``per_item`` (n, R, R) with NaN where undefined -> RxR value/ci/n matrices."""
+    r = per_item.shape[1]
+    out = {k: [[None] * r for _ in range(r)] for k in ("value", "ci_low", "ci_high", "n")}
+    for a in range(r):
+        for b in range(a, r):
+            s = _mean_ci(per_item[:, a, b], groups, level, n_boot, seed + 31 * a + b)
+            for x, y in ((a, b), (b, a)):
+                out["value"][x][y] = s["value"]
+                out["ci_low"][x][y] = s["ci"][0] if s["ci"] else None
+                out["ci_high"][x][y] = s["ci"][1] if s["ci"] else None
+                out["n"][x][y] = s["n"]
+    return out
+
+
+def _matrix(m) -> np.ndarray:
+    return np.array([[np.nan if v is None else float(v) for v in row] for row in m], dtype=float)
+
+
+def _guard_not_reader_field(dataset, name: str) -> None:
+    if name in F.reader_fields(dataset) or name.startswith(F.READER_PREFIX):
+        raise AnalysisError(
+            f"{name!r} is a reader field; results are never written into a reader's labels"
+        )
+
+
+def _expand_series(reads: C.CategoricalReads, columns: dict[str, np.ndarray]):
+    """Series-level items -> every slice of the series gets its series' value."""
+    if reads.members is None:
+        return reads.item_ids, columns
+    ids, index = [], []
+    for i, members in enumerate(reads.members):
+        ids.extend(members)
+        index.extend([i] * len(members))
+    index = np.asarray(index, dtype=np.int64)
+    return ids, {k: np.asarray(v)[index] for k, v in columns.items()}
+
+
+# --------------------------------------------------------------------------- agreement
+def _keep_statistics(result: dict, chosen: set[str]) -> None:
+    """Drop the class-call statistics the user did not choose (computing them is cheap)."""
+
+    def keep(name: str) -> bool:
+        return any(name.startswith(g) for g in chosen)
+
+    summary = result["summary"]
+    for block in ("overall", "per_class", "pairwise"):
+        if isinstance(summary.get(block), dict):
+            summary[block] = {k: v for k, v in summary[block].items() if keep(k)}
+    scores = result.get("scores")
+    if scores:
+        if "icc" not in chosen:
+            scores.pop("icc", None)
+            scores.pop("krippendorff_alpha_interval", None)
+        if "bland_altman" not in chosen:
+            scores.pop("bland_altman", None)
+        if not {"icc", "bland_altman"} & chosen:
+            result["scores"] = None
+
+
+@dataclass
+class _KindResult:
+    summary: dict
+    ids: list[str]
+    columns: dict[str, np.ndarray]
+    disagreement: np.ndarray
+
+
+def _classification_agreement(
+    view, rs, level, n_boot, seed, by_patient, progress, clock
+) -> _KindResult:
+    from multireader.stats import agreement as A
+
+    reads = C.categorical_reads(view, rs)
+    clock.lap("read_s")
+    if not reads.classes:
+        raise AnalysisError(f"no class labels found in {', '.join(rs.fields)} on this view")
+    report(progress, 0.1, f"{len(rs.fields)} readers, {reads.n_items} items: statistics")
+    groups = reads.groups if by_patient else None
+    k = len(reads.classes)
+    summary = A.categorical_summary(
+        reads.codes, k, ordinal=reads.ordered, level=level, n_boot=n_boot, seed=seed, groups=groups
+    )
+    scored = (~np.isnan(reads.scores)).sum(axis=0)
+    scores_summary = None
+    if (scored >= 2).sum() >= 2:
+        report(progress, 0.6, "scores: ICC and Bland-Altman")
+        scores_summary = A.continuous_summary(
+            reads.scores, level=level, n_boot=n_boot, seed=seed, groups=groups
+        )
+    cols = D.categorical_disagreement(reads.codes, k, reads.ordered)
+    if (scored > 0).any():
+        cols.update(D.score_spread(reads.scores))
+    dis = cols.pop("disagreement")
+    cols["disagreement_class"] = dis
+    ids, cols = _expand_series(reads, cols)
+    dis_expanded = cols["disagreement_class"]
+    n_unknown = len(reads.unknown)
+    result = {
+        "readers": reads.readers,
+        "fields": reads.fields,
+        "level": rs.level,
+        "classes": reads.classes,
+        "ordered": reads.ordered,
+        "summary": summary,
+        "scores": scores_summary,
+        "n_unknown_labels": n_unknown,
+        "unknown_labels": reads.unknown[:MAX_LISTED],
+    }
+    return _KindResult(result, ids, cols, dis_expanded)
+
+
+def _mask_agreement(
+    view, rs, level, n_boot, seed, by_patient, surface, progress, clock
+) -> _KindResult:
+    from multireader.stats import masks as M
+
+    reads = C.mask_reads(view, rs)
+    clock.lap("read_s")
+    n, r = len(reads.item_ids), len(rs.fields)
+    pair = {k: np.full((n, r, r), np.nan) for k in ("dice", "iou", "hd95", "msd")}
+    per = {
+        k: np.full(n, np.nan)
+        for k in ("mean_pairwise_dice", "generalized_dice", "staple_uncertainty")
+    }
+    n_read = np.zeros(n, dtype=np.int64)
+    presence_split = np.zeros(n, dtype=bool)
+    errors = []
+    step = max(1, n // 100)
+    for i in range(n):
+        if i % step == 0:
+            report(progress, 0.05 + 0.85 * i / max(n, 1), f"masks: sample {i + 1} of {n}")
+        masks = []
+        for j, paths in enumerate(reads.paths):
+            try:
+                masks.append(_load_mask(paths[i]))
+            except Exception as e:  # noqa: BLE001 - every unreadable mask is reported by name
+                masks.append(None)
+                errors.append(
+                    {"sample_id": reads.item_ids[i], "field": rs.fields[j], "reason": str(e)}
+                )
+        present = [m for m in masks if m is not None]
+        n_read[i] = len(present)
+        if len(present) < 2:
+            continue
+        shapes = {m.shape for m in present}
+        if len(shapes) > 1:
+            errors.append(
+                {
+                    "sample_id": reads.item_ids[i],
+                    "field": ", ".join(rs.fields),
+                    "reason": f"readers' masks differ in shape: {sorted(shapes)}",
+                }
+            )
+            continue
+        stats = M.mask_sample_stats(masks, reads.spacing[i])
+        pair["dice"][i] = _matrix(stats["pairwise_dice"])
+        pair["iou"][i] = _matrix(stats["pairwise_iou"])
+        if surface:
+            pair["hd95"][i] = _matrix(stats["pairwise_hd95"])
+            pair["msd"][i] = _matrix(stats["pairwise_msd"])
+        for k in per:
+            v = stats.get(k)
+            per[k][i] = np.nan if v is None else float(v)
+        empty = [not m.any() for m in present]
+        presence_split[i] = any(empty) and not all(empty)
+    groups = reads.groups if by_patient else None
+    report(progress, 0.92, "masks: confidence intervals")
+    pairwise = {
+        "dice": _pairwise_mean(pair["dice"], groups, level, n_boot, seed),
+        "iou": _pairwise_mean(pair["iou"], groups, level, n_boot, seed),
+    }
+    if surface:
+        pairwise["hd95_mm"] = _pairwise_mean(pair["hd95"], groups, level, n_boot, seed)
+        pairwise["msd_mm"] = _pairwise_mean(pair["msd"], groups, level, n_boot, seed)
+    overall = {k: _mean_ci(v, groups, level, n_boot, seed) for k, v in per.items()}
+    dis = np.where(n_read >= 2, 1.0 - per["mean_pairwise_dice"], np.nan)
+    summary = {
+        "readers": reads.readers,
+        "fields": reads.fields,
+        "n_items": int((n_read >= 2).sum()),
+        "n_items_total": n,
+        "spacing_known": bool(reads.spacing_known.all()),
+        "pairwise": pairwise,
+        "overall": overall,
+        "n_errors": len(errors),
+        "errors": errors[:MAX_LISTED],
+    }
+    cols = {
+        "mask_n_readers": n_read,
+        "mean_pairwise_dice": per["mean_pairwise_dice"],
+        "generalized_dice": per["generalized_dice"],
+        "staple_uncertainty": per["staple_uncertainty"],
+        "disagreement_mask": dis,
+        "_presence_split": presence_split,
+    }
+    return _KindResult(summary, reads.item_ids, cols, dis)
+
+
+def _load_mask(path: str | None) -> np.ndarray | None:
+    """A reader's mask as booleans (None when that reader drew none on this sample)."""
+    from PIL import Image
+
+    if path is None:
+        return None
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"mask file {path} does not exist")
+    with Image.open(path) as im:
+        return np.asarray(im) > 0
+
+
+def _box_agreement(
+    view, rs, level, n_boot, seed, by_patient, iou_threshold, progress, clock
+) -> _KindResult:
+    from multireader.stats import boxes as B
+
+    reads = C.box_reads(view, rs)
+    clock.lap("read_s")
+    n, r = len(reads.item_ids), len(rs.fields)
+    f1 = np.full((n, r, r), np.nan)
+    miou = np.full((n, r, r), np.nan)
+    unmatched = np.zeros(n, dtype=np.int64)
+    n_read = np.zeros(n, dtype=np.int64)
+    step = max(1, n // 100)
+    for i in range(n):
+        if i % step == 0:
+            report(progress, 0.05 + 0.85 * i / max(n, 1), f"boxes: sample {i + 1} of {n}")
+        per_reader = [reads.boxes[j][i] for j in range(r)]
+        labels = [reads.labels[j][i] for j in range(r)]
+        n_read[i] = sum(b is not None for b in per_reader)
+        if n_read[i] < 2:
+            continue
+        res = B.pairwise_box_agreement(
+            per_reader, labels_per_reader=labels, iou_threshold=iou_threshold
+        )
+        f1[i] = _matrix(res["f1"])
+        miou[i] = _matrix(res["mean_iou"])
+        unmatched[i] = int(res["n_unmatched"])
+    groups = reads.groups if by_patient else None
+    iu = np.triu_indices(r, 1)
+    with np.errstate(invalid="ignore"), D._quiet():
+        mean_f1 = np.nanmean(f1[:, iu[0], iu[1]], axis=1) if r > 1 else np.full(n, np.nan)
+    mean_f1 = np.where(n_read >= 2, mean_f1, np.nan)
+    summary = {
+        "readers": reads.readers,
+        "fields": reads.fields,
+        "iou_threshold": iou_threshold,
+        "n_items": int((n_read >= 2).sum()),
+        "n_items_total": n,
+        "pairwise": {
+            "f1": _pairwise_mean(f1, groups, level, n_boot, seed),
+            "mean_iou": _pairwise_mean(miou, groups, level, n_boot, seed),
+        },
+        "overall": {
+            "mean_pairwise_f1": _mean_ci(mean_f1, groups, level, n_boot, seed),
+            "unmatched_per_sample": _mean_ci(
+                np.where(n_read >= 2, unmatched, np.nan).astype(float), groups, level, n_boot, seed
+            ),
+        },
+    }
+    dis = np.where(n_read >= 2, 1.0 - mean_f1, np.nan)
+    cols = {
+        "unmatched_boxes": np.where(n_read >= 2, unmatched, 0),
+        "mean_pairwise_box_f1": mean_f1,
+        "disagreement_boxes": dis,
+    }
+    return _KindResult(summary, reads.item_ids, cols, dis)
+
+
+def compute_agreement(
+    samples,
+    *,
+    kinds: list[str] | None = None,
+    readers: list[str] | None = None,
+    level: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+    by_patient: bool = True,
+    statistics: list[str] | None = None,
+    iou_threshold: float = 0.5,
+    write_fields: bool = True,
+    run_key: str | None = "agreement",
+    progress: ProgressFn | None = None,
+) -> dict:
+    """Inter-reader agreement on ``samples`` (a dataset or any view), per label kind.
+
+    For each kind (class calls, series calls, masks, boxes) with at least two readers
+    on the view: dataset-level statistics with bootstrap confidence intervals (over
+    patients when ``by_patient`` and a ``patient_key`` exists, else over samples), and
+    per-sample disagreement fields written in bulk on the view's samples (see
+    :mod:`multireader.stats.disagreement`). The result is stored as run ``run_key`` (None:
+    not stored) and returned.
+
+    ``readers`` restricts the analysis to those reader ids (every kind must then have
+    labels from each of them, or that kind is skipped with a note). ``statistics``
+    chooses among :data:`STATISTIC_GROUPS` (default: all); a kind none of whose
+    statistics is chosen is skipped.
+    """
+    chosen = set(statistics or STATISTIC_GROUPS)
+    bad = sorted(chosen - set(STATISTIC_GROUPS))
+    if bad:
+        raise AnalysisError(f"unknown statistics {bad}; choose from {list(STATISTIC_GROUPS)}")
+    surface_distances = "surface_distances" in chosen
+    if not 0 < level < 1:
+        raise AnalysisError(f"level must be between 0 and 1 (e.g. 0.95), got {level}")
+    if n_boot < 0:
+        raise AnalysisError(f"n_boot must be 0 or more, got {n_boot}")
+    if run_key is not None:
+        RUNS.check_key(run_key)
+    clock = _Clock()
+    view = samples.view()
+    dataset = view._dataset
+    n_samples = len(view)
+    if n_samples == 0:
+        raise AnalysisError("the view is empty: there is nothing to measure agreement on")
+    present = {m["kind"] for m in F.reader_fields(dataset).values()}
+    if not present:
+        raise AnalysisError(
+            f"dataset {dataset.name!r} has no reader fields; import reader labels first "
+            "(import_reader_labels)"
+        )
+    wanted = [k for k in AGREEMENT_KINDS if k in present] if not kinds else list(kinds)
+    unknown = [k for k in wanted if k not in AGREEMENT_KINDS]
+    if unknown:
+        raise AnalysisError(
+            f"unknown label kind(s) {unknown}; expected some of {list(AGREEMENT_KINDS)}"
+        )
+
+    results: dict = {"n_samples": n_samples, "kinds": {}, "skipped": {}}
+    parts: list[tuple[list[str], np.ndarray]] = []
+    columns: dict[str, dict[str, object]] = {}
+    split = {}
+    for idx, kind in enumerate(wanted):
+        sub = scaled(progress, idx / len(wanted), (idx + 1) / len(wanted))
+        if (kind == "mask" and not chosen & {"overlap", "surface_distances"}) or (
+            kind == "boxes" and "box_f1" not in chosen
+        ):
+            results["skipped"][kind] = "none of its statistics was chosen"
+            continue
+        try:
+            rs = C.select_readers(dataset, kind, readers=readers)
+        except C.ReaderSelectionError as e:
+            results["skipped"][kind] = str(e)
+            continue
+        if len(rs.fields) < 2:
+            results["skipped"][kind] = (
+                f"only one reader ({rs.readers[0]}) has {kind} labels: agreement needs two"
+            )
+            continue
+        report(sub, 0.0, f"{kind}: reading {len(rs.fields)} reader fields")
+        if kind in C.CATEGORICAL_KINDS:
+            kr = _classification_agreement(view, rs, level, n_boot, seed, by_patient, sub, clock)
+            _keep_statistics(kr.summary, chosen)
+        elif kind == "mask":
+            kr = _mask_agreement(
+                view, rs, level, n_boot, seed, by_patient, surface_distances, sub, clock
+            )
+        else:
+            kr = _box_agreement(
+                view, rs, level, n_boot, seed, by_patient, iou_threshold, sub, clock
+            )
+        clock.lap("compute_s")
+        results["kinds"][kind] = kr.summary
+        parts.append((kr.ids, kr.disagreement))
+        if kind == "series":  # series calls repeat on every slice: keep slice fields for slices
+            kr.columns = {
+                "series_" + k if not k.startswith("disagreement") else "disagreement_series": v
+                for k, v in kr.columns.items()
+            }
+        for name, arr in kr.columns.items():
+            if name == "_presence_split":
+                split.update(dict(zip(kr.ids, np.asarray(arr), strict=True)))
+                continue
+            columns.setdefault(name, {}).update(dict(zip(kr.ids, np.asarray(arr), strict=True)))
+    if not results["kinds"]:
+        raise AnalysisError(
+            "no label kind has two or more readers on this view: "
+            + "; ".join(f"{k}: {v}" for k, v in results["skipped"].items())
+        )
+
+    fields_written = []
+    if write_fields:
+        report(progress, 0.95, "writing per-sample disagreement fields")
+        ids = view.values("id")
+        clock.lap("read_s")
+        pos = {sid: i for i, sid in enumerate(ids)}
+        stack = np.full((len(parts), len(ids)), np.nan)
+        for p, (pids, dis) in enumerate(parts):
+            idx = np.fromiter((pos[s] for s in pids), dtype=np.int64, count=len(pids))
+            stack[p, idx] = dis
+        out: dict[str, np.ndarray] = {F.DISAGREEMENT: D.combine(list(stack))}
+        n_readers = np.zeros(len(ids), dtype=np.int64)
+        disagree = np.zeros(len(ids), dtype=bool)
+        for name, mapping in columns.items():
+            first = next(iter(mapping.values()))
+            if isinstance(first, (bool, np.bool_)):
+                arr = np.zeros(len(ids), dtype=bool)
+            elif isinstance(first, (int, np.integer)):
+                arr = np.zeros(len(ids), dtype=np.int64)
+            else:
+                arr = np.full(len(ids), np.nan)
+            idx = np.fromiter((pos[s] for s in mapping), dtype=np.int64, count=len(mapping))
+            arr[idx] = np.fromiter(mapping.values(), dtype=arr.dtype, count=len(mapping))
+            if name in ("n_readers", "mask_n_readers", "series_n_readers"):
+                n_readers = np.maximum(n_readers, arr)
+                if name != "n_readers":
+                    continue
+            if name in ("readers_disagree", "series_readers_disagree"):
+                disagree |= arr
+                continue
+            if name == "unmatched_boxes":
+                disagree |= arr > 0
+            out[name] = arr
+        if split:
+            idx = np.fromiter((pos[s] for s in split), dtype=np.int64, count=len(split))
+            disagree[idx] |= np.fromiter(split.values(), dtype=bool, count=len(split))
+        out[F.N_READERS] = n_readers
+        out[F.READERS_DISAGREE] = disagree
+        for name in out:
+            _guard_not_reader_field(dataset, name)
+        clock.lap("compute_s")
+        fields_written = write_sample_fields(view, ids, out)
+        F.update_sidebar_groups(dataset)
+        clock.lap("write_s")
+        dis = out[F.DISAGREEMENT]
+        results["per_sample"] = {
+            "n_disagree": int(disagree.sum()),
+            "n_scored": int((~np.isnan(dis)).sum()),
+            "mean_disagreement": float(np.nanmean(dis)) if (~np.isnan(dis)).any() else None,
+        }
+    results["fields_written"] = fields_written
+    config = {
+        "kinds": list(results["kinds"]),
+        "readers": sorted({r for k in results["kinds"].values() for r in k["readers"]}),
+        "fields": sorted({f for k in results["kinds"].values() for f in k["fields"]}),
+        "level": level,
+        "n_boot": n_boot,
+        "seed": seed,
+        "bootstrap_unit": "patient"
+        if by_patient and dataset.has_field(F.PATIENT_KEY)
+        else "sample",
+        "statistics": sorted(chosen),
+        "iou_threshold": iou_threshold,
+        "fields_written": fields_written,
+        "n_samples": n_samples,
+    }
+    results["config"] = config
+    clock.lap("compute_s")
+    results["timings"] = dict(clock.t)
+    if run_key is not None:
+        RUNS.save(view, run_key, "agreement", config, results)
+        results["run_key"] = run_key
+        clock.lap("write_s")
+        results["timings"] = dict(clock.t)
+    report(progress, 1.0, "agreement done")
+    return RUNS.jsonable(results)
+
+
+# --------------------------------------------------------------------------- consensus
+def _consensus_dir(dataset, field: str) -> str:
+    import fiftyone as fo
+
+    return os.path.join(
+        fo.config.default_dataset_dir, "multireader", dataset.name, "consensus", field
+    )
+
+
+def _prepare_output_field(dataset, name: str, label_type) -> None:
+    _guard_not_reader_field(dataset, name)
+    existing = dataset.get_field(name)
+    if existing is not None:
+        import fiftyone as fo
+
+        doc_type = getattr(existing, "document_type", None)
+        if not isinstance(existing, fo.EmbeddedDocumentField) or doc_type is not label_type:
+            raise AnalysisError(
+                f"field {name!r} already exists as {existing}, not {label_type.__name__}; "
+                "choose another output field"
+            )
+        meta = (existing.info or {}).get(F.INFO_KEY, {})
+        if meta and meta.get("role") != "consensus":
+            raise AnalysisError(f"field {name!r} is not a consensus field; choose another")
+
+
+def _mark_consensus_field(dataset, name: str, provenance: dict) -> None:
+    field = dataset.get_field(name)
+    info = dict(field.info or {})
+    info[F.INFO_KEY] = {"role": "consensus", **RUNS.jsonable(provenance)}
+    field.info = info
+    field.save()
+
+
+def compute_consensus(
+    samples,
+    *,
+    kind: str = "classification",
+    method: str | None = None,
+    readers: list[str] | None = None,
+    output_field: str | None = None,
+    run_key: str | None = None,
+    profiles: bool = True,
+    alpha: float = 0.05,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    iou_threshold: float = 0.55,
+    min_readers: int = 1,
+    by_label: bool = False,
+    progress: ProgressFn | None = None,
+) -> dict:
+    """A consensus label from the readers' labels, written BESIDE them in its own field.
+
+    Methods: class calls ``dawid_skene`` (default) or ``majority`` (ties are marked
+    ``contested`` and get no label); masks ``staple`` (default) or ``majority``; boxes
+    ``wbf`` (weighted box fusion). The field's metadata and the run record the method,
+    its parameters, the readers used, the time and the plugin version. For class calls
+    the run also holds each reader's profile against the consensus (confusion, prevalence
+    bias, drift across sessions) with the flagged readers named.
+    """
+    if kind not in CONSENSUS_METHODS:
+        raise AnalysisError(
+            f"no consensus for label kind {kind!r}; choose one of {sorted(CONSENSUS_METHODS)}"
+        )
+    method = method or CONSENSUS_METHODS[kind][0]
+    if method not in CONSENSUS_METHODS[kind]:
+        raise AnalysisError(
+            f"method {method!r} does not apply to {kind} labels; choose one of {list(CONSENSUS_METHODS[kind])}"
+        )
+    view = samples.view()
+    dataset = view._dataset
+    if len(view) == 0:
+        raise AnalysisError("the view is empty: there is nothing to build a consensus from")
+    try:
+        rs = C.select_readers(dataset, kind, readers=readers)
+    except C.ReaderSelectionError as e:
+        raise AnalysisError(str(e)) from e
+    output_field = output_field or F.consensus_field(method, kind)
+    run_key = run_key or f"consensus_{method}" + ("" if kind == "classification" else f"_{kind}")
+    RUNS.check_key(run_key)
+    params = {"alpha": alpha}
+    if method == "dawid_skene":
+        params.update(max_iter=max_iter, tol=tol)
+    if kind == "boxes":
+        params.update(iou_threshold=iou_threshold, min_readers=min_readers, by_label=by_label)
+    provenance = {
+        "method": method,
+        "kind": kind,
+        "params": params,
+        "readers": rs.readers,
+        "fields": rs.fields,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "plugin_version": __version__,
+        "run_key": run_key,
+    }
+    report(progress, 0.02, f"{method}: reading {len(rs.fields)} reader fields")
+    if kind in C.CATEGORICAL_KINDS:
+        values, results = _class_consensus(
+            view, rs, method, provenance, profiles, alpha, max_iter, tol, progress
+        )
+        import fiftyone as fo
+
+        label_type = fo.Classification
+    elif kind == "mask":
+        values, results = _mask_consensus(view, rs, method, provenance, output_field, progress)
+        import fiftyone as fo
+
+        label_type = fo.Segmentation
+    else:
+        values, results = _box_consensus(
+            view, rs, provenance, iou_threshold, min_readers, by_label, progress
+        )
+        import fiftyone as fo
+
+        label_type = fo.Detections
+    report(progress, 0.95, f"writing {output_field}")
+    _prepare_output_field(dataset, output_field, label_type)
+    view.set_values(output_field, values, key_field="id")
+    _mark_consensus_field(dataset, output_field, provenance)
+    if kind == "mask":
+        targets = dict(dataset.mask_targets)
+        src = next((targets[f] for f in rs.fields if f in targets), None)
+        if src:
+            targets[output_field] = src
+            dataset.mask_targets = targets
+            dataset.save()
+    dataset.add_dynamic_sample_fields(fields=[output_field])
+    F.update_sidebar_groups(dataset)
+    results.update({"output_field": output_field, "provenance": provenance})
+    # "method" names the run type in FiftyOne's run config: the algorithm goes beside it
+    config = {k: v for k, v in provenance.items() if k != "method"}
+    config.update(algorithm=method, output_field=output_field, n_samples=len(view))
+    RUNS.save(view, run_key, "consensus", config, results)
+    results["run_key"] = run_key
+    report(progress, 1.0, "consensus done")
+    return RUNS.jsonable(results)
+
+
+def _class_consensus(view, rs, method, provenance, want_profiles, alpha, max_iter, tol, progress):
+    import fiftyone as fo
+
+    from multireader.stats import consensus as CN
+    from multireader.stats import profiles as P
+
+    reads = C.categorical_reads(view, rs)
+    k = len(reads.classes)
+    if k < 2:
+        raise AnalysisError(f"a consensus needs at least two classes; found {reads.classes}")
+    report(progress, 0.2, f"{method} on {reads.n_items} items")
+    vote = CN.MajorityVote(k).fit(reads.codes)
+    results: dict = {"classes": reads.classes, "readers": reads.readers, "n_items": reads.n_items}
+    if method == "majority":
+        labels, probas, contested = vote.labels_, vote.probas_, vote.contested_
+        confidence = vote.share_
+    else:
+        ds = CN.DawidSkene(k, max_iter=max_iter, tol=tol).fit(reads.codes)
+        labels, probas = ds.labels_, ds.probas_
+        # an exact tie of posteriors is left unlabelled (-1), like a majority tie
+        contested = (labels < 0) & (vote.n_reads_ > 0)
+        confidence = probas.max(axis=1)
+        results["dawid_skene"] = {
+            "confusions": ds.confusions_,
+            "priors": ds.priors_,
+            "n_iter": ds.n_iter_,
+            "converged": bool(ds.converged_),
+            "log_likelihood": ds.log_likelihood_,
+        }
+    n_reads = vote.n_reads_
+    results["n_contested"] = int(contested.sum())
+    results["n_unread"] = int((n_reads == 0).sum())
+    results["n_unknown_labels"] = len(reads.unknown)
+    results["unknown_labels"] = reads.unknown[:MAX_LISTED]
+    if want_profiles:
+        report(progress, 0.6, "reader profiles: confusion, bias, drift")
+        sessions = reads.sessions if (reads.sessions >= 0).any() else None
+        prof = P.reader_profiles(
+            reads.codes,
+            labels,
+            k,
+            sessions=sessions,
+            reader_names=reads.readers,
+            class_names=reads.classes,
+            session_names=reads.session_names if sessions is not None else None,
+            alpha=alpha,
+            reference_name=f"the {method.replace('_', '-')} consensus",
+        )
+        _add_pairwise_agreement(prof, reads, labels, k)
+        results["profiles"] = prof
+        results["flags"] = prof.get("flags", [])
+    values = {}
+    item_values = []
+    for i in range(reads.n_items):
+        if n_reads[i] == 0:
+            item_values.append(None)
+            continue
+        lab = int(labels[i])
+        item_values.append(
+            fo.Classification(
+                label=reads.classes[lab] if lab >= 0 else None,
+                confidence=float(confidence[i]),
+                contested=bool(contested[i]),
+                n_reads=int(n_reads[i]),
+                probabilities=[float(x) for x in probas[i]],
+                method=method,
+            )
+        )
+    if reads.members is None:
+        values = dict(zip(reads.item_ids, item_values, strict=True))
+    else:
+        for members, v in zip(reads.members, item_values, strict=True):
+            for sid in members:
+                values[sid] = v.copy() if v is not None else None
+    return values, results
+
+
+def _add_pairwise_agreement(prof: dict, reads, reference: np.ndarray, k: int) -> None:
+    """Each reader's Cohen's kappa with every other reader and with the consensus.
+
+    Linearly weighted on an ordered scale. NaN (a pair sharing too few images, or a
+    single class used) is stored as None with the profile's other undefined values.
+    """
+    from multireader.stats import agreement as A
+
+    weights = "linear" if reads.ordered else None
+    kappa, n = A.pairwise_cohen_kappa(reads.codes, k, weights=weights)
+    for j, name in enumerate(reads.readers):
+        entry = prof["per_reader"].setdefault(name, {})
+        entry["kappa_weights"] = weights or "none"
+        entry["pairwise_kappa"] = {
+            other: {"value": kappa[j, o], "n": int(n[j, o])}
+            for o, other in enumerate(reads.readers)
+            if o != j
+        }
+        both = (reads.codes[:, j] >= 0) & (reference >= 0)
+        try:
+            value = A.cohen_kappa(reads.codes[both, j], reference[both], k, weights=weights)
+        except ValueError as e:  # undefined (e.g. one class only): say why
+            entry["kappa_vs_consensus"] = {"value": None, "n": int(both.sum()), "note": str(e)}
+        else:
+            entry["kappa_vs_consensus"] = {"value": value, "n": int(both.sum())}
+
+
+def _mask_consensus(view, rs, method, provenance, output_field, progress):
+    import fiftyone as fo
+    from PIL import Image
+
+    from multireader.stats import masks as M
+    from multireader.io.dicom import media_name
+
+    reads = C.mask_reads(view, rs)
+    folder = _consensus_dir(view._dataset, output_field)
+    os.makedirs(folder, exist_ok=True)
+    n, r = len(reads.item_ids), len(rs.fields)
+    sens = np.full((n, r), np.nan)
+    spec = np.full((n, r), np.nan)
+    values, errors = {}, []
+    contested_px = 0
+    step = max(1, n // 100)
+    for i in range(n):
+        if i % step == 0:
+            report(progress, 0.05 + 0.85 * i / max(n, 1), f"{method}: sample {i + 1} of {n}")
+        sid = reads.item_ids[i]
+        masks = []
+        for j, paths in enumerate(reads.paths):
+            try:
+                masks.append(_load_mask(paths[i]))
+            except Exception as e:  # noqa: BLE001 - reported by name, the rest goes on
+                masks.append(None)
+                errors.append({"sample_id": sid, "field": rs.fields[j], "reason": str(e)})
+        present = [(j, m) for j, m in enumerate(masks) if m is not None]
+        if not present:
+            values[sid] = None
+            continue
+        if len({m.shape for _, m in present}) > 1:
+            errors.append(
+                {
+                    "sample_id": sid,
+                    "field": ", ".join(rs.fields),
+                    "reason": "readers' masks differ in shape",
+                }
+            )
+            values[sid] = None
+            continue
+        stack = np.stack([m for _, m in present])
+        if method == "staple" and len(present) >= 2:
+            res = M.staple(stack)
+            prob = np.asarray(res.probability)
+            fused = prob > 0.5
+            for (j, _), se, sp in zip(present, res.sensitivity, res.specificity, strict=True):
+                sens[i, j], spec[i, j] = se, sp
+        else:
+            votes = stack.sum(axis=0)
+            fused = votes * 2 > len(present)
+            contested_px += int((votes * 2 == len(present)).sum())
+        path = os.path.join(folder, f"{media_name(sid)}.png")
+        Image.fromarray(fused.astype(np.uint8)).save(path, compress_level=1)
+        values[sid] = fo.Segmentation(mask_path=path, method=method, n_reads=len(present))
+    results = {
+        "readers": reads.readers,
+        "n_items": n,
+        "n_errors": len(errors),
+        "errors": errors[:MAX_LISTED],
+    }
+    if method == "staple":
+        with D._quiet():
+            results["staple"] = {
+                "mean_sensitivity": np.nanmean(sens, axis=0),
+                "mean_specificity": np.nanmean(spec, axis=0),
+                "n_items": (~np.isnan(sens)).sum(axis=0),
+            }
+    else:
+        results["contested_pixels"] = contested_px
+    return values, results
+
+
+def _box_consensus(view, rs, provenance, iou_threshold, min_readers, by_label, progress):
+    import fiftyone as fo
+
+    from multireader.stats import boxes as B
+
+    reads = C.box_reads(view, rs)
+    n, r = len(reads.item_ids), len(rs.fields)
+    values = {}
+    n_boxes = n_contested = 0
+    step = max(1, n // 100)
+    for i in range(n):
+        if i % step == 0:
+            report(progress, 0.05 + 0.85 * i / max(n, 1), f"wbf: sample {i + 1} of {n}")
+        per = [reads.boxes[j][i] for j in range(r)]
+        if all(b is None for b in per):
+            values[reads.item_ids[i]] = None
+            continue
+        labels = [reads.labels[j][i] for j in range(r)]
+        # A reader who did not read the image stays None: fusion scales confidence by
+        # the share of readers present, and an absent reader is not a negative read.
+        # Readers outline the same finding but may call it differently, so outlines are
+        # fused regardless of label (unless by_label), and the label is then voted.
+        fused = B.weighted_box_fusion(
+            per,
+            scores_per_reader=[reads.scores[j][i] for j in range(r)],
+            labels_per_reader=labels if by_label else None,
+            iou_threshold=iou_threshold,
+            min_readers=min_readers,
+        )
+        dets = []
+        for b, s, nr, mem in zip(
+            fused["boxes"], fused["scores"], fused["n_readers"], fused["members"], strict=True
+        ):
+            calls = [labels[j][k] for j, k in mem if labels[j] is not None]
+            top = Counter(c for c in calls if c is not None).most_common()
+            contested = len(top) > 1 and top[0][1] == top[1][1]
+            n_contested += contested
+            dets.append(
+                fo.Detection(
+                    label=None if not top or contested else str(top[0][0]),
+                    bounding_box=[float(x) for x in b],
+                    confidence=float(s),
+                    n_readers=int(nr),
+                    readers=sorted({reads.readers[j] for j, _ in mem}),
+                    calls=[str(c) for c in calls],
+                    contested=bool(contested),
+                    method="wbf",
+                )
+            )
+        n_boxes += len(dets)
+        values[reads.item_ids[i]] = fo.Detections(detections=dets)
+    return values, {
+        "readers": reads.readers,
+        "n_items": n,
+        "n_boxes": n_boxes,
+        "n_contested_labels": n_contested,
+    }
+
+
+# --------------------------------------------------------------------------- display
+def _fmt(v) -> str:
+    return "" if v is None else f"{v:.3f}"
+
+
+def summary_rows(results: dict) -> list[dict]:
+    """Dataset-level statistics of an agreement result as flat table rows for display.
+
+    ``{"kind", "statistic", "value", "ci", "n"}``: value and CI formatted to 3 decimals,
+    an empty value where the statistic is undefined (its note says why).
+    """
+    rows = []
+    for kind, res in results.get("kinds", {}).items():
+        blocks = []
+        if "summary" in res:
+            blocks.append(("", res["summary"].get("overall", {})))
+            if res.get("scores"):
+                blocks.append(("score ", res["scores"].get("icc", {})))
+        else:
+            blocks.append(("", res.get("overall", {})))
+        for prefix, block in blocks:
+            for name, s in block.items():
+                if not isinstance(s, dict) or "value" not in s:
+                    continue
+                ci = s.get("ci")
+                rows.append(
+                    {
+                        "kind": kind,
+                        "statistic": prefix + name,
+                        "value": _fmt(s.get("value")) or (s.get("note") or "undefined"),
+                        "ci": f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "",
+                        "n": s.get("n"),
+                    }
+                )
+    return rows

@@ -1,0 +1,277 @@
+"""How the model does on the cases the radiologists disputed, and on each subgroup.
+
+Compares a prediction field with each reference (every consensus field and every
+reader) on all samples, on *contested* and *uncontested* samples separately, and on
+each value of each slice field (scanner, sex, age bin...). For each cell: the number of
+samples, accuracy and Cohen's kappa (quadratic-weighted too for an ordered scale) with
+percentile-bootstrap confidence intervals that resample patients (slices of one
+patient are not independent), and the confusion matrix (rows: reference, columns:
+model). Stored as a run of kind ``model_evaluation``, which panels and the audit report
+read.
+
+A sample is *contested* when at least two readers read it and no class has at least
+``contested_share`` of their reads (default 0.75: with four readers, no three agreed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from multireader.core import collect as C
+from multireader.core import runs as RUNS
+from multireader.stats.agreement import _kappa_from_confusion, _percentile, _weight_matrix
+from multireader.stats.consensus import _class_counts
+from multireader.core.predictions import PredictionError, read_probabilities
+from multireader.progress import ProgressFn, report
+from multireader.analyses.slice_confusion import MISSING, default_bins, slice_codes
+
+#: slice fields used when none are given (the ones the dataset has)
+DEFAULT_SLICES = ("manufacturer_model", "patient_sex", "patient_age_bin", "contrast")
+
+
+class EvaluationError(ValueError):
+    """The evaluation cannot run as asked; the message says why."""
+
+
+def contested_mask(codes: np.ndarray, n_classes: int, share: float) -> np.ndarray:
+    """True where >= 2 readers read an item and no class holds ``share`` of the reads."""
+    counts = _class_counts(codes, n_classes)
+    n = counts.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        top = counts.max(axis=1) / n
+    return (n >= 2) & (top < share)
+
+
+def _slice_values(values: list) -> tuple[list[str], dict]:
+    """String slice labels per sample, cut the way the slice_confusion panel cuts them
+    (numeric fields with many values into quartiles)."""
+    bins = default_bins(values)
+    codes, names, _ = slice_codes(values, bins)
+    return [names[c] for c in codes], ({"binned": "quartiles", "edges": bins} if bins else {})
+
+
+class _Scorer:
+    """Accuracy and kappa with patient-bootstrap CIs from per-group confusion tables."""
+
+    def __init__(self, k, ordered, groups, level, n_boot, seed):
+        self.k, self.ordered, self.level, self.n_boot = k, ordered, level, n_boot
+        self.groups = groups
+        self.rng_seed = seed
+        self.w_nominal = _weight_matrix(k, None)
+        self.w_quad = _weight_matrix(k, "quadratic")
+
+    def score(self, ref: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> dict:
+        k = self.k
+        ok = idx[(ref[idx] >= 0) & (pred[idx] >= 0)]
+        out: dict = {"n": int(len(ok))}
+        conf = np.bincount(ref[ok] * k + pred[ok], minlength=k * k).reshape(k, k)
+        out["confusion"] = conf.tolist()
+        if len(ok) == 0:
+            out["accuracy"] = out["kappa"] = {"value": None, "ci": [None, None]}
+            return out
+        g = self.groups[ok]
+        codes, g = np.unique(g, return_inverse=True)
+        n_groups = len(codes)
+        per_group = np.zeros((n_groups, k * k))
+        np.add.at(per_group, (g, ref[ok] * k + pred[ok]), 1.0)
+        rng = np.random.default_rng(self.rng_seed)
+        draws = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=self.n_boot)
+        boot = (draws @ per_group).reshape(self.n_boot, k, k)
+        stats = {
+            "accuracy": (
+                np.trace(conf) / conf.sum(),
+                np.trace(boot, axis1=1, axis2=2) / np.maximum(boot.sum((1, 2)), 1),
+            ),
+            "kappa": (
+                _kappa_from_confusion(conf.astype(float), self.w_nominal),
+                _kappa_from_confusion(boot, self.w_nominal),
+            ),
+        }
+        if self.ordered:
+            stats["kappa_quadratic"] = (
+                _kappa_from_confusion(conf.astype(float), self.w_quad),
+                _kappa_from_confusion(boot, self.w_quad),
+            )
+        for name, (point, reps) in stats.items():
+            lo, hi, _ = _percentile(reps[:, None], self.level)
+            ci = [RUNS.jsonable(float(lo[0])), RUNS.jsonable(float(hi[0]))]
+            out[name] = {
+                "value": RUNS.jsonable(float(point)),
+                # resampling one patient gives the same table every time: no interval
+                "ci": ci if n_groups >= 2 else [None, None],
+            }
+        out["n_patients"] = n_groups
+        return out
+
+
+def evaluate_predictions(
+    samples,
+    pred_field: str | None = None,
+    *,
+    references: list[str] | None = None,
+    slice_fields: list[str] | None = None,
+    contested_share: float = 0.75,
+    level: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+    run_key: str = "model_evaluation",
+    progress: ProgressFn | None = None,
+) -> dict:
+    """Evaluate ``pred_field`` against consensus and each reader, by contested/uncontested
+    and by slice; see the module docstring. Returns (and stores) the results."""
+    from multireader.analyses.label_errors import _default_prediction_field
+    from multireader.embed.label_model import consensus_label_fields
+    from multireader.core.schema import get_label_schema
+
+    view = samples.view()
+    dataset = view._dataset
+    RUNS.check_key(run_key)
+    if not 0.5 < contested_share <= 1:
+        raise EvaluationError(f"contested_share must be in (0.5, 1], got {contested_share}")
+    if not 0 < level < 1:
+        raise EvaluationError(f"level must be in (0, 1), got {level}")
+    try:
+        pred_field = pred_field or _default_prediction_field(dataset)
+        ids, classes, probs = read_probabilities(view, pred_field)
+    except (PredictionError, ValueError) as e:
+        raise EvaluationError(str(e)) from e
+    k = len(classes)
+    index = {c: i for i, c in enumerate(classes)}
+    have = np.isfinite(probs).all(axis=1)
+    pred = np.where(have, np.argmax(np.nan_to_num(probs), axis=1), -1)
+    schema = get_label_schema(dataset) or {}
+    ordered = bool(schema.get("ordered"))
+
+    report(progress, 0.05, "reading labels")
+    rs = C.select_readers(dataset, "classification")
+    reads = C.categorical_reads(view, rs, classes=classes, scores=False, sessions=False)
+    if reads.item_ids != ids:
+        raise EvaluationError("sample order changed while reading; run again")
+    contested = contested_mask(reads.codes, k, contested_share)
+    groups = reads.groups if reads.groups is not None else np.arange(len(ids))
+
+    refs: dict[str, dict] = {}
+    for f in consensus_label_fields(dataset):
+        refs[f] = {"label": f, "kind": "consensus"}
+    for f, r in zip(rs.fields, rs.readers, strict=True):
+        refs[f] = {"label": r, "kind": "reader"}
+    if references is not None:
+        unknown = [r for r in references if r not in refs]
+        if unknown:
+            raise EvaluationError(
+                f"not consensus or reader fields: {', '.join(unknown)}; "
+                f"available: {', '.join(refs)}"
+            )
+        refs = {r: refs[r] for r in references}
+    if not refs:
+        raise EvaluationError("no consensus or reader classification fields to compare with")
+
+    if slice_fields is None:
+        slice_fields = [s for s in DEFAULT_SLICES if dataset.has_field(s)]
+    missing = [s for s in slice_fields if not dataset.has_field(s)]
+    if missing:
+        raise EvaluationError(f"no slice field(s) {', '.join(missing)} on {dataset.name!r}")
+    slices, slice_info = {}, {}
+    for s in slice_fields:
+        slices[s], slice_info[s] = _slice_values(view.values(s))
+
+    scorer = _Scorer(k, ordered, groups, level, n_boot, seed)
+    everything = np.arange(len(ids))
+    out_refs = {}
+    for n_done, (f, meta) in enumerate(refs.items()):
+        report(progress, 0.1 + 0.85 * n_done / len(refs), f"comparing with {meta['label']}")
+        if f in rs.fields:
+            ref = reads.codes[:, rs.fields.index(f)]
+        else:
+            labels = view.values(f"{f}.label")
+            ref = np.array([index.get(v, -1) if v is not None else -1 for v in labels])
+        entry = {
+            **meta,
+            "all": scorer.score(ref, pred, everything),
+            "contested": scorer.score(ref, pred, np.flatnonzero(contested)),
+            "uncontested": scorer.score(ref, pred, np.flatnonzero(~contested)),
+            "slices": {},
+        }
+        for s, labels in slices.items():
+            arr = np.array(labels, dtype=object)
+            entry["slices"][s] = {
+                str(v): scorer.score(ref, pred, np.flatnonzero(arr == v))
+                for v in sorted(set(labels), key=lambda x: (x == MISSING, x))
+            }
+        out_refs[f] = entry
+
+    results = {
+        "pred_field": pred_field,
+        "classes": classes,
+        "ordered": ordered,
+        "n_samples": len(ids),
+        "n_predicted": int(have.sum()),
+        "n_contested": int(contested.sum()),
+        "contested_definition": (
+            f"read by >= 2 readers and no class holds {contested_share:.0%} of the reads"
+        ),
+        "level": level,
+        "n_boot": n_boot,
+        "resampling": "patients" if reads.groups is not None else "samples",
+        "slice_fields": {s: slice_info[s] for s in slice_fields},
+        "references": out_refs,
+    }
+    results["headline"] = headline(results)
+    config = {
+        "pred_field": pred_field,
+        "references": list(refs),
+        "slice_fields": list(slice_fields),
+        "contested_share": contested_share,
+        "level": level,
+        "n_boot": n_boot,
+        "seed": seed,
+    }
+    RUNS.save(view, run_key, "model_evaluation", config=config, results=results)
+    report(progress, 1.0, results["headline"])
+    return {"run_key": run_key, **results}
+
+
+def _fmt(stat: dict | None) -> str:
+    if not stat or stat.get("value") is None:
+        return "n/a"
+    lo, hi = stat["ci"]
+    ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
+    return f"{stat['value']:.2f}{ci}"
+
+
+def headline(results: dict) -> str:
+    """One sentence answering "how does the model do on the disputed cases?"."""
+    refs = results["references"]
+    ref = next((f for f, m in refs.items() if m["kind"] == "consensus"), next(iter(refs)))
+    e = refs[ref]
+    return (
+        f"Against {e['label']}, accuracy {_fmt(e['contested'].get('accuracy'))} on "
+        f"{e['contested']['n']} contested samples vs {_fmt(e['uncontested'].get('accuracy'))} "
+        f"on {e['uncontested']['n']} uncontested ({results['level']:.0%} CIs, "
+        f"{results['resampling']} resampled)"
+    )
+
+
+def summary_rows(results: dict) -> list[dict]:
+    """One row per reference and subset (all, contested, uncontested, each slice value)."""
+    rows = []
+    for e in results["references"].values():
+        parts = [
+            ("all", e["all"]),
+            ("contested", e["contested"]),
+            ("uncontested", e["uncontested"]),
+        ]
+        for s, vals in e["slices"].items():
+            parts += [(f"{s} = {v}", cell) for v, cell in vals.items()]
+        for subset, cell in parts:
+            rows.append(
+                {
+                    "reference": e["label"],
+                    "subset": subset,
+                    "n": cell["n"],
+                    "accuracy": _fmt(cell.get("accuracy")),
+                    "kappa": _fmt(cell.get("kappa")),
+                    "kappa_quadratic": _fmt(cell.get("kappa_quadratic")),
+                }
+            )
+    return rows

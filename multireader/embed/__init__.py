@@ -1,0 +1,1 @@
+"""Embeddings, maps, zero-shot and embedding-based label models."""

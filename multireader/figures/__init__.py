@@ -1,0 +1,1 @@
+"""The numbers and figures behind the App panels."""

@@ -1,0 +1,1 @@
+"""Data into a dataset: DICOM import, reader labels, model predictions."""

@@ -1,0 +1,1 @@
+"""Audit log, label history, frozen training sets, the audit report."""

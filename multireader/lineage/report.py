@@ -1,0 +1,1338 @@
+"""An audit report an auditor can read: one self-contained HTML file and the same
+content as JSON, built from what the database already holds (stored runs, the label
+history, frozen training sets, the audit log), with nothing kept by hand.
+
+The HTML is rendered from the JSON document (:func:`render_html` takes only the dict
+:func:`build_report` returns), so the two cannot disagree. Plots are inline SVG drawn
+here; the file has no script and loads nothing from anywhere, so it opens offline.
+
+No patient identifier is written: DICOM names and IDs are never read (not even the
+``dicom_identifiers`` field an opted-in import keeps); patients are only counted,
+through the dataset's salted ``patient_key`` pseudonyms.
+
+Sections (ids in the HTML, keys in the JSON): ``dataset``, ``readers``, ``agreement``,
+``contested``, ``consensus``, ``model``, ``training_sets``, ``audit_log``. A section
+whose source is missing is still present, with ``available: False`` and a note naming
+the operator that produces it.
+
+>>> html_path, json_path = write_report(dataset, "/tmp/report.html")
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import math
+import os
+import re
+
+from multireader import __version__
+from multireader.lineage import audit
+from multireader.core import runs
+
+SECTIONS = [
+    ("dataset", "1. Dataset and provenance"),
+    ("readers", "2. Readers and their reads"),
+    ("agreement", "3. Inter-reader agreement"),
+    ("contested", "4. Contested cases"),
+    ("consensus", "5. Consensus and reader profiles"),
+    ("model", "6. Model performance"),
+    ("training_sets", "7. Frozen training sets"),
+    ("audit_log", "8. Audit log"),
+]
+
+#: all-reader statistics of the agreement run: key -> (name, one-sentence definition)
+STATISTICS = {
+    "percent_agreement": (
+        "Percent agreement",
+        "the share of pairs of reads of the same image that give the same class, "
+        "averaged over images; not corrected for chance.",
+    ),
+    "fleiss_kappa": (
+        "Fleiss' kappa",
+        "agreement of all readers beyond what chance alone would give: 1 is perfect, "
+        "0 is chance level, below 0 is worse than chance (Fleiss 1971).",
+    ),
+    "krippendorff_alpha_nominal": (
+        "Krippendorff's alpha (nominal)",
+        "all-reader agreement beyond chance that tolerates missing reads; any two "
+        "different classes count as a full disagreement (Krippendorff 2011).",
+    ),
+    "krippendorff_alpha_ordinal": (
+        "Krippendorff's alpha (ordinal)",
+        "the same on the ordered scale: a near miss (for example benign against "
+        "probably benign) counts as a partial disagreement (Krippendorff 2011).",
+    ),
+    "gwet_ac1": (
+        "Gwet's AC1",
+        "all-reader agreement beyond chance that is less depressed than kappa when one "
+        "class is rare (Gwet 2008).",
+    ),
+}
+GLOSSARY = {
+    **dict(STATISTICS.values()),
+    "Cohen's kappa": "agreement of two readers beyond what chance alone would give, on "
+    "the images both read: 1 perfect, 0 chance level, below 0 worse than chance "
+    "(Cohen 1960).",
+    "95% CI": "95% confidence interval: the range of values compatible with the data, "
+    "from bootstrap resampling of whole patients (all images of a patient together), "
+    "so that correlated images of one patient are not counted as independent evidence.",
+    "n": "the number of images (or, for a pair of readers, of images both read) the "
+    "value is computed on.",
+    "Disagreement score": "the expected share of disagreement between two readers drawn "
+    "at random from those who read the image: 0 when all agree, 1 when all differ "
+    "(ordered classes: a near miss counts partly).",
+    "Contested case": "an image read by at least two readers on which no class got at "
+    "least 75% of the reads (a tie or a split vote).",
+    "Dawid-Skene consensus": "a consensus that weighs each reader by their estimated "
+    "accuracy for each class, learned from all readers' labels (Dawid & Skene 1979).",
+    "Majority vote": "the class most readers chose; ties are marked contested, never "
+    "broken at random.",
+    "Prevalence bias": "a reader calls one class significantly more or less often than "
+    "the other readers do on the same images (exact sign test on the images where they "
+    "differ).",
+    "Drift": "a reader's agreement with the consensus changes significantly across "
+    "reading sessions (trend test over sessions).",
+    "p (Holm)": "a p-value corrected for testing several readers and classes at once "
+    "(Holm 1979); a flag is raised below the chosen significance level.",
+    "Accuracy": "the share of images on which the model's class equals the reference label.",
+    "Freeze hash": "a SHA-256 fingerprint of a frozen training set's sample list and "
+    "labels; verifying recomputes every label's hash and compares.",
+    "Hash chain": "each audit entry stores the SHA-256 of the previous one, so an "
+    "edited, deleted or inserted entry breaks the chain where it happened.",
+}
+#: slice fields cut for per-subgroup agreement, with their names in plain language
+SUBGROUP_FIELDS = {
+    "manufacturer_model": "Scanner model",
+    "manufacturer": "Scanner maker",
+    "patient_sex": "Sex",
+    "patient_age_bin": "Age band",
+    "contrast": "Contrast",
+}
+METHOD_NAMES = {
+    "dawid_skene": "Dawid-Skene (weighs readers by their estimated accuracy)",
+    "majority": "Majority vote (ties marked contested)",
+    "staple": "STAPLE (masks)",
+    "wbf": "Weighted box fusion (boxes)",
+}
+_NOT_AVAILABLE = "Not available: run '{op}' first."
+#: fields never read into the report, even when present on the dataset
+_NEVER_READ = ("dicom_identifiers",)
+
+
+def _num(v, digits=2):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    return f"{v:.{digits}f}"
+
+
+def _p(v) -> str:
+    if v is None:
+        return "n/a"
+    return "< 0.0001" if v < 1e-4 else f"{v:.2g}"
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.0f}%"
+
+
+def _ci(e: dict | None) -> str:
+    """``0.52 [0.47, 0.57]`` for a stored ``{"value", "ci"}`` (as the panels print it)."""
+    from multireader.figures.agreement_matrix import fmt_ci
+
+    return fmt_ci((e or {}).get("value"), (e or {}).get("ci"))
+
+
+def _newest(dataset, kind: str):
+    """``(run_key, run)`` of the newest stored run of ``kind``, or None."""
+    best, t = None, ""
+    for key in runs.list_runs(dataset, kind):
+        try:
+            r = runs.load(dataset, key)
+        except Exception:
+            continue
+        created = str((r.get("config") or {}).get("created_at") or "")
+        if best is None or created >= t:
+            best, t = (key, r), created
+    return best
+
+
+def _who(dataset, action: str, last: int = 3) -> list[dict]:
+    """Who ran ``action`` and when, from the audit log (newest ``last``)."""
+    return [
+        {"user": e.get("user"), "time": e.get("time"), "status": e.get("status")}
+        for e in audit.entries(dataset, action=action)
+    ][-last:]
+
+
+def _iso_epoch(t) -> str | None:
+    try:
+        return dt.datetime.fromtimestamp(float(t), dt.UTC).isoformat(timespec="seconds")
+    except (TypeError, ValueError):
+        return None
+
+
+# --- sections -----------------------------------------------------------------------
+
+
+def _dataset_section(dataset) -> dict:
+    from multireader.core import fields as F
+    from multireader.core.fields import reader_fields
+
+    counts = {}
+    for f, label in ((F.PATIENT_KEY, "patients"), (F.STUDY_UID, "studies"),
+                     (F.SERIES_UID, "series")):  # fmt: skip
+        if dataset.has_field(f):
+            counts[label] = len(dataset.distinct(f))
+    info = dict(dataset.info or {})
+    schema = (info.get("multireader") or {}).get("label_schema") or {}
+    imp = info.get("dicom_import") or {}
+    imports = None
+    if imp:
+        imports = {
+            "files": imp.get("files"),
+            "imported": imp.get("imported"),
+            "duplicates": imp.get("duplicates"),
+            "skipped": len(imp.get("skipped") or []),
+            "series": imp.get("series"),
+            "seconds": imp.get("seconds"),
+            "history": [
+                {**{k: v for k, v in h.items() if k != "at"}, "at": _iso_epoch(h.get("at"))}
+                for h in imp.get("history") or []
+            ],
+        }
+    # the setting the import ran with, from its audit entry; else what the fields show
+    ran = audit.entries(dataset, action="import_dicom")
+    params = (ran[-1].get("params") or {}) if ran else {}
+    n_ident = dataset.count(_NEVER_READ[0]) if dataset.has_field(_NEVER_READ[0]) else 0
+    deid = {
+        "identifiers_copied": bool(params.get("include_identifiers", n_ident > 0)),
+        "study_dates_copied": bool(
+            params.get("include_study_date", dataset.has_field("study_date"))
+        ),
+        "source": "import_dicom audit entry" if ran else "fields present on the dataset",
+        "statement": (
+            "Patient names, IDs, birth dates, addresses, institutions and physicians "
+            "are not copied from the DICOM headers"
+            + (
+                " (except into one 'dicom_identifiers' field, at the user's request; "
+                "this report never reads it)"
+                if n_ident or params.get("include_identifiers")
+                else ""
+            )
+            + ". Age and weight are kept only in bands. Images of one patient are "
+            "grouped by a salted, keyed pseudonym ('patient_key'), counted here and "
+            "never listed."
+        ),
+    }
+    return {
+        "name": dataset.name,
+        "n_samples": len(dataset),
+        "counts": counts,
+        "created_at": str(dataset.created_at) if dataset.created_at else None,
+        "media_type": dataset.media_type,
+        "label_schema": {k: schema.get(k) for k in ("classes", "ordered")} if schema else None,
+        "import": imports,
+        "imported_by": _who(dataset, "import_dicom"),
+        "n_reader_fields": len(reader_fields(dataset)),
+        "deidentification": deid,
+    }
+
+
+def _readers_section(dataset) -> dict:
+    from multireader.core.fields import reader_fields
+    from multireader.lineage.records import HISTORY
+
+    found = reader_fields(dataset)
+    rows = {}
+    paths = sorted(found)
+    for f, v in zip(paths, dataset.values(paths), strict=True) if paths else []:
+        meta = found[f]
+        r = rows.setdefault(str(meta["reader"]), {"reader": str(meta["reader"]), "fields": {}})
+        r["fields"][f] = {"kind": meta["kind"], "n_reads": sum(x is not None for x in v)}
+    for f in [f for f in paths if found[f]["kind"] == "classification"]:
+        if dataset.has_field(f"{f}.session"):
+            rows[str(found[f]["reader"])]["sessions"] = sorted(
+                s for s in dataset.distinct(f"{f}.session") if s is not None
+            )
+    ds_id, _ = audit.dataset_key(dataset)
+    revisions = [
+        {
+            k: h.get(k) for k in ("sample_id", "field", "version", "kind", "reason", "user", "time")
+        }  # fmt: skip
+        for h in audit._db()[HISTORY]
+        .find({"dataset_id": ds_id, "kind": {"$ne": "original"}}, {"_id": 0, "label": 0})
+        .sort("time", 1)
+    ]
+    return {
+        "readers": list(rows.values()),
+        "imported_by": _who(dataset, "import_reader_labels", last=20),
+        "revisions": revisions,
+    }
+
+
+def _agreement_section(dataset) -> dict:
+    found = _newest(dataset, "agreement")
+    if found is None:
+        return {"available": False, "note": _NOT_AVAILABLE.format(op="Compute agreement")}
+    key, run = found
+    cls = run["results"]["kinds"].get("classification")
+    out = {
+        "available": True,
+        "run_key": key,
+        "created_at": run["config"].get("created_at"),
+        "run_by": _who(dataset, "compute_agreement"),
+    }
+    if cls:
+        s = cls["summary"]
+        out["overall"] = [
+            {"statistic": name, "key": k, "definition": text, **s["overall"][k]}
+            for k, (name, text) in STATISTICS.items()
+            if k in s["overall"]
+        ]
+        out["n_items"] = s["n_items"]
+        unit = {"group": "patient", "item": "image"}.get(s["bootstrap_unit"], s["bootstrap_unit"])
+        out["bootstrap"] = {"n_boot": s["n_boot"], "unit": unit, "level": s.get("level", 0.95)}
+        out["readers"] = cls["readers"]
+        out["classes"] = cls["classes"]
+        pk = s["pairwise"]["cohen_kappa"]
+        out["pairwise_kappa"] = pk
+        R = len(cls["readers"])
+        out["pairwise"] = [
+            {
+                "readers": [cls["readers"][i], cls["readers"][j]],
+                "value": pk["value"][i][j],
+                "ci": [pk["ci_low"][i][j], pk["ci_high"][i][j]],
+                "n": pk["n"][i][j],
+            }
+            for i in range(R)
+            for j in range(i + 1, R)
+        ]
+        out["per_class"] = [
+            {"class": c, **e}
+            for c, e in zip(cls["classes"], s["per_class"]["fleiss_kappa"], strict=True)
+        ]
+    for kind, stat, label in (
+        ("mask", "mean_pairwise_dice", "Masks: mean Dice overlap between two readers' masks"),
+        ("boxes", "mean_pairwise_f1", "Boxes: mean F1 of matched boxes between two readers"),
+    ):
+        k = run["results"]["kinds"].get(kind)
+        if k and stat in k.get("overall", {}):
+            out[f"{kind}_overall"] = {"statistic": stat, "label": label, **k["overall"][stat]}
+    out["subgroups"] = _subgroups(dataset, n_boot=min(int(run["config"].get("n_boot", 500)), 500))
+    return out
+
+
+def _subgroups(dataset, n_boot: int = 500) -> list[dict]:
+    """Fleiss' kappa with a patient-bootstrap CI within each value of each slice field,
+    recomputed from the labels now (the stored agreement run has no subgroups)."""
+    from multireader.stats import agreement as A
+    from multireader.core import collect as C
+    from multireader.analyses.slice_confusion import default_bins, slice_codes, slice_fields
+
+    try:
+        rs = C.select_readers(dataset, "classification")
+    except C.ReaderSelectionError:
+        return []
+    wanted = [f for f in SUBGROUP_FIELDS if f in slice_fields(dataset)]
+    reads = C.categorical_reads(dataset, rs, scores=False, sessions=False, extra=wanted)
+    out = []
+    for f in wanted:
+        values = reads.extra[f]
+        codes, names, _ = slice_codes(values, default_bins(values))
+        for k, name in enumerate(names):
+            m = codes == k
+            if m.sum() < 2:
+                continue
+            groups = reads.groups[m] if reads.groups is not None else None
+            s = A.categorical_summary(
+                reads.codes[m], len(reads.classes), n_boot=n_boot, seed=0, groups=groups
+            )
+            out.append(
+                {
+                    **s["overall"]["fleiss_kappa"],
+                    "krippendorff_alpha_nominal": s["overall"].get("krippendorff_alpha_nominal"),
+                    "field": f,
+                    "field_label": SUBGROUP_FIELDS[f],
+                    "group": name,
+                    "n": int(m.sum()),
+                    "n_patients": int(len(set(groups.tolist()))) if groups is not None else None,
+                }
+            )
+    return out
+
+
+def _contested_section(dataset, limit: int) -> dict:
+    from fiftyone import ViewField as VF
+
+    from multireader.core.fields import reader_fields
+
+    if not dataset.has_field("disagreement"):
+        return {"available": False, "note": _NOT_AVAILABLE.format(op="Compute agreement")}
+    cls = sorted(reader_fields(dataset, ["classification"]))
+    view = (
+        dataset.match(VF("majority_share") < 0.75)
+        if dataset.has_field("majority_share")
+        else dataset.match(VF("readers_disagree"))
+    )
+    view = view.sort_by("disagreement", reverse=True)
+    cons = _newest(dataset, "consensus")
+    cons_field = cons[1]["config"].get("output_field") if cons else None
+    n = view.count()
+    top = view.limit(limit)
+    key = "dicom_key" if dataset.has_field("dicom_key") else None
+    paths = ["id", "filepath", "disagreement"] + [f"{f}.label" for f in cls]
+    if key:
+        paths.append(key)
+    if cons_field and dataset.has_field(cons_field):
+        paths.append(f"{cons_field}.label")
+    cols = dict(zip(paths, top.values(paths), strict=True))
+    rows = []
+    for i, sid in enumerate(cols["id"]):
+        rows.append(
+            {
+                "sample_id": sid,
+                "file": os.path.basename(cols["filepath"][i]),
+                "dicom_key": cols[key][i] if key else None,
+                "disagreement": cols["disagreement"][i],
+                "labels": {f: cols[f"{f}.label"][i] for f in cls},
+                "consensus": cols.get(f"{cons_field}.label", [None] * len(cols["id"]))[i],
+            }
+        )
+    return {
+        "available": True,
+        "definition": GLOSSARY["Contested case"],
+        "n_contested": n,
+        "n_samples": len(dataset),
+        "shown": len(rows),
+        "not_shown": n - len(rows),
+        "consensus_field": cons_field,
+        "reader_fields": cls,
+        "rows": rows,
+    }
+
+
+def _consensus_section(dataset) -> dict:
+    found = _newest(dataset, "consensus")
+    if found is None:
+        return {"available": False, "note": _NOT_AVAILABLE.format(op="Compute consensus labels")}
+    key, run = found
+    cfg = run["config"]
+    prof = (run["results"] or {}).get("profiles") or {}
+    readers = []
+    for r, p in (prof.get("per_reader") or {}).items():
+        kvc = p.get("kappa_vs_consensus")
+        readers.append(
+            {
+                "reader": r,
+                "n_reads": p.get("n_reads"),
+                "accuracy_vs_consensus": p.get("accuracy"),
+                "kappa_vs_consensus": kvc.get("value") if isinstance(kvc, dict) else kvc,
+                "kappa_n": kvc.get("n") if isinstance(kvc, dict) else None,
+                "confusion": p.get("confusion"),
+                "prevalence": p.get("prevalence"),
+                "drift": p.get("drift"),
+            }
+        )
+    return {
+        "available": True,
+        "run_key": key,
+        "kind": cfg.get("kind"),
+        "method": cfg.get("algorithm"),
+        "output_field": cfg.get("output_field"),
+        "readers_used": cfg.get("readers"),
+        "params": cfg.get("params"),
+        "created_at": cfg.get("created_at"),
+        "run_by": _who(dataset, "compute_consensus"),
+        "profiles_available": bool(prof),
+        "classes": prof.get("classes"),
+        "alpha": (prof.get("parameters") or {}).get("alpha"),
+        "readers": readers,
+        "flags": prof.get("flags") or [],
+        "other_runs": [k for k in runs.list_runs(dataset, "consensus") if k != key],
+    }
+
+
+def _model_section(dataset) -> dict:
+    found = _newest(dataset, "model_evaluation")
+    if found is None:
+        return {
+            "available": False,
+            "note": "No predictions evaluated: run 'Evaluate model' (after importing or "
+            "fitting predictions).",
+        }
+    key, run = found
+    res = run["results"]
+    return {
+        "available": True,
+        "run_key": key,
+        "created_at": run["config"].get("created_at"),
+        "run_by": _who(dataset, "evaluate_model"),
+        "headline": res.get("headline"),
+        "results": res,
+    }
+
+
+def _training_section(dataset) -> dict:
+    from multireader.lineage import records as lineage
+
+    out = []
+    for h in lineage.list_training_sets(dataset):
+        v = lineage.verify_training_set(dataset, h["name"])
+        out.append(
+            {
+                "name": h["name"],
+                "model": f"{h['model_name']} {h['model_version']}",
+                "created": h["created"],
+                "user": h["user"],
+                "n_samples": h["n_samples"],
+                "label_fields": h.get("label_fields"),
+                "consensus": h.get("consensus"),
+                "freeze_hash": h["freeze_hash"],
+                "verification": {
+                    "ok": v["ok"],
+                    "freeze_hash_ok": v["freeze_hash_ok"],
+                    **v["counts"],
+                },  # fmt: skip
+            }
+        )
+    return {
+        "verified_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "training_sets": out,
+        "deleted": [
+            {"user": e.get("user"), "time": e.get("time"), **(e.get("params") or {})}
+            for e in audit.entries(dataset, action="delete_training_set")
+        ],
+    }
+
+
+def _audit_section(dataset, limit: int = 500) -> dict:
+    v = audit.verify(dataset)
+    entries = audit.entries(dataset)
+    keep = entries[-limit:] if limit else entries
+    cols = ("seq", "time", "user", "action", "status", "error", "counts", "wrote", "hash")
+    return {
+        "verification": v,
+        "n_entries": len(entries),
+        "shown": len(keep),
+        "entries": [{k: e.get(k) for k in cols} for e in keep],
+    }
+
+
+def build_report(
+    dataset,
+    *,
+    title: str | None = None,
+    contested_limit: int = 100,
+    audit_limit: int = 500,
+    progress=None,
+) -> dict:
+    """The report's content as a JSON-ready dict; every section is present.
+
+    ``contested_limit`` caps the contested cases listed (the count covers all);
+    ``audit_limit`` the audit entries listed (the newest; the chain is verified whole).
+    ``progress(fraction, message)`` is called after each section.
+    """
+    dataset = getattr(dataset, "_dataset", dataset)
+    steps = [
+        ("dataset", lambda: _dataset_section(dataset)),
+        ("readers", lambda: _readers_section(dataset)),
+        ("agreement", lambda: _agreement_section(dataset)),
+        ("contested", lambda: _contested_section(dataset, contested_limit)),
+        ("consensus", lambda: _consensus_section(dataset)),
+        ("model", lambda: _model_section(dataset)),
+        ("training_sets", lambda: _training_section(dataset)),
+        ("audit_log", lambda: _audit_section(dataset, audit_limit)),
+    ]
+    report = {
+        "title": title or f"Audit report: {dataset.name}",
+        "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "generated_by": audit.actor(),
+        "plugin_version": __version__,
+        "sections": [{"id": k, "title": t} for k, t in SECTIONS],
+        "glossary": GLOSSARY,
+    }
+    for k, (name, fn) in enumerate(steps):
+        report[name] = runs.jsonable(fn())
+        if progress:
+            progress((k + 1) / len(steps), f"{name} done")
+    return report
+
+
+def summary(report: dict) -> list[dict]:
+    """One line per section: whether its source exists and what it holds."""
+    a, c, s, m = (report[k] for k in ("agreement", "contested", "consensus", "model"))
+    t, g = report["training_sets"]["training_sets"], report["audit_log"]
+    fleiss = next((o for o in a.get("overall", []) if o["key"] == "fleiss_kappa"), None)
+    lines = {
+        "dataset": f"{report['dataset']['n_samples']} images, "
+        + ", ".join(f"{v} {k}" for k, v in report["dataset"]["counts"].items()),
+        "readers": f"{len(report['readers']['readers'])} readers, "
+        f"{len(report['readers']['revisions'])} label revisions",
+        "agreement": f"Fleiss' kappa {_ci(fleiss)}; {len(a.get('subgroups', []))} subgroups"
+        if a.get("available") and fleiss
+        else a.get("note", "no class calls"),
+        "contested": f"{c['n_contested']} of {c['n_samples']} images contested"
+        if c.get("available")
+        else c["note"],
+        "consensus": f"{s['method']} ({s['run_key']}), {len(s['flags'])} reader flags"
+        if s.get("available")
+        else s["note"],
+        "model": m["headline"] if m.get("available") else m["note"],
+        "training_sets": f"{len(t)} frozen, {sum(not x['verification']['ok'] for x in t)} "
+        "changed since"
+        if t
+        else "no frozen training sets",
+        "audit_log": f"{g['n_entries']} entries, chain "
+        + ("verified" if g["verification"]["ok"] else "BROKEN"),
+    }
+    return [{"section": title, "summary": lines[sid]} for sid, title in SECTIONS]
+
+
+# --- HTML ---------------------------------------------------------------------------
+
+
+def _e(x) -> str:
+    return html.escape("" if x is None else str(x))
+
+
+_CI_TEXT = re.compile(r"^-?\d+\.\d+ \[-?\d+\.\d+, -?\d+\.\d+\]$")
+_TIME_TEXT = re.compile(r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(\.\d+)?(\+00:00)?$")
+
+
+def _t(x) -> str:
+    """An ISO time as ``2026-11-24 02:24:17`` (the report says times are UTC)."""
+    m = _TIME_TEXT.match(str(x or ""))
+    return f"{m.group(1)} {m.group(2)}" if m else ("" if x is None else str(x))
+
+
+def _td(c) -> str:
+    text = _t(c) if isinstance(c, str) else c
+    nowrap = isinstance(text, str) and (_CI_TEXT.match(text) or _TIME_TEXT.match(str(c)))
+    return f"<td class='nw'>{_e(text)}</td>" if nowrap else f"<td>{_e(text)}</td>"
+
+
+def _table(headers: list[str], rows: list[list], cls: str = "") -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(_td(c) for c in r) + "</tr>" for r in rows)
+    attr = f" class='{cls}'" if cls else ""
+    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _kv(rows: list[list]) -> str:
+    body = "".join(f"<tr><th scope='row'>{_e(k)}</th>{_td(v)}</tr>" for k, v in rows)
+    return f"<table class='kv'><tbody>{body}</tbody></table>"
+
+
+def _who_text(run_by: list[dict]) -> str:
+    return "; ".join(f"{x['user']} at {_t(x['time'])} UTC" for x in run_by) or (
+        "not in the audit log"
+    )
+
+
+def _note(section: dict) -> str:
+    return f"<p class='note'>{_e(section['note'])}</p>"
+
+
+def _kappa_colour(v) -> str:
+    """Diverging scale centred at 0: red below (worse than chance), white at 0, blue
+    towards 1."""
+    if v is None:
+        return "#eeeeee"
+    v = max(-1.0, min(1.0, float(v)))
+    if v < 0:
+        t = -v
+        return f"rgb({int(255 - 77 * t)},{int(255 - 231 * t)},{int(255 - 212 * t)})"
+    return f"rgb({int(255 - 222 * v)},{int(255 - 153 * v)},{int(255 - 83 * v)})"
+
+
+def _heatmap_svg(readers: list[str], m: dict) -> str:
+    R, cell, pad = len(readers), 64, 56
+    size = pad + R * cell
+    legend_x, legend_w = size + 40, 24
+    width, height = legend_x + 130, max(size + 16, 300)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'role="img" aria-label="Pairwise Cohen kappa between readers" font-family="sans-serif">'
+    ]
+    for i, r in enumerate(readers):
+        parts.append(
+            f'<text x="{pad + i * cell + cell / 2}" y="{pad - 12}" text-anchor="middle" '
+            f'font-size="14">{_e(r)}</text>'
+            f'<text x="{pad - 10}" y="{pad + i * cell + cell / 2 + 5}" text-anchor="end" '
+            f'font-size="14">{_e(r)}</text>'
+        )
+        for j in range(R):
+            v = m["value"][i][j]
+            x, y = pad + j * cell, pad + i * cell
+            colour = "#dddddd" if i == j else _kappa_colour(v)
+            dark = i != j and v is not None and abs(v) > 0.6
+            label = "" if i == j else _num(v)
+            parts.append(
+                f'<rect x="{x}" y="{y}" width="{cell - 3}" height="{cell - 3}" fill="{colour}">'
+                f"<title>{_e(readers[i])} vs {_e(readers[j])}: {label}</title></rect>"
+                f'<text x="{x + cell / 2 - 1}" y="{y + cell / 2 + 5}" text-anchor="middle" '
+                f'font-size="14" fill="{"#fff" if dark else "#222"}">{label}</text>'
+            )
+    # colour legend: -1 .. 1, white at 0
+    steps, top, h = 40, pad, R * cell - 3
+    for k in range(steps):
+        v = 1 - 2 * k / (steps - 1)
+        parts.append(
+            f'<rect x="{legend_x}" y="{top + k * h / steps:.1f}" width="{legend_w}" '
+            f'height="{h / steps + 0.6:.1f}" fill="{_kappa_colour(v)}"/>'
+        )
+    parts.append(
+        f'<rect x="{legend_x}" y="{top}" width="{legend_w}" height="{h}" fill="none" '
+        'stroke="#999"/>'
+    )
+    for v, label in ((1, "1 perfect"), (0, "0 chance"), (-1, "-1 worse")):
+        y = top + (1 - v) / 2 * h
+        parts.append(
+            f'<line x1="{legend_x + legend_w}" x2="{legend_x + legend_w + 5}" y1="{y}" '
+            f'y2="{y}" stroke="#555"/><text x="{legend_x + legend_w + 8}" y="{y + 4}" '
+            f'font-size="12">{label}</text>'
+        )
+    parts.append(
+        f'<text x="{legend_x - 4}" y="{top - 22}" font-size="12">Cohen\'s kappa</text></svg>'
+    )
+    return "".join(parts)
+
+
+def _forest_svg(rows: list[dict]) -> str:
+    """Fleiss' kappa (dot) and its 95% CI (line) for each subgroup, on a fixed axis."""
+    if not rows:
+        return ""
+    w, left, row_h, lo_axis = 820, 300, 24, -0.2
+    h = 34 + row_h * len(rows)
+
+    def x(v):
+        return left + (max(lo_axis, min(1.0, v)) - lo_axis) / (1 - lo_axis) * (w - left - 20)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h + 34}" role="img" '
+        'aria-label="Fleiss kappa by subgroup with 95% CIs" font-family="sans-serif">'
+    ]
+    for t in (-0.2, 0, 0.2, 0.4, 0.6, 0.8, 1.0):
+        colour = "#888" if t == 0 else "#ddd"
+        parts.append(
+            f'<line x1="{x(t)}" x2="{x(t)}" y1="10" y2="{h}" stroke="{colour}"/>'
+            f'<text x="{x(t)}" y="{h + 15}" text-anchor="middle" font-size="11">{t:g}</text>'
+        )
+    parts.append(
+        f'<text x="{x(0.4)}" y="{h + 31}" text-anchor="middle" font-size="12">'
+        "Fleiss' kappa (dot) with 95% CI (line); 0 = chance level</text>"
+    )
+    prev = None
+    for k, r in enumerate(rows):
+        y = 22 + k * row_h
+        if prev is not None and r["field"] != prev:
+            parts.append(
+                f'<line x1="10" x2="{w - 10}" y1="{y - row_h / 2}" y2="{y - row_h / 2}" '
+                'stroke="#eee"/>'
+            )
+        prev = r["field"]
+        name = f"{r.get('field_label') or r['field']}: {r['group']} (n={r['n']})"
+        parts.append(
+            f'<text x="{left - 10}" y="{y + 4}" text-anchor="end" font-size="12">{_e(name)}</text>'
+        )
+        ci = r.get("ci") or [None, None]
+        if ci[0] is not None and ci[1] is not None:
+            parts.append(
+                f'<line x1="{x(ci[0])}" x2="{x(ci[1])}" y1="{y}" y2="{y}" stroke="#2166ac" '
+                'stroke-width="2"/>'
+            )
+        if r.get("value") is not None:
+            parts.append(
+                f'<circle cx="{x(r["value"])}" cy="{y}" r="4" fill="#2166ac">'
+                f"<title>{_e(name)}: {_e(_ci(r))}</title></circle>"
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+_CSS = """body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:1100px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.7em;margin-bottom:.2em}
+h2{border-bottom:2px solid #2166ac;padding-bottom:.2em;margin-top:2.2em}h3{margin-top:1.4em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}td,th{border:1px solid #ccc;
+padding:.25em .6em;text-align:left;vertical-align:top}thead th{background:#f0f4f8}
+.kv th{background:#f7f9fb;width:15em}.ok{color:#1a7f37;font-weight:600}
+.bad{color:#b2182b;font-weight:600}.note{color:#666;font-style:italic}code{font-size:.9em;
+overflow-wrap:anywhere}.src{color:#555;font-size:.9em}.num td{font-variant-numeric:tabular-nums}
+.toc{columns:2;margin:.4em 0;list-style:none;padding-left:1em}dt{font-weight:600;margin-top:.4em}dd{margin-left:1.5em}
+.wide{overflow-x:auto}.nw{white-space:nowrap}svg{max-width:100%;height:auto}
+@media print{h2{break-before:auto}.wide{overflow:visible}}"""
+
+
+def render_html(r: dict) -> str:
+    """The report as one self-contained HTML page (no scripts, no external resources)."""
+    out = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{_e(r['title'])}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(r['title'])}</h1>",
+        f"<p>Generated {_e(_t(r['generated']))} UTC by <b>{_e(r['generated_by'])}</b> with the "
+        f"multireader plugin {_e(r['plugin_version'])}, from the FiftyOne database alone. "
+        "The same content is in the JSON file of the same name beside this one.</p>",
+        "<nav><ul class='toc'>"
+        + "".join(f"<li><a href='#{s['id']}'>{_e(s['title'])}</a></li>" for s in r["sections"])
+        + "<li><a href='#glossary'>Glossary</a></li></ul></nav>",
+        "<h2 id='how'>How to read this report</h2><p>Each section says where its numbers "
+        "come from: a stored analysis run (named, with who ran it and when), the label "
+        "history, the frozen training sets, or the audit log. Agreement and performance "
+        "values are given as <b>value [95% CI]</b> with <b>n</b>, the number of images "
+        "they are computed on; the interval comes from resampling whole patients. A "
+        "section whose analysis has not been run says so and names the step that "
+        "produces it. Every statistic is defined in one sentence in the glossary at the "
+        "end. No patient identifier appears in this report.</p>",
+    ]
+    out += _html_dataset(r["dataset"])
+    out += _html_readers(r["readers"])
+    out += _html_agreement(r["agreement"])
+    out += _html_contested(r["contested"])
+    out += _html_consensus(r["consensus"])
+    out += _html_model(r["model"])
+    out += _html_training(r["training_sets"])
+    out += _html_audit(r["audit_log"])
+    out.append(
+        "<h2 id='glossary'>Glossary</h2><dl>"
+        + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in r["glossary"].items())
+        + "</dl>"
+    )
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def _h2(sid: str) -> str:
+    return f"<h2 id='{sid}'>{_e(dict(SECTIONS)[sid])}</h2>"
+
+
+def _html_dataset(d: dict) -> list[str]:
+    rows = [["Dataset", d["name"]], ["Images (samples)", d["n_samples"]]]
+    rows += [[k.capitalize(), v] for k, v in d["counts"].items()]
+    rows += [["Created in the database", d.get("created_at")],
+             ["Reader label fields", d["n_reader_fields"]]]  # fmt: skip
+    if d.get("label_schema"):
+        s = d["label_schema"]
+        rows.append(["Classes", ", ".join(s.get("classes") or [])
+                     + (" (ordered scale)" if s.get("ordered") else "")])  # fmt: skip
+    imp = d.get("import")
+    if imp:
+        rows.append(["DICOM import", f"{imp['imported']} images from {imp['files']} files in "
+                     f"{imp['series']} series; {imp['duplicates']} duplicates ignored, "
+                     f"{imp['skipped']} files skipped"])  # fmt: skip
+        for h in imp.get("history") or []:
+            rows.append(["Import run", f"{_t(h.get('at'))} UTC: {h.get('imported')} imported, "
+                         f"{h.get('duplicates')} duplicates, {h.get('skipped')} skipped"])  # fmt: skip
+    else:
+        rows.append(["DICOM import", "no import record on the dataset"])
+    rows.append(["Imported by", _who_text(d.get("imported_by") or [])])
+    deid = d["deidentification"]
+    rows.append(["Identifiers copied from DICOM", "yes" if deid["identifiers_copied"] else "no"])
+    rows.append(["Study dates copied", "yes" if deid["study_dates_copied"] else "no"])
+    return [
+        _h2("dataset"),
+        "<p class='src'>Source: the dataset, its import record and the audit log.</p>",
+        _kv(rows),
+        f"<p><b>De-identification.</b> {_e(deid['statement'])} "
+        f"(Setting read from the {_e(deid['source'])}.)</p>",
+    ]
+
+
+def _html_readers(x: dict) -> list[str]:
+    out = [
+        _h2("readers"),
+        "<p class='src'>Source: the readers' label fields (each reader's labels are kept "
+        "in their own field and never overwritten) and the label history.</p>",
+    ]
+    kinds = list(dict.fromkeys(m["kind"] for rd in x["readers"] for m in rd["fields"].values()))
+    kind_names = {"classification": "Class calls", "boxes": "Boxes", "mask": "Masks",
+                  "series": "Series calls"}  # fmt: skip
+    rows = []
+    for rd in x["readers"]:
+        by_kind = {m["kind"]: (f, m["n_reads"]) for f, m in rd["fields"].items()}
+        rows.append(
+            [rd["reader"]]
+            + [f"{by_kind[k][1]} ({by_kind[k][0]})" if k in by_kind else "-" for k in kinds]
+            + [", ".join(rd.get("sessions") or []) or "-"]
+        )
+    out.append(
+        "<p>Images read by each reader, per label type (the field holding the labels in "
+        "brackets), and the reading sessions their class calls were made in.</p>"
+    )
+    out.append(
+        _table(
+            ["Reader"] + [kind_names.get(k, k) for k in kinds] + ["Reading sessions"],
+            rows,
+            "num",
+        )
+    )
+    if x.get("imported_by"):
+        out.append(f"<p>Reader labels imported by: {_e(_who_text(x['imported_by']))}.</p>")
+    revs = x.get("revisions") or []
+    if revs:
+        out.append(
+            f"<h3>Label revisions and adjudications after import ({len(revs)})</h3>"
+            "<p>The original label of each is kept in the label history.</p>"
+        )
+        out.append(
+            _table(
+                ["When (UTC)", "Who", "Sample", "Field", "Version", "Kind", "Reason"],
+                [
+                    [
+                        v["time"],
+                        v["user"],
+                        v["sample_id"],
+                        v["field"],
+                        v["version"],
+                        v["kind"],
+                        v["reason"],
+                    ]
+                    for v in revs
+                ],  # fmt: skip
+            )
+        )
+    else:
+        out.append("<p>No label was revised or adjudicated after import.</p>")
+    return out
+
+
+def _html_agreement(a: dict) -> list[str]:
+    out = [_h2("agreement")]
+    if not a.get("available"):
+        return out + [_note(a)]
+    out.append(
+        f"<p class='src'>Source: agreement run <code>{_e(a['run_key'])}</code>, created "
+        f"{_e(_t(a['created_at']))} UTC; run by {_e(_who_text(a.get('run_by') or []))}.</p>"
+    )
+    if a.get("overall"):
+        b = a["bootstrap"]
+        out.append(
+            f"<p>All readers together, on {a.get('n_items')} images read by at least two "
+            f"readers. {b['level']:.0%} CIs from {b['n_boot']} bootstrap resamples of "
+            f"{_e(b['unit'])}s.</p>"
+        )
+        out.append(
+            _table(
+                ["Statistic (all readers)", "Value [95% CI]", "n", "What it measures"],
+                [[o["statistic"], _ci(o), o.get("n"), o["definition"]] for o in a["overall"]],
+                "num",
+            )
+        )
+    for kind in ("mask", "boxes"):
+        if a.get(f"{kind}_overall"):
+            o = a[f"{kind}_overall"]
+            n = f", n = {o['n']}" if o.get("n") is not None else ""
+            out.append(f"<p>{_e(o['label'])}: {_e(_ci(o))}{_e(n)}.</p>")
+    if a.get("pairwise_kappa"):
+        out.append(
+            "<h3>Cohen's kappa between every two readers</h3>"
+            "<p>Each cell compares two readers on the images both read. Blue is agreement "
+            "beyond chance, white chance level, red worse than chance.</p>"
+        )
+        out.append(
+            "<div class='wide'>" + _heatmap_svg(a["readers"], a["pairwise_kappa"]) + "</div>"
+        )
+        out.append(
+            _table(
+                ["Readers", "Cohen's kappa [95% CI]", "n (images both read)"],
+                [[" vs ".join(p["readers"]), _ci(p), p["n"]] for p in a.get("pairwise", [])],
+                "num",
+            )
+        )
+    if a.get("per_class"):
+        out.append(
+            "<h3>By class</h3><p>Fleiss' kappa of each class against all the others: how "
+            "well readers agree on whether an image is that class.</p>"
+        )
+        out.append(
+            _table(
+                ["Class", "Fleiss' kappa [95% CI]", "n"],
+                [[c["class"], _ci(c), c.get("n")] for c in a["per_class"]],
+                "num",
+            )
+        )
+    if a.get("subgroups"):
+        out.append(
+            "<h3>By subgroup</h3><p>Fleiss' kappa of all readers within each subgroup, "
+            "recomputed from the labels for this report, with 95% CIs over patients. A "
+            "subgroup whose interval lies well below the others is where labels are least "
+            "reliable.</p>"
+        )
+        out.append("<div class='wide'>" + _forest_svg(a["subgroups"]) + "</div>")
+        out.append(
+            _table(
+                [
+                    "Subgroup",
+                    "Value",
+                    "Fleiss' kappa [95% CI]",
+                    "Krippendorff's alpha [95% CI]",
+                    "n images",
+                    "n patients",
+                ],  # fmt: skip
+                [
+                    [
+                        s.get("field_label") or s["field"],
+                        s["group"],
+                        _ci(s),
+                        _ci(s.get("krippendorff_alpha_nominal")),
+                        s["n"],
+                        s.get("n_patients"),
+                    ]
+                    for s in a["subgroups"]
+                ],  # fmt: skip
+                "num",
+            )
+        )
+    return out
+
+
+def _html_contested(c: dict) -> list[str]:
+    out = [_h2("contested")]
+    if not c.get("available"):
+        return out + [_note(c)]
+    rest = (
+        f" The other {c['not_shown']} are counted but not listed; the App's 'contested' "
+        "view shows them all."
+        if c["not_shown"]
+        else ""
+    )
+    out.append(
+        f"<p>A contested case is {_e(c['definition'])} <b>{c['n_contested']}</b> of {c['n_samples']} images "
+        f"are contested. The {c['shown']} most disputed (highest disagreement score) are "
+        f"listed with every reader's label and the consensus "
+        f"(<code>{_e(c['consensus_field'] or 'none yet')}</code>).{_e(rest)}</p>"
+    )
+    fields = c.get("reader_fields") or (list(c["rows"][0]["labels"]) if c["rows"] else [])
+    out.append(
+        "<div class='wide'>"
+        + _table(
+            ["#", "Image file", "Disagreement"]
+            + [f.removeprefix("reader_").upper() for f in fields]
+            + ["Consensus"],
+            [
+                [k + 1, x["file"], _num(x["disagreement"])]
+                + [x["labels"].get(f) or "-" for f in fields]
+                + [x["consensus"] or "-"]
+                for k, x in enumerate(c["rows"])
+            ],
+            "num",
+        )
+        + "</div>"
+    )
+    return out
+
+
+def _html_consensus(s: dict) -> list[str]:
+    out = [_h2("consensus")]
+    if not s.get("available"):
+        return out + [_note(s)]
+    out.append(
+        f"<p>Method <b>{_e(METHOD_NAMES.get(s['method'], s['method']))}</b> on the {_e(s.get('kind'))} labels of readers "
+        f"{_e(', '.join(s.get('readers_used') or []))}, written to "
+        f"<code>{_e(s['output_field'])}</code> beside the readers' labels (never over them). "
+        f"Parameters: <code>{_e(json.dumps(s['params'], default=str))}</code>.</p>"
+        f"<p class='src'>Source: consensus run <code>{_e(s['run_key'])}</code>, created "
+        f"{_e(_t(s['created_at']))} UTC; run by {_e(_who_text(s['run_by']))}."
+        + (
+            f" Other consensus runs stored: {_e(', '.join(s['other_runs']))}."
+            if s.get("other_runs")
+            else ""
+        )
+        + "</p>"
+    )
+    if not s["readers"]:
+        out.append("<p class='note'>No reader profiles stored with this run.</p>")
+        return out
+    out.append(
+        "<h3>Each reader against the consensus</h3>"
+        + _table(
+            [
+                "Reader",
+                "Reads",
+                "Accuracy vs consensus",
+                "Cohen's kappa vs consensus (n)",
+                "Drift across sessions: p (Holm)",
+            ],  # fmt: skip
+            [
+                [
+                    x["reader"],
+                    x["n_reads"],
+                    _pct(x["accuracy_vs_consensus"]),
+                    f"{_num(x['kappa_vs_consensus'])} (n={x.get('kappa_n')})",
+                    _p((x.get("drift") or {}).get("p_holm")),
+                ]
+                for x in s["readers"]
+            ],  # fmt: skip
+            "num",
+        )
+    )
+    if s["flags"]:
+        out.append(
+            f"<p><b>Readers flagged</b> (significance level {_e(s.get('alpha') or 0.05)}, "
+            "Holm-corrected):</p>"
+        )
+        out.append(
+            _table(
+                ["Reader", "Flag", "p (Holm)", "Finding"],
+                [
+                    [f.get("reader"), f.get("kind"), _p(f.get("p_holm")), f.get("detail")]
+                    for f in s["flags"]
+                ],  # fmt: skip
+            )
+        )
+    else:
+        out.append("<p>No reader flagged for prevalence bias or drift.</p>")
+    classes = s.get("classes") or []
+    prev_rows = []
+    for x in s["readers"]:
+        for c in classes:
+            p = (x.get("prevalence") or {}).get(c) or {}
+            prev_rows.append(
+                [x["reader"], c, _pct(p.get("rate")), _pct(p.get("consensus_rate")),
+                 _pct(p.get("others_rate")), _p(p.get("p_holm")),
+                 "yes" if p.get("flagged") else ""]
+            )  # fmt: skip
+    if prev_rows:
+        out.append(
+            "<h3>Prevalence: how often each reader calls each class</h3>"
+            "<p>On the images the reader read: the reader's rate, the consensus rate and "
+            "the other readers' rate, with the sign test's Holm-corrected p.</p>"
+        )
+        out.append(
+            _table(
+                [
+                    "Reader",
+                    "Class",
+                    "Reader's rate",
+                    "Consensus rate",
+                    "Other readers' rate",
+                    "p (Holm)",
+                    "Flagged",
+                ],  # fmt: skip
+                prev_rows,
+                "num",
+            )
+        )
+    drift_rows = [
+        [x["reader"]]
+        + [
+            f"{d['session']}: {_pct(d.get('agreement'))} (n={d.get('n')})"
+            for d in (x.get("drift") or {}).get("sessions") or []
+        ]  # fmt: skip
+        for x in s["readers"]
+    ]
+    if any(len(r) > 1 for r in drift_rows):
+        width = max(len(r) for r in drift_rows)
+        out.append(
+            "<h3>Agreement with the consensus by reading session</h3>"
+            + _table(
+                ["Reader"] + [f"Session {k}" for k in range(1, width)],
+                [r + [""] * (width - len(r)) for r in drift_rows],
+                "num",
+            )
+        )
+    if classes and any(x.get("confusion") for x in s["readers"]):
+        out.append(
+            "<h3>Confusion against the consensus</h3><p>Rows: the reader's call; "
+            "columns: the consensus. The diagonal is agreement.</p>"
+        )
+        for x in s["readers"]:
+            if x.get("confusion"):
+                out.append(f"<p><b>{_e(x['reader'])}</b></p>")
+                out.append(
+                    _table(
+                        ["reader \\ consensus"] + classes,
+                        [[c] + row for c, row in zip(classes, x["confusion"], strict=False)],
+                        "num",
+                    )
+                )
+    return out
+
+
+def _html_model(m: dict) -> list[str]:
+    out = [_h2("model")]
+    if not m.get("available"):
+        return out + [_note(m)]
+    res = m["results"]
+    out.append(
+        f"<p><b>{_e(m['headline'])}</b></p><p>Predictions <code>{_e(res.get('pred_field'))}"
+        f"</code> on {_e(res.get('n_predicted'))} of {_e(res.get('n_samples'))} images; "
+        f"contested here means {_e(res.get('contested_definition'))} "
+        f"({_e(res.get('n_contested'))} images). {res.get('level', 0.95):.0%} CIs from "
+        f"{_e(res.get('n_boot'))} bootstrap resamples of {_e(res.get('resampling'))}.</p>"
+        f"<p class='src'>Source: model evaluation run <code>{_e(m['run_key'])}</code>, created "
+        f"{_e(_t(m['created_at']))} UTC; run by {_e(_who_text(m.get('run_by') or []))}.</p>"
+    )
+    out.append(_model_tables(res))
+    return out
+
+
+def _model_tables(res: dict) -> str:
+    """Accuracy and kappa with CIs: against the consensus for all, contested and
+    uncontested cases and every subgroup; against each reader for the first three (the
+    readers' subgroups are in the JSON)."""
+    refs = res.get("references") or {}
+    cons = {f: e for f, e in refs.items() if e.get("kind") == "consensus"}
+    readers = {f: e for f, e in refs.items() if e.get("kind") != "consensus"}
+    out = ""
+    if cons:
+        out += "<h3>Against the consensus</h3>" + _model_rows(cons, slices=True)
+    if readers:
+        out += (
+            "<h3>Against each reader</h3><p>Per-subgroup results against each reader are "
+            "in the JSON file.</p>" + _model_rows(readers, slices=not cons)
+        )
+    return out
+
+
+def _model_rows(refs: dict, slices: bool) -> str:
+    rows = []
+    for ref, e in refs.items():
+        name = e.get("label") or ref
+        for subset in ("all", "contested", "uncontested"):
+            cell = e.get(subset) or {}
+            rows.append(
+                [name, subset, cell.get("n"), _ci(cell.get("accuracy")), _ci(cell.get("kappa"))]
+            )
+        for field, values in (e.get("slices") or {}).items() if slices else ():
+            label = SUBGROUP_FIELDS.get(field, field)
+            for value, cell in values.items():
+                rows.append([name, f"{label}: {value}", cell.get("n"),
+                             _ci(cell.get("accuracy")), _ci(cell.get("kappa"))])  # fmt: skip
+    return _table(
+        ["Reference", "Cases", "n", "Accuracy [95% CI]", "Cohen's kappa [95% CI]"], rows, "num"
+    )
+
+
+def _html_training(x: dict) -> list[str]:
+    out = [_h2("training_sets")]
+    t = x["training_sets"]
+    if not t:
+        out.append("<p class='note'>No frozen training sets: run 'Freeze training set'.</p>")
+    else:
+        out.append(
+            f"<p>Each freeze records its samples and a hash of each of their labels. Every "
+            f"freeze was verified again when this report was generated ({_e(_t(x['verified_at']))} UTC"
+            "): unchanged means the same samples with the same labels, and an intact "
+            "record.</p>"
+        )
+        rows = []
+        for f in t:
+            v = f["verification"]
+            verdict = (
+                "unchanged"
+                if v["ok"]
+                else f"{v['relabelled_samples']} relabelled, {v['removed']} removed, "
+                f"{v['added']} added" + ("" if v["freeze_hash_ok"] else "; FREEZE RECORD ALTERED")
+            )
+            cons = f.get("consensus") or {}
+            rows.append(
+                [f["name"], f["model"], f["created"], f["user"], f["n_samples"],
+                 ", ".join(f.get("label_fields") or []),
+                 f"{cons.get('method') or '-'} ({cons.get('field') or '-'})",
+                 verdict, f["freeze_hash"][:16] + "..."]
+            )  # fmt: skip
+        out.append(
+            _table(
+                [
+                    "Name",
+                    "Model",
+                    "Frozen (UTC)",
+                    "By",
+                    "Samples",
+                    "Label fields",
+                    "Consensus",
+                    "Verified now",
+                    "Freeze hash",
+                ],  # fmt: skip
+                rows,
+            )
+        )
+    if x.get("deleted"):
+        out.append(
+            _table(
+                ["Deleted freeze", "By", "When", "Reason"],
+                [
+                    [d.get("name"), d.get("user"), d.get("time"), d.get("reason")]
+                    for d in x["deleted"]
+                ],  # fmt: skip
+            )
+        )
+    return out
+
+
+def _html_audit(g: dict) -> list[str]:
+    v = g["verification"]
+    out = [_h2("audit_log")]
+    if v["ok"]:
+        out.append(
+            f"<p class='ok'>Hash chain verified: {v['n_entries']} entries, unbroken.</p>"
+            f"<p>Head hash <code>{_e(v['head_hash'])}</code>. Keep this value somewhere "
+            "else: a later report with a different history under the same head would show "
+            "a rewrite of the whole log.</p>"
+        )
+    else:
+        out.append(
+            "<p class='bad'>The hash chain is broken:</p><ul>"
+            + "".join(f"<li>{_e(p['message'])}</li>" for p in v["problems"])
+            + "</ul>"
+        )
+    if not g["n_entries"]:
+        out.append("<p class='note'>The audit log of this dataset is empty.</p>")
+        return out
+    shown = (
+        f"All {g['n_entries']} entries"
+        if g["shown"] == g["n_entries"]
+        else f"The newest {g['shown']} of {g['n_entries']} entries (all are in the chain "
+        "verified above)"
+    )
+    out.append(f"<p>{shown}, oldest first; times in UTC.</p>")
+    rows = []
+    for e in g["entries"]:
+        wrote = e.get("wrote") or {}
+        written = sum((wrote.get(k) or [] for k in ("new_fields", "new_runs", "named_outputs",
+                                                   "fields")), [])  # fmt: skip
+        rows.append(
+            [e["seq"], e["time"], e["user"], e["action"],
+             (e.get("status") or "") + (f": {e['error']}" if e.get("error") else ""),
+             ", ".join(dict.fromkeys(map(str, written)))[:200],
+             ", ".join(f"{k}={val}" for k, val in (e.get("counts") or {}).items())[:160]]
+        )  # fmt: skip
+    out.append(
+        "<div class='wide'>"
+        + _table(["#", "Time (UTC)", "Who", "Operation", "Status", "Wrote", "Counts"], rows)
+        + "</div>"
+    )
+    return out
+
+
+def write_report(
+    dataset,
+    path_html: str,
+    path_json: str | None = None,
+    *,
+    title: str | None = None,
+    contested_limit: int = 100,
+    audit_limit: int = 500,
+    progress=None,
+) -> tuple[str, str]:
+    """Write the HTML and JSON report; returns ``(html_path, json_path)``. The JSON goes
+    beside the HTML (same name, ``.json``) unless ``path_json`` is given."""
+    report = build_report(
+        dataset,
+        title=title,
+        contested_limit=contested_limit,
+        audit_limit=audit_limit,
+        progress=progress,
+    )
+    path_html = os.path.abspath(path_html)
+    path_json = os.path.abspath(path_json or os.path.splitext(path_html)[0] + ".json")
+    for p in (path_html, path_json):
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(path_html, "w", encoding="utf-8") as f:
+        f.write(render_html(report))
+    with open(path_json, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1, default=str)
+    return path_html, path_json

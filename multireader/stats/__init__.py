@@ -1,0 +1,1 @@
+"""The statistics: pure numpy/scipy, no fiftyone, no I/O."""
