@@ -829,3 +829,57 @@ def _write(view, series_results, meta, readers, results) -> list[str]:
         view, ids, {LESION_DISAGREEMENT: np.array([score[i] for i in ids], float)}
     )
     return written
+
+
+def _r(v, digits: int = 3):
+    return None if v is None or not np.isfinite(v) else round(float(v), digits)
+
+
+def summary(results: dict) -> dict:
+    """The small, JSON-safe summary an operator returns (the run holds everything)."""
+    readers = results["readers"]
+    det = results["detection"]
+    fk = results["fleiss_kappa_found"]
+    rows = []
+    for p in results["reader_profiles"]:
+        rows.append(
+            {
+                "reader": p["reader"],
+                "n_lesions": p["n_lesions"],
+                "sensitivity": _r(p["sensitivity_vs_others"]),
+                "volume_ratio": _r(p["volume_ratio"]),
+                "flags": ", ".join(p["flags"]),
+            }
+        )
+    pairs = []
+    for a, b in combinations(range(len(readers)), 2):
+        key = f"{readers[a]}|{readers[b]}"
+        bd = results["boundary"].get(key, {})
+        pairs.append(
+            {
+                "pair": f"{readers[a]} vs {readers[b]}",
+                "f1": _r(np.asarray(det["f1"]["value"], float)[a, b]),
+                "dice": _r((bd.get("dice") or {}).get("value")),
+                "hd95": _r((bd.get("hd95") or {}).get("value"), 2),
+                "nsd": _r((bd.get("nsd") or {}).get("value")),
+                "n": bd.get("n", 0),
+            }
+        )
+    k = results["found_by_k"]
+    return {
+        "run_key": results.get("run_key"),
+        "n_series": results["n_series"],
+        "n_lesions": results["n_lesions"],
+        "found_by": ", ".join(f"{n} by {j}" for j, n in k.items()),
+        "fleiss_kappa_found": "n/a"
+        if fk["value"] is None
+        else f"{fk['value']:.3f}"
+        + (f" [{fk['ci'][0]:.3f}, {fk['ci'][1]:.3f}]" if fk.get("ci") and None not in fk["ci"] else ""),
+        "readers": rows,
+        "pairs": pairs,
+        "flagged": {p["reader"]: p["flags"] for p in results["reader_profiles"] if p["flags"]},
+        "fields_written": results.get("fields_written", []),
+        "skipped": results.get("skipped", [])[:20],
+        "n_skipped": results.get("n_skipped", 0),
+        "seconds": _r(results.get("seconds"), 1),
+    }
