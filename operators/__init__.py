@@ -3,6 +3,7 @@
 from .compute_agreement import ComputeAgreement
 from .compute_consensus import ComputeConsensus
 from .compute_embeddings import ComputeEmbeddings
+from .compute_lesion_agreement import ComputeLesionAgreement
 from .compute_mistakenness import ComputeMistakenness
 from .compute_quality_metrics import ComputeQualityMetrics
 from .compute_uniqueness import ComputeUniqueness
@@ -37,6 +38,7 @@ OPERATORS = (
     RenderWindowPresets,
     ComputeAgreement,
     ComputeConsensus,
+    ComputeLesionAgreement,
     ManageRuns,
     ComputeVisualization,
     ComputeUniqueness,

@@ -6,6 +6,8 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
+from . import _inputs as I
+from ._base import MultireaderOperator
 
 KIND_LABELS = {
     "classification": "Class calls (per image)",
@@ -14,38 +16,13 @@ KIND_LABELS = {
     "boxes": "Boxes",
 }
 
-
-def reader_choices_input(inputs: types.Object, dataset, kinds=None, name: str = "readers") -> list:
-    """Multi-select of the readers found in the dataset's reader fields (default: all)."""
-    from multireader.core import fields
-
-    found = sorted({str(m["reader"]) for m in fields.reader_fields(dataset, kinds=kinds).values()})
-    choices = types.Dropdown(multiple=True)
-    for r in found:
-        choices.add_choice(r, label=r)
-    inputs.list(
-        name,
-        types.String(),
-        default=found,
-        label="Readers",
-        description=f"Found in this dataset's reader fields: {', '.join(found) or 'none'}",
-        view=choices,
-    )
-    return found
+#: this operator's defaults: the form's, execute's and the SDK's
+DEFAULTS = {**I.DEFAULTS, "run_key": "agreement"}
 
 
-def target_input(inputs: types.Object) -> None:
-    """Analysis operators default to the current view, so agreement follows a slice."""
-    _common.target_input(
-        inputs, default="CURRENT_VIEW", current_label="Current view (e.g. one scanner)"
-    )
+class ComputeAgreement(MultireaderOperator):
+    on_samples = True
 
-
-def target_view(ctx):
-    return _common.target_view(ctx, default="CURRENT_VIEW")
-
-
-class ComputeAgreement(foo.Operator):
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -62,19 +39,13 @@ class ComputeAgreement(foo.Operator):
         )
 
     def resolve_input(self, ctx):
+        from multireader.analyses.agreement import STATISTIC_GROUPS
         from multireader.core import fields
 
         inputs = types.Object()
         kinds = sorted({m["kind"] for m in fields.reader_fields(ctx.dataset).values()})
         if not kinds:
-            inputs.view(
-                "none",
-                types.Warning(
-                    label="No reader fields",
-                    description="Import reader labels first (Import reader labels)",
-                ),
-            )
-            return types.Property(inputs, view=types.View(label="Compute reader agreement"))
+            return I.no_reader_fields(inputs, "Compute reader agreement")
         kind_view = types.Dropdown(multiple=True)
         for k in kinds:
             kind_view.add_choice(k, label=KIND_LABELS.get(k, k))
@@ -86,10 +57,8 @@ class ComputeAgreement(foo.Operator):
             description="Each type is analysed on its own; the per-sample score averages them",
             view=kind_view,
         )
-        reader_choices_input(inputs, ctx.dataset)
+        I.reader_choices_input(inputs, ctx.dataset)
         stats = types.Dropdown(multiple=True)
-        from multireader.analyses.agreement import STATISTIC_GROUPS
-
         for key, label in STATISTIC_GROUPS.items():
             stats.add_choice(key, label=label)
         inputs.list(
@@ -99,53 +68,36 @@ class ComputeAgreement(foo.Operator):
             label="Statistics",
             view=stats,
         )
-        inputs.float(
-            "level",
-            default=0.95,
-            min=0.5,
-            max=0.999,
-            label="Confidence level",
-            description="Percentile bootstrap intervals at this level",
-        )
-        inputs.int("n_boot", default=1000, min=0, label="Bootstrap resamples")
-        inputs.bool(
-            "by_patient",
-            default=True,
-            label="Resample patients",
-            description="Bootstrap over patients (patient_key) rather than images",
-            view=types.CheckboxView(),
-        )
-        inputs.str(
-            "run_key",
-            default="agreement",
-            required=True,
-            label="Run key",
+        I.level_input(inputs)
+        I.n_boot_input(inputs, min=0)
+        I.by_patient_input(inputs)
+        I.run_key_input(
+            inputs,
+            ctx,
+            "agreement",
+            DEFAULTS["run_key"],
             description="Stored under this key (an existing agreement run is replaced)",
         )
-        target_input(inputs)
-        _common.delegation_input(inputs)
+        I.analysis_target_input(inputs)
+        I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Compute reader agreement"))
-
-    def resolve_delegation(self, ctx):
-        return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
         from multireader.analyses import agreement as analysis
 
         p = ctx.params
         results = analysis.compute_agreement(
-            target_view(ctx),
+            I.analysis_target_view(ctx),
             kinds=p.get("kinds") or None,
             readers=p.get("readers") or None,
             statistics=p.get("statistics") or None,
-            level=float(p.get("level", 0.95)),
-            n_boot=int(p.get("n_boot", 1000)),
-            by_patient=bool(p.get("by_patient", True)),
-            run_key=(p.get("run_key") or "agreement").strip(),
+            level=float(I.value(ctx, "level")),
+            n_boot=int(I.value(ctx, "n_boot")),
+            by_patient=bool(I.value(ctx, "by_patient")),
+            run_key=I.run_key_param(ctx, DEFAULTS["run_key"]),
             progress=_common.progress_for(ctx),
         )
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
+        self.reload(ctx)
         return {
             "run_key": results.get("run_key"),
             "fields_written": results.get("fields_written", []),
@@ -174,25 +126,15 @@ class ComputeAgreement(foo.Operator):
         kinds=None,
         readers=None,
         statistics=None,
-        level: float = 0.95,
-        n_boot: int = 1000,
-        by_patient: bool = True,
-        run_key: str = "agreement",
-        delegate: bool = False,
+        level: float = DEFAULTS["level"],
+        n_boot: int = DEFAULTS["n_boot"],
+        by_patient: bool = DEFAULTS["by_patient"],
+        run_key: str = DEFAULTS["run_key"],
+        delegate: bool = DEFAULTS["delegate"],
     ):
         """Compute agreement from the SDK on a dataset or view; returns the summary.
 
         The full results are stored as run ``run_key``:
         ``multireader.core.runs.load(dataset, run_key)``.
         """
-        params = dict(
-            kinds=list(kinds) if kinds else [],
-            readers=list(readers) if readers else [],
-            statistics=list(statistics) if statistics else [],
-            level=level,
-            n_boot=n_boot,
-            by_patient=by_patient,
-            run_key=run_key,
-            target="CURRENT_VIEW",
-        )
-        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)
+        return self.run_sdk_with(locals())

@@ -6,7 +6,9 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
-from .compute_agreement import KIND_LABELS, reader_choices_input, target_input, target_view
+from . import _inputs as I
+from ._base import MultireaderOperator
+from .compute_agreement import KIND_LABELS
 
 METHOD_LABELS = {
     "dawid_skene": "Dawid-Skene (EM): weighs readers by their estimated accuracy",
@@ -16,7 +18,14 @@ METHOD_LABELS = {
 }
 
 
-class ComputeConsensus(foo.Operator):
+def default_run_key(method: str, kind: str) -> str:
+    """``consensus_<method>``, with ``_<kind>`` for labels other than class calls."""
+    return f"consensus_{method}" + ("" if kind == "classification" else f"_{kind}")
+
+
+class ComputeConsensus(MultireaderOperator):
+    on_samples = True
+
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -42,14 +51,7 @@ class ComputeConsensus(foo.Operator):
             & set(analysis.CONSENSUS_METHODS)
         )
         if not kinds:
-            inputs.view(
-                "none",
-                types.Warning(
-                    label="No reader fields",
-                    description="Import reader labels first (Import reader labels)",
-                ),
-            )
-            return types.Property(inputs, view=types.View(label="Compute consensus labels"))
+            return I.no_reader_fields(inputs, "Compute consensus labels")
         kind_view = types.RadioGroup()
         for k in kinds:
             kind_view.add_choice(k, label=KIND_LABELS.get(k, k))
@@ -66,7 +68,7 @@ class ComputeConsensus(foo.Operator):
             "method", method_view.values(), default=methods[0], label="Method", view=method_view
         )
         method = ctx.params.get("method") if ctx.params.get("method") in methods else methods[0]
-        reader_choices_input(inputs, ctx.dataset, kinds=[kind])
+        I.reader_choices_input(inputs, ctx.dataset, kinds=[kind])
         inputs.str(
             "output_field",
             default=fields.consensus_field(method, kind),
@@ -82,49 +84,33 @@ class ComputeConsensus(foo.Operator):
                 description="Confusion against consensus, prevalence bias, drift across sessions",
                 view=types.CheckboxView(),
             )
-            inputs.float(
-                "alpha",
-                default=0.05,
-                min=0.0001,
-                max=0.5,
-                label="Significance level",
-                description="For the bias and drift tests (Holm-corrected)",
-            )
+            I.alpha_input(inputs, "For the bias and drift tests (Holm-corrected)")
         if kind == "boxes":
             inputs.float("iou_threshold", default=0.55, min=0.05, max=1.0, label="IoU to fuse")
             inputs.int("min_readers", default=1, min=1, label="Keep boxes drawn by at least")
-        inputs.str(
-            "run_key",
-            default=f"consensus_{method}" + ("" if kind == "classification" else f"_{kind}"),
-            required=True,
-            label="Run key",
-        )
-        target_input(inputs)
-        _common.delegation_input(inputs)
+        I.run_key_input(inputs, ctx, "consensus", default_run_key(method, kind))
+        I.analysis_target_input(inputs)
+        I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Compute consensus labels"))
-
-    def resolve_delegation(self, ctx):
-        return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
         from multireader.analyses import agreement as analysis
 
         p = ctx.params
         results = analysis.compute_consensus(
-            target_view(ctx),
+            I.analysis_target_view(ctx),
             kind=p.get("kind") or "classification",
             method=p.get("method") or None,
             readers=p.get("readers") or None,
             output_field=(p.get("output_field") or "").strip() or None,
-            run_key=(p.get("run_key") or "").strip() or None,
+            run_key=I.run_key_param(ctx, None),
             profiles=bool(p.get("profiles", True)),
-            alpha=float(p.get("alpha", 0.05)),
+            alpha=float(I.value(ctx, "alpha")),
             iou_threshold=float(p.get("iou_threshold", 0.55)),
             min_readers=int(p.get("min_readers", 1)),
             progress=_common.progress_for(ctx),
         )
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
+        self.reload(ctx)
         return {
             "run_key": results["run_key"],
             "output_field": results["output_field"],
@@ -158,10 +144,10 @@ class ComputeConsensus(foo.Operator):
         output_field: str | None = None,
         run_key: str | None = None,
         profiles: bool = True,
-        alpha: float = 0.05,
+        alpha: float = I.DEFAULTS["alpha"],
         iou_threshold: float = 0.55,
         min_readers: int = 1,
-        delegate: bool = False,
+        delegate: bool = I.DEFAULTS["delegate"],
     ):
         """Build a consensus from the SDK; returns its field, run key and flagged readers.
 
@@ -170,30 +156,20 @@ class ComputeConsensus(foo.Operator):
         """
         from multireader.analyses import agreement as analysis
         from multireader.core import fields
+        from multireader.errors import MultireaderError
 
         if kind not in analysis.CONSENSUS_METHODS:
-            raise ValueError(
+            raise MultireaderError(
                 f"no consensus for label kind {kind!r}; choose one of "
                 f"{sorted(analysis.CONSENSUS_METHODS)}"
             )
         method = method or analysis.CONSENSUS_METHODS[kind][0]
         if method not in analysis.CONSENSUS_METHODS[kind]:
-            raise ValueError(
+            raise MultireaderError(
                 f"method {method!r} does not apply to {kind} labels; choose one of "
                 f"{list(analysis.CONSENSUS_METHODS[kind])}"
             )
-        params = dict(
-            kind=kind,
-            method=method,
-            readers=list(readers) if readers else [],
-            # the form's defaults, so required inputs validate as they do in the App
-            output_field=output_field or fields.consensus_field(method, kind),
-            run_key=run_key
-            or f"consensus_{method}" + ("" if kind == "classification" else f"_{kind}"),
-            profiles=profiles,
-            alpha=alpha,
-            iou_threshold=iou_threshold,
-            min_readers=min_readers,
-            target="CURRENT_VIEW",
-        )
-        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)
+        # the form's defaults, so required inputs validate as they do in the App
+        output_field = output_field or fields.consensus_field(method, kind)
+        run_key = run_key or default_run_key(method, kind)
+        return self.run_sdk_with(locals())

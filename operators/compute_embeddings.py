@@ -6,6 +6,8 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
+from . import _inputs as I
+from ._base import MultireaderOperator
 
 #: the form's model choices: value -> label
 MODEL_CHOICES = {
@@ -21,7 +23,9 @@ def model_from_params(params: dict, default: str = "radiomics") -> tuple[str, st
     if choice == "open_clip":
         name = (params.get("model_name") or "").strip()
         if not name:
-            raise ValueError("choose a model: type an open_clip model name, e.g. ViT-B-32")
+            from multireader.errors import MultireaderError
+
+            raise MultireaderError("choose a model: type an open_clip model name, e.g. ViT-B-32")
         return name, (params.get("pretrained") or "").strip() or None
     return choice, None
 
@@ -77,7 +81,7 @@ def model_input(
         inputs.enum(
             "window",
             window.values(),
-            default="auto",
+            default=I.DEFAULTS["window"],
             label="Window",
             description="How native values become the 8-bit image the model sees",
             view=window,
@@ -85,7 +89,45 @@ def model_input(
     return picked
 
 
-class ComputeEmbeddings(foo.Operator):
+def model_params(model: str, pretrained: str | None, choices: dict[str, str]) -> dict:
+    """The form parameters of :func:`model_input` for an SDK ``model`` (a choice of
+    ``choices`` by name, else an open_clip model name) and ``pretrained``."""
+    choice = model if model in choices and model != "open_clip" else "open_clip"
+    return {
+        "model_choice": choice,
+        "model_name": model if choice == "open_clip" else "",
+        "pretrained": pretrained or "",
+    }
+
+
+def batch_input(inputs: types.Object) -> None:
+    """Batch size and data loader workers of an image model's run."""
+    from multireader.embed import embeddings
+
+    inputs.int("batch_size", default=I.DEFAULTS["batch_size"], min=1, label="Batch size")
+    inputs.int(
+        "num_workers",
+        default=embeddings.default_workers(),
+        min=0,
+        label="Data loader workers",
+        description="Processes reading and rendering images while the model runs",
+    )
+
+
+def batch_params(params: dict) -> dict:
+    """``window``, ``batch_size`` and ``num_workers`` from the form of :func:`model_input`
+    and :func:`batch_input`."""
+    workers = params.get("num_workers")
+    return {
+        "window": params.get("window") or I.DEFAULTS["window"],
+        "batch_size": int(params.get("batch_size") or I.DEFAULTS["batch_size"]),
+        "num_workers": None if workers is None else int(workers),
+    }
+
+
+class ComputeEmbeddings(MultireaderOperator):
+    on_samples = True
+
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -117,14 +159,7 @@ class ComputeEmbeddings(foo.Operator):
             label="Field",
             description="Vector field to write; samples that already have it are skipped",
         )
-        inputs.int("batch_size", default=32, min=1, label="Batch size")
-        inputs.int(
-            "num_workers",
-            default=embeddings.default_workers(),
-            min=0,
-            label="Data loader workers",
-            description="Processes reading and rendering images while the model runs",
-        )
+        batch_input(inputs)
         inputs.bool(
             "skip_existing",
             default=True,
@@ -138,33 +173,26 @@ class ComputeEmbeddings(foo.Operator):
             description="FiftyOne Brain similarity (sort by similarity in the App)",
             view=types.CheckboxView(),
         )
-        _common.target_input(inputs)
-        _common.delegation_input(inputs)
+        I.target_input(inputs)
+        I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Compute embeddings"))
-
-    def resolve_delegation(self, ctx):
-        return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
         from multireader.embed import embeddings
 
         p = ctx.params
         model, pretrained = model_from_params(p)
-        workers = p.get("num_workers")
         report = embeddings.compute_embeddings(
-            _common.target_view(ctx),
+            I.target_view(ctx),
             model=model,
             pretrained=pretrained,
             field=(p.get("field") or "").strip() or None,
-            window=p.get("window") or "auto",
-            batch_size=int(p.get("batch_size") or 32),
-            num_workers=None if workers is None else int(workers),
+            **batch_params(p),
             skip_existing=bool(p.get("skip_existing", True)),
             similarity_index=bool(p.get("similarity_index", False)),
             progress=_common.progress_for(ctx),
         )
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
+        self.reload(ctx)
         return {
             "field": report["field"],
             "dim": report["dim"],
@@ -202,29 +230,26 @@ class ComputeEmbeddings(foo.Operator):
         model: str = "radiomics",
         pretrained: str | None = None,
         field: str | None = None,
-        window: str = "auto",
-        batch_size: int = 32,
+        window: str = I.DEFAULTS["window"],
+        batch_size: int = I.DEFAULTS["batch_size"],
         num_workers: int | None = None,
         skip_existing: bool = True,
         similarity_index: bool = False,
-        delegate: bool = False,
+        delegate: bool = I.DEFAULTS["delegate"],
     ):
         """Compute embeddings from the SDK for a dataset or view; returns the report.
 
         ``model`` is ``"radiomics"``, ``"biomedclip"`` or any open_clip name / hub id /
         model directory / config JSON (see :func:`multireader.embed.embeddings.compute_embeddings`).
         """
-        choice = model if model in ("radiomics", "biomedclip") else "open_clip"
-        params = dict(
-            model_choice=choice,
-            model_name=model if choice == "open_clip" else "",
-            pretrained=pretrained or "",
+        return self.run_sdk(
+            sample_collection,
+            delegate,
+            **model_params(model, pretrained, MODEL_CHOICES),
             field=field or "",
             window=window,
             batch_size=batch_size,
             num_workers=num_workers,
             skip_existing=skip_existing,
             similarity_index=similarity_index,
-            target="CURRENT_VIEW",
         )
-        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)

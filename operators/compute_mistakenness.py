@@ -7,6 +7,11 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
+from . import _inputs as I
+from ._base import MultireaderOperator
+
+#: this operator's defaults: the form's, execute's and the SDK's
+DEFAULTS = {**I.DEFAULTS, "run_key": "mistakenness", "queue_size": 50}
 
 
 def prediction_field_input(inputs: types.Object, dataset, kind: str = "classification"):
@@ -46,7 +51,9 @@ def prediction_field_input(inputs: types.Object, dataset, kind: str = "classific
     return default
 
 
-class ComputeMistakenness(foo.Operator):
+class ComputeMistakenness(MultireaderOperator):
+    on_samples = True
+
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -62,56 +69,43 @@ class ComputeMistakenness(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from multireader.core.fields import reader_fields
-
         inputs = types.Object()
         if prediction_field_input(inputs, ctx.dataset) is None:
             return types.Property(inputs, view=types.View(label="Compute mistakenness"))
         prediction_field_input(inputs, ctx.dataset, kind="mask")
-        readers = sorted(
-            {str(m["reader"]) for m in reader_fields(ctx.dataset, ["classification"]).values()}
-        )
-        pick = types.Dropdown(multiple=True)
-        for r in readers:
-            pick.add_choice(r, label=r)
-        inputs.list(
-            "readers",
-            types.String(),
-            default=readers,
-            label="Readers",
+        I.reader_choices_input(
+            inputs,
+            ctx.dataset,
+            kinds=["classification"],
             description="Whose labels to score (all by default)",
-            view=pick,
         )
         inputs.int(
             "queue_size",
-            default=50,
+            default=DEFAULTS["queue_size"],
             label="Queue size",
             description="How many of the least credible labels the saved view label_error_queue holds",
         )
-        inputs.str("run_key", default="mistakenness", label="Run key")
-        _common.target_input(inputs)
-        _common.delegation_input(inputs)
+        I.run_key_input(inputs, ctx, "mistakenness", DEFAULTS["run_key"])
+        I.target_input(inputs)
+        I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Compute mistakenness"))
 
-    def resolve_delegation(self, ctx):
-        return _common.resolve_delegation(ctx)
-
     def execute(self, ctx):
-        from multireader.core import fields
         from multireader.analyses import label_errors
+        from multireader.core import fields
 
         result = label_errors.compute_mistakenness(
-            _common.target_view(ctx),
+            I.target_view(ctx),
             ctx.params.get("pred_field") or None,
             readers=ctx.params.get("readers") or None,
             pred_mask_field=ctx.params.get("pred_mask_field") or None,
-            queue_size=int(ctx.params.get("queue_size") or 50),
-            run_key=ctx.params.get("run_key") or "mistakenness",
+            queue_size=int(ctx.params.get("queue_size") or DEFAULTS["queue_size"]),
+            run_key=I.run_key_param(ctx, DEFAULTS["run_key"]),
             progress=_common.progress_for(ctx),
         )
         fields.update_sidebar_groups(ctx.dataset)
+        self.reload(ctx)
         if not ctx.delegated:
-            ctx.trigger("reload_dataset")
             ctx.ops.set_view(name=label_errors.QUEUE_VIEW)
         return {
             "run_key": result["run_key"],
@@ -160,20 +154,12 @@ class ComputeMistakenness(foo.Operator):
         *,
         readers: list[str] | None = None,
         pred_mask_field: str | None = None,
-        queue_size: int = 50,
-        run_key: str = "mistakenness",
-        delegate: bool = False,
+        queue_size: int = DEFAULTS["queue_size"],
+        run_key: str = DEFAULTS["run_key"],
+        delegate: bool = DEFAULTS["delegate"],
     ):
         """Score labels from the SDK on a dataset or view; returns the summary dict."""
-        params = dict(
-            pred_field=pred_field,
-            readers=readers,
-            pred_mask_field=pred_mask_field,
-            queue_size=queue_size,
-            run_key=run_key,
-            target="CURRENT_VIEW",
-        )
-        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)
+        return self.run_sdk_with(locals())
 
 
 def _round(v):

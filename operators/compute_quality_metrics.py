@@ -9,6 +9,8 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
+from . import _inputs as I
+from ._base import MultireaderOperator
 
 #: labels of the metric choices; the keys are multireader.analyses.quality.QUALITY_METRICS
 _METRIC_LABELS = {
@@ -25,7 +27,9 @@ _METRIC_LABELS = {
 }
 
 
-class ComputeQualityMetrics(foo.Operator):
+class ComputeQualityMetrics(MultireaderOperator):
+    on_samples = True
+
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -57,7 +61,7 @@ class ComputeQualityMetrics(foo.Operator):
             description="Each is written to the field quality_<metric>",
             view=choices,
         )
-        _common.target_input(inputs)
+        I.target_input(inputs)
         inputs.bool(
             "skip_existing",
             default=False,
@@ -71,17 +75,14 @@ class ComputeQualityMetrics(foo.Operator):
             label="Worker processes",
             description="Processes that read and measure images in parallel",
         )
-        _common.delegation_input(inputs)
+        I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Compute image quality metrics"))
 
-    def resolve_delegation(self, ctx):
-        return _common.resolve_delegation(ctx)
-
     def execute(self, ctx):
-        from multireader.core import fields
         from multireader.analyses import quality
+        from multireader.core import fields
 
-        target = _common.target_view(ctx)
+        target = I.target_view(ctx)
         result = quality.compute_quality_metrics(
             target,
             metrics=ctx.params.get("metrics") or None,
@@ -90,8 +91,7 @@ class ComputeQualityMetrics(foo.Operator):
             progress=_common.progress_for(ctx),
         )
         fields.update_sidebar_groups(ctx.dataset)
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
+        self.reload(ctx)
         return {**result, "n_errors": len(result["errors"])}
 
     def resolve_output(self, ctx):
@@ -115,16 +115,12 @@ class ComputeQualityMetrics(foo.Operator):
         metrics=None,
         num_workers: int | None = None,
         skip_existing: bool = False,
-        delegate: bool = False,
+        delegate: bool = I.DEFAULTS["delegate"],
     ):
         """Measure a dataset or view from the SDK; returns the report as a dict
         (or the queued operation when ``delegate=True``)."""
         from multireader.analyses.quality import QUALITY_METRICS
 
-        params = dict(
-            metrics=list(metrics) if metrics is not None else list(QUALITY_METRICS),
-            num_workers=num_workers,
-            skip_existing=skip_existing,
-            target="CURRENT_VIEW",
-        )
-        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)
+        # every metric by default: the form's list is required, as in the App
+        metrics = list(QUALITY_METRICS) if metrics is None else metrics
+        return self.run_sdk_with(locals())

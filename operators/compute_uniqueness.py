@@ -6,11 +6,14 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
-from .compute_agreement import target_input, target_view
+from . import _inputs as I
+from ._base import MultireaderOperator
 from .compute_visualization import embedding_field_input
 
 
-class ComputeUniqueness(foo.Operator):
+class ComputeUniqueness(MultireaderOperator):
+    on_samples = True
+
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -37,25 +40,21 @@ class ComputeUniqueness(foo.Operator):
             required=True,
             label="Output field",
         )
-        target_input(inputs)
-        _common.delegation_input(inputs)
+        I.analysis_target_input(inputs)
+        I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Compute uniqueness"))
-
-    def resolve_delegation(self, ctx):
-        return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
         from multireader.embed import maps
 
         p = ctx.params
         result = maps.compute_uniqueness(
-            target_view(ctx),
+            I.analysis_target_view(ctx),
             embeddings=p["embeddings"],
             uniqueness_field=(p.get("uniqueness_field") or "").strip() or None,
             progress=_common.progress_for(ctx),
         )
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
+        self.reload(ctx)
         return result
 
     def resolve_output(self, ctx):
@@ -71,12 +70,8 @@ class ComputeUniqueness(foo.Operator):
         embeddings: str,
         *,
         uniqueness_field: str | None = None,
-        delegate: bool = False,
+        delegate: bool = I.DEFAULTS["delegate"],
     ):
         """Compute uniqueness from the SDK; returns the field written and counts."""
-        params = dict(
-            embeddings=embeddings,
-            uniqueness_field=uniqueness_field or f"uniqueness_{embeddings}",
-            target="CURRENT_VIEW",
-        )
-        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)
+        uniqueness_field = uniqueness_field or f"uniqueness_{embeddings}"
+        return self.run_sdk_with(locals())

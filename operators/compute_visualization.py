@@ -6,7 +6,8 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
-from .compute_agreement import target_input, target_view
+from . import _inputs as I
+from ._base import MultireaderOperator
 
 
 def embedding_field_input(inputs: types.Object, dataset) -> str | None:
@@ -31,7 +32,9 @@ def embedding_field_input(inputs: types.Object, dataset) -> str | None:
     return default
 
 
-class ComputeVisualization(foo.Operator):
+class ComputeVisualization(MultireaderOperator):
+    on_samples = True
+
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -64,26 +67,22 @@ class ComputeVisualization(foo.Operator):
             label="Brain key",
             description="The map's name in the Embeddings panel (replaced if it exists)",
         )
-        target_input(inputs)
-        _common.delegation_input(inputs)
+        I.analysis_target_input(inputs)
+        I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Compute embedding map"))
-
-    def resolve_delegation(self, ctx):
-        return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
         from multireader.embed import maps
 
         p = ctx.params
         result = maps.compute_visualization(
-            target_view(ctx),
+            I.analysis_target_view(ctx),
             embeddings=p["embeddings"],
             brain_key=(p.get("brain_key") or "").strip() or None,
             method=p.get("method") or "umap",
             progress=_common.progress_for(ctx),
         )
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
+        self.reload(ctx)
         return result
 
     def resolve_output(self, ctx):
@@ -100,13 +99,8 @@ class ComputeVisualization(foo.Operator):
         *,
         method: str = "umap",
         brain_key: str | None = None,
-        delegate: bool = False,
+        delegate: bool = I.DEFAULTS["delegate"],
     ):
         """Compute the map from the SDK; returns its brain key and counts."""
-        params = dict(
-            embeddings=embeddings,
-            method=method,
-            brain_key=brain_key or f"map_{embeddings}",
-            target="CURRENT_VIEW",
-        )
-        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)
+        brain_key = brain_key or f"map_{embeddings}"
+        return self.run_sdk_with(locals())

@@ -7,10 +7,10 @@ import json
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from . import _common
+from ._base import MultireaderOperator
 
 
-class DeclareLabelSchema(foo.Operator):
+class DeclareLabelSchema(MultireaderOperator):
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -81,7 +81,7 @@ class DeclareLabelSchema(foo.Operator):
             mask_targets={int(k): v for k, v in mask_targets.items()} if mask_targets else None,
             overwrite=bool(ctx.params.get("overwrite", False)),
         )
-        ctx.trigger("reload_dataset")
+        self.reload(ctx)
         return {"label_schema": declared}
 
     def __call__(
@@ -103,4 +103,4 @@ class DeclareLabelSchema(foo.Operator):
             mask_targets=json.dumps({str(k): v for k, v in (mask_targets or {}).items()}),
             overwrite=overwrite,
         )
-        return _common.run_from_sdk(self, dataset, params)
+        return self.run_sdk(dataset, **params)

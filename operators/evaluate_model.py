@@ -7,10 +7,17 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
+from . import _inputs as I
+from ._base import MultireaderOperator
 from .compute_mistakenness import prediction_field_input
 
+#: this operator's defaults: the form's, execute's and the SDK's
+DEFAULTS = {**I.DEFAULTS, "run_key": "model_evaluation", "contested_share": 0.75}
 
-class EvaluateModel(foo.Operator):
+
+class EvaluateModel(MultireaderOperator):
+    on_samples = True
+
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -51,29 +58,26 @@ class EvaluateModel(foo.Operator):
         )
         inputs.float(
             "contested_share",
-            default=0.75,
+            default=DEFAULTS["contested_share"],
             label="Contested when no class holds this share of the reads",
             description="0.75: with four readers, no three agreed",
         )
-        inputs.int("n_boot", default=1000, label="Bootstrap resamples (by patient)")
-        inputs.str("run_key", default="model_evaluation", label="Run key")
-        _common.target_input(inputs)
-        _common.delegation_input(inputs)
+        I.n_boot_input(inputs, label="Bootstrap resamples (by patient)")
+        I.run_key_input(inputs, ctx, "model_evaluation", DEFAULTS["run_key"])
+        I.target_input(inputs)
+        I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Evaluate model"))
-
-    def resolve_delegation(self, ctx):
-        return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
         from multireader.analyses import model_eval
 
         result = model_eval.evaluate_predictions(
-            _common.target_view(ctx),
+            I.target_view(ctx),
             ctx.params.get("pred_field") or None,
             slice_fields=ctx.params.get("slice_fields"),
-            contested_share=float(ctx.params.get("contested_share") or 0.75),
-            n_boot=int(ctx.params.get("n_boot") or 1000),
-            run_key=ctx.params.get("run_key") or "model_evaluation",
+            contested_share=float(ctx.params.get("contested_share") or DEFAULTS["contested_share"]),
+            n_boot=int(ctx.params.get("n_boot") or DEFAULTS["n_boot"]),
+            run_key=I.run_key_param(ctx, DEFAULTS["run_key"]),
             progress=_common.progress_for(ctx),
         )
         return {
@@ -109,18 +113,10 @@ class EvaluateModel(foo.Operator):
         pred_field: str | None = None,
         *,
         slice_fields: list[str] | None = None,
-        contested_share: float = 0.75,
-        n_boot: int = 1000,
-        run_key: str = "model_evaluation",
-        delegate: bool = False,
+        contested_share: float = DEFAULTS["contested_share"],
+        n_boot: int = DEFAULTS["n_boot"],
+        run_key: str = DEFAULTS["run_key"],
+        delegate: bool = DEFAULTS["delegate"],
     ):
         """Evaluate from the SDK on a dataset or view; returns headline and rows."""
-        params = dict(
-            pred_field=pred_field,
-            slice_fields=slice_fields,
-            contested_share=contested_share,
-            n_boot=n_boot,
-            run_key=run_key,
-            target="CURRENT_VIEW",
-        )
-        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)
+        return self.run_sdk_with(locals())

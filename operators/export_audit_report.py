@@ -10,6 +10,8 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
+from . import _inputs as I
+from ._base import MultireaderOperator
 
 
 def default_path(dataset_name: str, directory: str | None = None) -> str:
@@ -19,7 +21,7 @@ def default_path(dataset_name: str, directory: str | None = None) -> str:
     return os.path.join(directory or os.getcwd(), name)
 
 
-class ExportAuditReport(foo.Operator):
+class ExportAuditReport(MultireaderOperator):
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -58,11 +60,8 @@ class ExportAuditReport(foo.Operator):
             label="Contested cases to list",
             description="The most disputed first; the count always covers them all",
         )
-        _common.delegation_input(inputs)
+        I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Export audit report"))
-
-    def resolve_delegation(self, ctx):
-        return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
         from multireader.lineage import report as audit_report
@@ -96,7 +95,7 @@ class ExportAuditReport(foo.Operator):
         path: str | None = None,
         title: str | None = None,
         contested_limit: int = 100,
-        delegate: bool = False,
+        delegate: bool = I.DEFAULTS["delegate"],
     ):
         """Write the report from the SDK; returns ``{"html", "json", "sections"}``.
 
@@ -104,9 +103,6 @@ class ExportAuditReport(foo.Operator):
         """
         ds = getattr(sample_collection, "_dataset", sample_collection)
         name = ds if isinstance(ds, str) else ds.name
-        params = {
-            "path": path or default_path(name),
-            "title": title or f"Audit report: {name}",
-            "contested_limit": contested_limit,
-        }
-        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)
+        path = path or default_path(name)
+        title = title or f"Audit report: {name}"
+        return self.run_sdk_with(locals())

@@ -6,8 +6,12 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
-from .compute_agreement import target_input, target_view
+from . import _inputs as I
+from ._base import MultireaderOperator
 from .compute_visualization import embedding_field_input
+
+#: this operator's defaults: the form's, execute's and the SDK's
+DEFAULTS = {**I.DEFAULTS, "run_key": "disagreement_clusters", "method": "hdbscan"}
 
 
 def _fmt(v, pct=False) -> str:
@@ -16,7 +20,9 @@ def _fmt(v, pct=False) -> str:
     return f"{100 * v:.0f}%" if pct else f"{v:.2g}"
 
 
-class FindDisagreementClusters(foo.Operator):
+class FindDisagreementClusters(MultireaderOperator):
+    on_samples = True
+
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -50,7 +56,9 @@ class FindDisagreementClusters(foo.Operator):
         method = types.RadioGroup()
         method.add_choice("hdbscan", label="HDBSCAN (finds the number of clusters; noise allowed)")
         method.add_choice("kmeans", label="k-means")
-        inputs.enum("method", method.values(), default="hdbscan", label="Clustering", view=method)
+        inputs.enum(
+            "method", method.values(), default=DEFAULTS["method"], label="Clustering", view=method
+        )
         if ctx.params.get("method") == "kmeans":
             inputs.int(
                 "n_clusters",
@@ -63,38 +71,27 @@ class FindDisagreementClusters(foo.Operator):
                 label="Smallest cluster",
                 description="Empty: max(5, n / 50)",
             )
-        inputs.float(
-            "alpha",
-            default=0.05,
-            min=0.0001,
-            max=0.5,
-            label="Significance level",
-            description="For the enrichment test (Benjamini-Hochberg across clusters)",
-        )
-        inputs.str("run_key", default="disagreement_clusters", required=True, label="Run key")
-        target_input(inputs)
-        _common.delegation_input(inputs)
+        I.alpha_input(inputs, "For the enrichment test (Benjamini-Hochberg across clusters)")
+        I.run_key_input(inputs, ctx, "clusters", DEFAULTS["run_key"])
+        I.analysis_target_input(inputs)
+        I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Find disagreement clusters"))
-
-    def resolve_delegation(self, ctx):
-        return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
         from multireader.analyses import disagreement_clusters as DC
 
         p = ctx.params
         res = DC.find_disagreement_clusters(
-            target_view(ctx),
+            I.analysis_target_view(ctx),
             embeddings=p["embeddings"],
-            method=p.get("method") or "hdbscan",
+            method=p.get("method") or DEFAULTS["method"],
             n_clusters=p.get("n_clusters") or None,
             min_cluster_size=p.get("min_cluster_size") or None,
-            alpha=float(p.get("alpha", 0.05)),
-            run_key=(p.get("run_key") or "disagreement_clusters").strip(),
+            alpha=float(I.value(ctx, "alpha")),
+            run_key=I.run_key_param(ctx, DEFAULTS["run_key"]),
             progress=_common.progress_for(ctx),
         )
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
+        self.reload(ctx)
         rows = []
         for rank, cl in enumerate(res["clusters"], start=1):
             top = (cl.get("distinguishing") or [{}])[0]
@@ -146,23 +143,12 @@ class FindDisagreementClusters(foo.Operator):
         sample_collection,
         embeddings: str,
         *,
-        method: str = "hdbscan",
+        method: str = DEFAULTS["method"],
         n_clusters: int | None = None,
         min_cluster_size: int | None = None,
-        alpha: float = 0.05,
-        run_key: str = "disagreement_clusters",
-        delegate: bool = False,
+        alpha: float = DEFAULTS["alpha"],
+        run_key: str = DEFAULTS["run_key"],
+        delegate: bool = DEFAULTS["delegate"],
     ):
         """Find clusters from the SDK; the full ranked result is stored as run ``run_key``."""
-        params = dict(
-            embeddings=embeddings,
-            method=method,
-            alpha=alpha,
-            run_key=run_key,
-            target="CURRENT_VIEW",
-        )
-        if n_clusters:
-            params["n_clusters"] = n_clusters
-        if min_cluster_size:
-            params["min_cluster_size"] = min_cluster_size
-        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)
+        return self.run_sdk_with(locals())

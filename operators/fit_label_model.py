@@ -7,7 +7,19 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
+from . import _inputs as I
+from ._base import MultireaderOperator
 from .compute_visualization import embedding_field_input
+
+#: this operator's defaults: the form's, execute's and the SDK's
+DEFAULTS = {
+    **I.DEFAULTS,
+    "field": "predictions_label_model",
+    "classifier": "random_forest",
+    "n_folds": 5,
+    "n_repeats": 3,
+    "group_by_patient": True,
+}
 
 _CLASSIFIER_LABELS = {
     "random_forest": "Random forest (default; handles non-linear radiomics well)",
@@ -54,7 +66,9 @@ def label_field_input(inputs: types.Object, dataset) -> str | None:
     return default
 
 
-class FitLabelModel(foo.Operator):
+class FitLabelModel(MultireaderOperator):
+    on_samples = True
+
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -80,59 +94,59 @@ class FitLabelModel(foo.Operator):
         for name in CLASSIFIERS:
             clf.add_choice(name, label=_CLASSIFIER_LABELS.get(name, name))
         inputs.enum(
-            "classifier", list(CLASSIFIERS), default=CLASSIFIERS[0], label="Classifier", view=clf
+            "classifier",
+            list(CLASSIFIERS),
+            default=DEFAULTS["classifier"],
+            label="Classifier",
+            view=clf,
         )
         inputs.int(
             "n_folds",
-            default=5,
+            default=DEFAULTS["n_folds"],
             label="Folds",
             description="Each class needs at least this many labelled samples",
         )
         inputs.int(
             "n_repeats",
-            default=3,
+            default=DEFAULTS["n_repeats"],
             label="Repeats",
             description="Repeat the cross-validation with reshuffled folds and average (steadier scores)",
         )
         inputs.bool(
             "group_by_patient",
-            default=True,
+            default=DEFAULTS["group_by_patient"],
             label="Keep each patient's slices in one fold",
             description="Slices of one patient look alike; splitting them leaks labels",
             view=types.CheckboxView(),
         )
         inputs.str(
             "field",
-            default="predictions_label_model",
+            default=DEFAULTS["field"],
             label="Predictions field",
             description="Where the out-of-fold predictions go (never a reader's field)",
         )
-        _common.target_input(inputs)
-        _common.delegation_input(inputs)
+        I.target_input(inputs)
+        I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Fit label model"))
-
-    def resolve_delegation(self, ctx):
-        return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
         from multireader.core import fields
-        from multireader.embed import label_model
         from multireader.core.fields import PATIENT_KEY
+        from multireader.embed import label_model
 
         result = label_model.fit_label_model(
-            _common.target_view(ctx),
+            I.target_view(ctx),
             ctx.params["embeddings"],
             ctx.params.get("label_field") or None,
-            ctx.params.get("field") or "predictions_label_model",
-            classifier=ctx.params.get("classifier") or "random_forest",
-            n_folds=int(ctx.params.get("n_folds") or 5),
-            n_repeats=int(ctx.params.get("n_repeats") or 3),
-            group_by=PATIENT_KEY if ctx.params.get("group_by_patient", True) else None,
+            ctx.params.get("field") or DEFAULTS["field"],
+            classifier=ctx.params.get("classifier") or DEFAULTS["classifier"],
+            n_folds=int(ctx.params.get("n_folds") or DEFAULTS["n_folds"]),
+            n_repeats=int(ctx.params.get("n_repeats") or DEFAULTS["n_repeats"]),
+            group_by=PATIENT_KEY if I.value(ctx, "group_by_patient", DEFAULTS) else None,
             progress=_common.progress_for(ctx),
         )
         fields.update_sidebar_groups(ctx.dataset)
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
+        self.reload(ctx)
         result["class_rows"] = [{"class": c, "n": n} for c, n in result.pop("class_counts").items()]
         return result
 
@@ -156,23 +170,13 @@ class FitLabelModel(foo.Operator):
         sample_collection,
         embeddings: str,
         label_field: str | None = None,
-        field: str = "predictions_label_model",
+        field: str = DEFAULTS["field"],
         *,
-        classifier: str = "random_forest",
-        n_folds: int = 5,
-        n_repeats: int = 3,
-        group_by_patient: bool = True,
-        delegate: bool = False,
+        classifier: str = DEFAULTS["classifier"],
+        n_folds: int = DEFAULTS["n_folds"],
+        n_repeats: int = DEFAULTS["n_repeats"],
+        group_by_patient: bool = DEFAULTS["group_by_patient"],
+        delegate: bool = DEFAULTS["delegate"],
     ):
         """Fit from the SDK on a dataset or view; returns the summary dict."""
-        params = dict(
-            embeddings=embeddings,
-            label_field=label_field,
-            field=field,
-            classifier=classifier,
-            n_folds=n_folds,
-            n_repeats=n_repeats,
-            group_by_patient=group_by_patient,
-            target="CURRENT_VIEW",
-        )
-        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)
+        return self.run_sdk_with(locals())

@@ -6,8 +6,10 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from ._base import MultireaderOperator
 
-class FlagForReread(foo.Operator):
+
+class FlagForReread(MultireaderOperator):
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -63,8 +65,8 @@ class FlagForReread(foo.Operator):
         return types.Property(inputs, view=types.View(label="Flag for re-read"))
 
     def execute(self, ctx):
-        from multireader.core import fields
         from multireader.analyses import label_errors
+        from multireader.core import fields
 
         ids = list(ctx.selected or ctx.params.get("sample_ids") or [])
         reader = ctx.params.get("reader")
@@ -76,7 +78,7 @@ class FlagForReread(foo.Operator):
             requested_by=ctx.params.get("requested_by") or ctx.user_id or None,
         )
         fields.update_sidebar_groups(ctx.dataset)
-        ctx.trigger("reload_dataset")
+        self.reload(ctx)
         return result
 
     def resolve_output(self, ctx):
@@ -96,15 +98,4 @@ class FlagForReread(foo.Operator):
         requested_by: str | None = None,
     ):
         """Flag ``sample_ids`` from the SDK; returns the counts."""
-        import fiftyone.operators as foo_
-
-        ctx = {
-            "view": sample_collection.view(),
-            "params": dict(
-                sample_ids=list(sample_ids),
-                reader=reader,
-                reason=reason,
-                requested_by=requested_by,
-            ),
-        }
-        return foo_.execute_operator(self.uri, ctx).result
+        return self.run_sdk_with(locals())

@@ -9,6 +9,11 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
+from . import _inputs as I
+from ._base import MultireaderOperator
+
+#: this operator's defaults: the form's, execute's and the SDK's
+DEFAULTS = {**I.DEFAULTS, "include_identifiers": False, "include_study_date": False}
 
 WINDOW_CHOICES = {
     "auto": "The file's own window (VOI), else a robust percentile window",
@@ -29,7 +34,7 @@ def presets_input(inputs: types.Object, **kwargs) -> None:
     inputs.list("presets", types.String(), view=presets, **kwargs)
 
 
-class ImportDicom(foo.Operator):
+class ImportDicom(MultireaderOperator):
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -80,7 +85,7 @@ class ImportDicom(foo.Operator):
         inputs.enum(
             "window",
             window.values(),
-            default="auto",
+            default=DEFAULTS["window"],
             label="Window for the rendered images",
             description="Native values (HU for CT) are kept whatever you choose",
             view=window,
@@ -97,7 +102,7 @@ class ImportDicom(foo.Operator):
         )
         inputs.bool(
             "include_identifiers",
-            default=False,
+            default=DEFAULTS["include_identifiers"],
             label="Copy patient identifiers",
             description=(
                 "Off by default: names, IDs, birth dates, addresses and "
@@ -108,7 +113,7 @@ class ImportDicom(foo.Operator):
         )
         inputs.bool(
             "include_study_date",
-            default=False,
+            default=DEFAULTS["include_study_date"],
             label="Store study dates",
             description="Off by default: a date can help re-identify a patient",
             view=types.CheckboxView(),
@@ -119,32 +124,22 @@ class ImportDicom(foo.Operator):
             label="Worker processes",
             description="Processes that decode files in parallel",
         )
-        _common.delegation_input(inputs)
+        I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Import DICOM"))
-
-    def resolve_delegation(self, ctx):
-        return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
         from multireader.core import fields
         from multireader.ingest import importer
 
         name = (ctx.params.get("dataset_name") or "").strip()
-        if name:
-            dataset = (
-                fo.load_dataset(name)
-                if fo.dataset_exists(name)
-                else fo.Dataset(name, persistent=True)
-            )
-        else:
-            dataset = ctx.dataset
+        dataset = _dataset_named(name) if name else ctx.dataset
         report = importer.import_dicom(
             dataset,
             _split_inputs(ctx.params["inputs"]),
-            window=ctx.params.get("window") or "auto",
+            window=ctx.params.get("window") or DEFAULTS["window"],
             presets=ctx.params.get("presets") or (),
-            include_identifiers=bool(ctx.params.get("include_identifiers", False)),
-            include_study_date=bool(ctx.params.get("include_study_date", False)),
+            include_identifiers=bool(I.value(ctx, "include_identifiers", DEFAULTS)),
+            include_study_date=bool(I.value(ctx, "include_study_date", DEFAULTS)),
             num_workers=ctx.params.get("num_workers"),
             render_dir=ctx.params.get("render_dir"),
             progress=_common.progress_for(ctx),
@@ -175,13 +170,13 @@ class ImportDicom(foo.Operator):
         dataset_or_name,
         inputs,
         *,
-        window: str = "auto",
+        window: str = DEFAULTS["window"],
         presets=(),
-        include_identifiers: bool = False,
-        include_study_date: bool = False,
+        include_identifiers: bool = DEFAULTS["include_identifiers"],
+        include_study_date: bool = DEFAULTS["include_study_date"],
         num_workers: int | None = None,
         render_dir: str | None = None,
-        delegate: bool = False,
+        delegate: bool = DEFAULTS["delegate"],
     ):
         """Import DICOM from the SDK; returns the import report as a dict.
 
@@ -189,24 +184,23 @@ class ImportDicom(foo.Operator):
         when it does not exist yet).
         """
         if isinstance(dataset_or_name, str):
-            name = dataset_or_name
-            dataset = (
-                fo.load_dataset(name)
-                if fo.dataset_exists(name)
-                else fo.Dataset(name, persistent=True)
-            )
-        else:
-            dataset = dataset_or_name
-        params = dict(
+            dataset_or_name = _dataset_named(dataset_or_name)
+        return self.run_sdk(
+            dataset_or_name,
+            delegate,
             inputs=inputs if isinstance(inputs, str) else "\n".join(map(str, inputs)),
             window=window,
-            presets=list(presets),
+            presets=presets,
             include_identifiers=include_identifiers,
             include_study_date=include_study_date,
             num_workers=num_workers,
             render_dir=render_dir,
         )
-        return _common.run_from_sdk(self, dataset, params, delegate=delegate)
+
+
+def _dataset_named(name: str):
+    """The dataset ``name``, created (persistent) when it does not exist yet."""
+    return fo.load_dataset(name) if fo.dataset_exists(name) else fo.Dataset(name, persistent=True)
 
 
 def _split_inputs(value) -> list[str]:

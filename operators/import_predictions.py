@@ -7,6 +7,11 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
+from . import _inputs as I
+from ._base import MultireaderOperator
+
+#: this operator's defaults: the form's, execute's and the SDK's
+DEFAULTS = {**I.DEFAULTS, "field": "predictions_imported", "key": "auto", "strict": False}
 
 KEY_LABELS = {
     "auto": "Detect from the columns (the first of the choices below the file has)",
@@ -17,7 +22,9 @@ KEY_LABELS = {
 }
 
 
-class ImportPredictions(foo.Operator):
+class ImportPredictions(MultireaderOperator):
+    on_samples = True
+
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -54,7 +61,7 @@ class ImportPredictions(foo.Operator):
         )
         inputs.str(
             "field",
-            default="predictions_imported",
+            default=DEFAULTS["field"],
             label="Predictions field",
             description="Where the predictions go (never a reader's or consensus field)",
         )
@@ -73,14 +80,14 @@ class ImportPredictions(foo.Operator):
         inputs.enum(
             "key",
             list(KEYS),
-            default="auto",
+            default=DEFAULTS["key"],
             label="Match samples by",
             description="Paths may be absolute or relative to the file's folder",
             view=key,
         )
         inputs.bool(
             "strict",
-            default=False,
+            default=DEFAULTS["strict"],
             label="Strict",
             description=(
                 "Write nothing if any row is bad (default: skip bad rows, report them "
@@ -88,29 +95,25 @@ class ImportPredictions(foo.Operator):
             ),
             view=types.CheckboxView(),
         )
-        _common.target_input(inputs)
-        _common.delegation_input(inputs)
+        I.target_input(inputs)
+        I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Import model predictions"))
-
-    def resolve_delegation(self, ctx):
-        return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
         from multireader.core import fields
         from multireader.ingest.prediction_import import import_predictions
 
         result = import_predictions(
-            _common.target_view(ctx),
+            I.target_view(ctx),
             ctx.params.get("path") or None,
-            ctx.params.get("field") or "predictions_imported",
-            key=ctx.params.get("key") or "auto",
+            ctx.params.get("field") or DEFAULTS["field"],
+            key=ctx.params.get("key") or DEFAULTS["key"],
             masks=ctx.params.get("masks") or None,
-            strict=bool(ctx.params.get("strict", False)),
+            strict=bool(I.value(ctx, "strict", DEFAULTS)),
             progress=_common.progress_for(ctx),
         )
         fields.update_sidebar_groups(ctx.dataset)
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
+        self.reload(ctx)
         return result
 
     def resolve_output(self, ctx):
@@ -133,21 +136,13 @@ class ImportPredictions(foo.Operator):
         self,
         sample_collection,
         path,
-        field: str = "predictions_imported",
+        field: str = DEFAULTS["field"],
         *,
         masks=None,
-        key: str = "auto",
-        strict: bool = False,
-        delegate: bool = False,
+        key: str = DEFAULTS["key"],
+        strict: bool = DEFAULTS["strict"],
+        delegate: bool = DEFAULTS["delegate"],
     ):
         """Import predictions into a dataset or view from the SDK; returns the result
         dict (or the queued operation when ``delegate=True``)."""
-        params = dict(
-            path=str(path) if path else None,
-            field=field,
-            masks=str(masks) if masks else None,
-            key=key,
-            strict=strict,
-            target="CURRENT_VIEW",
-        )
-        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)
+        return self.run_sdk_with(locals())

@@ -6,6 +6,11 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
+from . import _inputs as I
+from ._base import MultireaderOperator
+
+#: this operator's defaults: the form's, execute's and the SDK's
+DEFAULTS = {**I.DEFAULTS, "kind": "auto", "overwrite": False}
 
 KIND_CHOICES = {
     "auto": "Detect from the file (columns, or the DICOM modality)",
@@ -14,10 +19,17 @@ KIND_CHOICES = {
     "masks": "Mask manifest (CSV/JSON): key, reader, mask_path (PNG or NPY)",
     "seg": "DICOM-SEG file (one reader)",
     "rtstruct": "RTSTRUCT file (one reader); contours are rasterised",
+    "volume": (
+        "3-D volumes (NIfTI/NRRD): one .nii/.nii.gz/.nrrd/.nhdr file, or a manifest "
+        "(CSV/JSON): reader, series_instance_uid, volume_path"
+    ),
 }
 
+#: most series offered as choices for a single label volume
+_MAX_SERIES_CHOICES = 1000
 
-class ImportReaderLabels(foo.Operator):
+
+class ImportReaderLabels(MultireaderOperator):
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -46,8 +58,9 @@ class ImportReaderLabels(foo.Operator):
             label="Reads file",
             description=(
                 "Path of a CSV or JSON reads table, a mask manifest, a DICOM-SEG "
-                "or an RTSTRUCT file. Keys: sop_instance_uid (+ frame), "
-                "series_instance_uid, or filepath"
+                "or an RTSTRUCT file, or a 3-D label volume (NIfTI/NRRD) or a manifest "
+                "of them. Keys: sop_instance_uid (+ frame), series_instance_uid, or "
+                "filepath"
             ),
         )
         kind = types.Dropdown(label="Kind")
@@ -56,7 +69,7 @@ class ImportReaderLabels(foo.Operator):
         inputs.enum(
             "kind",
             kind.values(),
-            default="auto",
+            default=DEFAULTS["kind"],
             label="What the file holds",
             view=kind,
         )
@@ -65,10 +78,12 @@ class ImportReaderLabels(foo.Operator):
             required=False,
             label="Reader id",
             description=(
-                "Required for DICOM-SEG and RTSTRUCT (who drew it); tables "
-                "name the reader on every row"
+                "Required for DICOM-SEG, RTSTRUCT and a single label volume (who "
+                "drew it); tables name the reader on every row"
             ),
         )
+        if _is_volume(ctx.params):
+            _volume_inputs(inputs, ctx)
         schema = _label_schema(ctx.dataset)
         if schema:
             inputs.view(
@@ -77,11 +92,8 @@ class ImportReaderLabels(foo.Operator):
                     label=f"Labels are validated against: {', '.join(schema.get('classes') or [])}"
                 ),
             )
-        _common.delegation_input(inputs)
+        I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Import reader labels"))
-
-    def resolve_delegation(self, ctx):
-        return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
         from multireader.core import fields
@@ -90,13 +102,14 @@ class ImportReaderLabels(foo.Operator):
         report = readers.import_reader_labels(
             ctx.dataset,
             ctx.params["source"],
-            kind=ctx.params.get("kind") or "auto",
+            kind=ctx.params.get("kind") or DEFAULTS["kind"],
             reader=(ctx.params.get("reader") or None),
+            series_instance_uid=(ctx.params.get("series_instance_uid") or None),
+            overwrite=bool(I.value(ctx, "overwrite", DEFAULTS)),
             progress=_common.progress_for(ctx),
         )
         fields.update_sidebar_groups(ctx.dataset)
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
+        self.reload(ctx)
         return report.to_dict()
 
     def resolve_output(self, ctx):
@@ -116,13 +129,72 @@ class ImportReaderLabels(foo.Operator):
         dataset,
         source,
         *,
-        kind: str = "auto",
+        kind: str = DEFAULTS["kind"],
         reader: str | None = None,
-        delegate: bool = False,
+        series_instance_uid: str | None = None,
+        overwrite: bool = DEFAULTS["overwrite"],
+        delegate: bool = DEFAULTS["delegate"],
     ):
-        """Import reader labels from the SDK; returns the import report as a dict."""
-        params = dict(source=str(source), kind=kind, reader=reader)
-        return _common.run_from_sdk(self, dataset, params, delegate=delegate)
+        """Import reader labels from the SDK; returns the import report as a dict.
+
+        ``series_instance_uid`` and ``overwrite`` apply to 3-D label volumes (kind
+        ``volume``): the series a single NIfTI/NRRD was drawn on, and whether it may
+        replace the reader's existing masks on that series."""
+        return self.run_sdk(
+            dataset,
+            delegate,
+            source=source,
+            kind=kind,
+            reader=reader,
+            # a pydicom UID is a str subclass, which the form's validation refuses
+            series_instance_uid=None if series_instance_uid is None else str(series_instance_uid),
+            overwrite=overwrite,
+        )
+
+
+def _is_volume(params) -> bool:
+    from multireader.ingest import readers
+
+    kind = params.get("kind") or DEFAULTS["kind"]
+    return kind == "volume" or (
+        kind == "auto" and readers.is_volume_path(params.get("source") or "")
+    )
+
+
+def _volume_inputs(inputs: types.Object, ctx) -> None:
+    """Which series a single volume was drawn on, and whether it may replace masks."""
+    from multireader.core import fields
+    from multireader.ingest import readers
+
+    series = []
+    if fields.SERIES_UID in ctx.dataset.get_field_schema():
+        series = [s for s in ctx.dataset.distinct(fields.SERIES_UID) if s]
+    single = readers.is_volume_path(ctx.params.get("source") or "")
+    view = None
+    if 0 < len(series) <= _MAX_SERIES_CHOICES:
+        view = types.AutocompleteView()
+        for uid in series:
+            view.add_choice(uid, label=uid)
+    inputs.str(
+        "series_instance_uid",
+        required=single,
+        label="Series instance UID",
+        description=(
+            "The series the volume was drawn on (a single NIfTI/NRRD file does not say); "
+            "a manifest names it on every row"
+        ),
+        view=view,
+    )
+    inputs.bool(
+        "overwrite",
+        default=DEFAULTS["overwrite"],
+        label="Replace existing masks",
+        description=(
+            "Replace the reader's masks on a series that already has some; otherwise "
+            "that volume is refused and reported (never replaced silently)"
+        ),
+        view=types.CheckboxView(),
+    )
 
 
 def _label_schema(dataset):

@@ -7,6 +7,8 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
+from . import _inputs as I
+from ._base import MultireaderOperator
 
 
 def _freeze_choice(inputs, ctx, name="name", label="Frozen training set"):
@@ -29,7 +31,23 @@ def _freeze_choice(inputs, ctx, name="name", label="Frozen training set"):
     return names
 
 
-class VerifyAuditLog(foo.Operator):
+def _sample_changes(changes: dict) -> dict:
+    """The relabelled, removed and added samples of a verification or a diff, as rows."""
+    return {
+        "relabelled": changes["relabelled"],
+        "removed": [{"sample_id": i} for i in changes["removed"]],
+        "added": [{"sample_id": i} for i in changes["added"]],
+    }
+
+
+def _sample_change_tables(outputs: types.Object) -> None:
+    """The tables of :func:`_sample_changes`."""
+    _common.table(outputs, "relabelled", "Relabelled", {"sample_id": "Sample", "field": "Field"})
+    _common.table(outputs, "removed", "Removed", {"sample_id": "Sample"})
+    _common.table(outputs, "added", "Added", {"sample_id": "Sample"})
+
+
+class VerifyAuditLog(MultireaderOperator):
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -70,10 +88,10 @@ class VerifyAuditLog(foo.Operator):
 
     def __call__(self, sample_collection):
         """Verify the dataset's audit log from the SDK."""
-        return _common.run_from_sdk(self, sample_collection, {})
+        return self.run_sdk(sample_collection)
 
 
-class ExportAuditLog(foo.Operator):
+class ExportAuditLog(MultireaderOperator):
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -112,10 +130,10 @@ class ExportAuditLog(foo.Operator):
         return types.Property(outputs, view=types.View(label="Audit log exported"))
 
     def __call__(self, sample_collection, *, path: str):
-        return _common.run_from_sdk(self, sample_collection, {"path": path})
+        return self.run_sdk(sample_collection, path=path)
 
 
-class ReviseLabel(foo.Operator):
+class ReviseLabel(MultireaderOperator):
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -170,8 +188,7 @@ class ReviseLabel(foo.Operator):
         doc = lineage.revise_label(
             ctx.dataset, p["sample_id"], p["field"], p["label"], reason=p.get("reason")
         )
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
+        self.reload(ctx)
         return {"version": doc["version"], "field": doc["field"], "label": p["label"]}
 
     def resolve_output(self, ctx):
@@ -181,11 +198,12 @@ class ReviseLabel(foo.Operator):
         return types.Property(outputs, view=types.View(label="Label revised"))
 
     def __call__(self, sample_collection, *, sample_id, field, label, reason):
-        params = dict(sample_id=sample_id, field=field, label=label, reason=reason)
-        return _common.run_from_sdk(self, sample_collection, params)
+        return self.run_sdk_with(locals())
 
 
-class FreezeTrainingSet(foo.Operator):
+class FreezeTrainingSet(MultireaderOperator):
+    on_samples = True
+
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -213,19 +231,16 @@ class FreezeTrainingSet(foo.Operator):
             label="Consensus field",
         )
         inputs.str("notes", label="Notes")
-        _common.target_input(inputs, default="CURRENT_VIEW")
-        _common.delegation_input(inputs)
+        I.target_input(inputs, default=I.ANALYSIS_TARGET)
+        I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Freeze training set"))
-
-    def resolve_delegation(self, ctx):
-        return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
         from multireader.lineage import records as lineage
 
         p = ctx.params
         h = lineage.freeze_training_set(
-            _common.target_view(ctx, "CURRENT_VIEW"),
+            I.target_view(ctx, I.ANALYSIS_TARGET),
             p.get("name"),
             model_name=p.get("model_name"),
             model_version=p.get("model_version"),
@@ -249,18 +264,10 @@ class FreezeTrainingSet(foo.Operator):
 
     def __call__(self, sample_collection, *, name, model_name, model_version,
                  consensus_field=None, notes=None, delegate=False):  # fmt: skip
-        params = dict(
-            name=name,
-            model_name=model_name,
-            model_version=model_version,
-            consensus_field=consensus_field,
-            notes=notes,
-            target="CURRENT_VIEW",
-        )
-        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)
+        return self.run_sdk_with(locals())
 
 
-class VerifyTrainingSet(foo.Operator):
+class VerifyTrainingSet(MultireaderOperator):
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -306,27 +313,21 @@ class VerifyTrainingSet(foo.Operator):
             ),
             "freeze_hash_ok": r["freeze_hash_ok"],
             "counts": c,
-            "relabelled": r["relabelled"],
-            "removed": [{"sample_id": i} for i in r["removed"]],
-            "added": [{"sample_id": i} for i in r["added"]],
+            **_sample_changes(r),
         }
 
     def resolve_output(self, ctx):
         outputs = types.Object()
         outputs.str("verdict", label="Verdict")
         outputs.bool("freeze_hash_ok", label="Freeze record intact")
-        _common.table(
-            outputs, "relabelled", "Relabelled", {"sample_id": "Sample", "field": "Field"}
-        )
-        _common.table(outputs, "removed", "Removed", {"sample_id": "Sample"})
-        _common.table(outputs, "added", "Added", {"sample_id": "Sample"})
+        _sample_change_tables(outputs)
         return types.Property(outputs, view=types.View(label="Training set verified"))
 
     def __call__(self, sample_collection, *, name, show=False):
-        return _common.run_from_sdk(self, sample_collection, {"name": name, "show": show})
+        return self.run_sdk_with(locals())
 
 
-class DiffTrainingSets(foo.Operator):
+class DiffTrainingSets(MultireaderOperator):
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -351,27 +352,21 @@ class DiffTrainingSets(foo.Operator):
         return {
             "summary": f"{len(d['added'])} added, {len(d['removed'])} removed, "
             f"{len(d['relabelled'])} labels changed",
-            "added": [{"sample_id": i} for i in d["added"]],
-            "removed": [{"sample_id": i} for i in d["removed"]],
-            "relabelled": d["relabelled"],
+            **_sample_changes(d),
             "header_changes": d["header_changes"],
         }
 
     def resolve_output(self, ctx):
         outputs = types.Object()
         outputs.str("summary", label="Difference")
-        _common.table(
-            outputs, "relabelled", "Relabelled", {"sample_id": "Sample", "field": "Field"}
-        )
-        _common.table(outputs, "added", "Added", {"sample_id": "Sample"})
-        _common.table(outputs, "removed", "Removed", {"sample_id": "Sample"})
+        _sample_change_tables(outputs)
         return types.Property(outputs, view=types.View(label="Training sets compared"))
 
     def __call__(self, sample_collection, *, a, b):
-        return _common.run_from_sdk(self, sample_collection, {"a": a, "b": b})
+        return self.run_sdk_with(locals())
 
 
-class DeleteTrainingSet(foo.Operator):
+class DeleteTrainingSet(MultireaderOperator):
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -397,4 +392,4 @@ class DeleteTrainingSet(foo.Operator):
         return {"audit_seq": e["seq"]}
 
     def __call__(self, sample_collection, *, name, reason):
-        return _common.run_from_sdk(self, sample_collection, {"name": name, "reason": reason})
+        return self.run_sdk_with(locals())

@@ -6,6 +6,8 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
+from . import _inputs as I
+from ._base import MultireaderOperator
 
 ACTIONS = {
     "list": "List runs",
@@ -34,7 +36,7 @@ def _run_rows(dataset) -> list[dict]:
     return rows
 
 
-class ManageRuns(foo.Operator):
+class ManageRuns(MultireaderOperator):
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -68,7 +70,7 @@ class ManageRuns(foo.Operator):
                 choice.add_choice(k, label=k)
             inputs.enum("run_key", keys, required=True, label="Run", view=choice)
         if ctx.params.get("action") == "rename":
-            inputs.str("new_key", required=True, label="New key")
+            I.run_key_input(inputs, ctx, None, None, name="new_key", label="New key")
         return types.Property(inputs, view=types.View(label="Manage runs"))
 
     def execute(self, ctx):
@@ -101,9 +103,4 @@ class ManageRuns(foo.Operator):
 
     def __call__(self, sample_collection, action: str = "list", run_key=None, new_key=None):
         """From the SDK: ``manage_runs(dataset)`` lists; ``action="rename"|"delete"``."""
-        params = {"action": action}
-        if run_key:
-            params["run_key"] = run_key
-        if new_key:
-            params["new_key"] = new_key
-        return _common.run_from_sdk(self, sample_collection, params)
+        return self.run_sdk(sample_collection, action=action, run_key=run_key, new_key=new_key)

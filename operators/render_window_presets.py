@@ -6,10 +6,14 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
+from . import _inputs as I
+from ._base import MultireaderOperator
 from .import_dicom import presets_input
 
 
-class RenderWindowPresets(foo.Operator):
+class RenderWindowPresets(MultireaderOperator):
+    on_samples = True
+
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -33,27 +37,22 @@ class RenderWindowPresets(foo.Operator):
             label="Presets",
             description="Written to filepath_<preset>; the App's media settings switch between them",
         )
-        _common.target_input(inputs)
-        _common.delegation_input(inputs)
+        I.target_input(inputs)
+        I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Render window presets"))
-
-    def resolve_delegation(self, ctx):
-        return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
         from multireader.ingest import importer
 
-        target = _common.target_view(ctx)
+        target = I.target_view(ctx)
         result = importer.render_presets(
             target,
             list(ctx.params["presets"]),
             progress=_common.progress_for(ctx),
         )
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
+        self.reload(ctx)
         return result if isinstance(result, dict) else {"rendered": result}
 
     def __call__(self, sample_collection, presets, *, delegate: bool = False):
         """Render presets from the SDK for a dataset or view."""
-        params = dict(presets=list(presets), target="CURRENT_VIEW")
-        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)
+        return self.run_sdk_with(locals())

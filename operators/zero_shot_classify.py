@@ -7,7 +7,15 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import _common
-from .compute_embeddings import model_from_params, model_input
+from . import _inputs as I
+from ._base import MultireaderOperator
+from .compute_embeddings import (
+    batch_input,
+    batch_params,
+    model_from_params,
+    model_input,
+    model_params,
+)
 
 #: the form's model choices: value -> label (radiomics has no text tower)
 MODEL_CHOICES = {
@@ -30,7 +38,9 @@ def _phrases_from_params(value) -> dict | None:
     return out
 
 
-class ZeroShotClassify(foo.Operator):
+class ZeroShotClassify(MultireaderOperator):
+    on_samples = True
+
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -47,8 +57,7 @@ class ZeroShotClassify(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from multireader.embed import embeddings
-        from multireader.embed import zero_shot
+        from multireader.embed import embeddings, zero_shot
 
         inputs = types.Object()
         schema = _common.label_schema_or_warning(
@@ -122,45 +131,31 @@ class ZeroShotClassify(foo.Operator):
                 ),
                 view=choice,
             )
-        inputs.int("batch_size", default=32, min=1, label="Batch size")
-        inputs.int(
-            "num_workers",
-            default=embeddings.default_workers(),
-            min=0,
-            label="Data loader workers",
-            description="Processes reading and rendering images while the model runs",
-        )
-        _common.target_input(inputs)
-        _common.delegation_input(inputs)
+        batch_input(inputs)
+        I.target_input(inputs)
+        I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Zero-shot classify (open_clip)"))
-
-    def resolve_delegation(self, ctx):
-        return _common.resolve_delegation(ctx)
 
     def execute(self, ctx):
         from multireader.core import fields
-        from multireader.embed.zero_shot import zero_shot_classify
+        from multireader.embed.zero_shot import DEFAULT_FIELD, zero_shot_classify
 
         p = ctx.params
         model, pretrained = model_from_params(p, default="open_clip")
-        workers = p.get("num_workers")
         result = zero_shot_classify(
-            _common.target_view(ctx),
+            I.target_view(ctx),
             model,
             pretrained,
-            (p.get("field") or "").strip() or "predictions_zero_shot",
+            (p.get("field") or "").strip() or DEFAULT_FIELD,
             prompts=_phrases_from_params(p.get("phrases")),
             templates=p.get("templates") or None,
-            window=p.get("window") or "auto",
-            batch_size=int(p.get("batch_size") or 32),
-            num_workers=None if workers is None else int(workers),
+            **batch_params(p),
             embedding_field=p.get("embedding_field") or None,
             reuse_embeddings=bool(p.get("reuse_embeddings", True)),
             progress=_common.progress_for(ctx),
         )
         fields.update_sidebar_groups(ctx.dataset)
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
+        self.reload(ctx)
         counts = result["predicted_counts"]
         return {
             **{k: v for k, v in result.items() if k != "model"},
@@ -211,29 +206,26 @@ class ZeroShotClassify(foo.Operator):
         *,
         prompts: dict | None = None,
         templates: list[str] | None = None,
-        window: str = "auto",
-        batch_size: int = 32,
+        window: str = I.DEFAULTS["window"],
+        batch_size: int = I.DEFAULTS["batch_size"],
         num_workers: int | None = None,
         embedding_field: str | None = None,
         reuse_embeddings: bool = True,
-        delegate: bool = False,
+        delegate: bool = I.DEFAULTS["delegate"],
     ):
         """Zero-shot classify a dataset or view from the SDK; returns the result dict (or
         the queued operation when ``delegate=True``). Arguments as for
         :func:`multireader.embed.zero_shot.zero_shot_classify`."""
-        choice = "biomedclip" if model == "biomedclip" else "open_clip"
-        params = dict(
-            model_choice=choice,
-            model_name=model if choice == "open_clip" else "",
-            pretrained=pretrained or "",
+        return self.run_sdk(
+            sample_collection,
+            delegate,
+            **model_params(model, pretrained, MODEL_CHOICES),
             field=field,
             phrases=prompts,
-            templates=list(templates) if templates is not None else None,
+            templates=templates,
             window=window,
             batch_size=batch_size,
             num_workers=num_workers,
             embedding_field=embedding_field,
             reuse_embeddings=reuse_embeddings,
-            target="CURRENT_VIEW",
         )
-        return _common.run_from_sdk(self, sample_collection, params, delegate=delegate)

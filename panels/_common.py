@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import json
 
+from multireader.errors import MultireaderError
+
+#: errors a panel shows as its message instead of failing: the package's own, and the
+#: plain ValueError the pure stats layer raises on data it cannot use (scikit-learn's
+#: convention), e.g. a view that holds no reads
+SHOWN_ERRORS = (MultireaderError, ValueError)
+
 #: sequential scale for shares of a row (0 = white)
 SHARE_SCALE = [[0.0, "#f7fbff"], [0.5, "#6baed6"], [1.0, "#08306b"]]
 #: sequential scale for mean mistakenness (0 = white)

@@ -11,7 +11,14 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ._common import SHARE_SCALE, ConsensusButton, DrillDown, OperatorButtons, take_choice
+from ._common import (
+    SHARE_SCALE,
+    SHOWN_ERRORS,
+    ConsensusButton,
+    DrillDown,
+    OperatorButtons,
+    take_choice,
+)
 
 _READER = "#1f77b4"
 _CONSENSUS = "#aaaaaa"
@@ -103,7 +110,7 @@ class ReaderProfiles(DrillDown, OperatorButtons, ConsensusButton, foo.Panel):
             return
         try:
             prof = RR.profiles_for_view(view, st.consensus_field)
-        except (RR.ReportError, ValueError) as e:
+        except SHOWN_ERRORS as e:
             st.message = f"error: {e}"
             return
         readers = prof["readers"]

@@ -10,9 +10,12 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from multireader.errors import MultireaderError
+
 from ._common import (
     SHADE_SCALE,
     SHARE_SCALE,
+    SHOWN_ERRORS,
     ConsensusButton,
     DrillDown,
     OperatorButtons,
@@ -110,7 +113,7 @@ class SliceConfusion(DrillDown, OperatorButtons, ConsensusButton, foo.Panel):
             st.shade = False
 
     def _refresh(self, ctx, view):
-        from multireader.analyses.slice_confusion import SliceError, slice_confusion
+        from multireader.analyses.slice_confusion import slice_confusion
 
         st = ctx.panel.state
         st.message = None
@@ -132,7 +135,7 @@ class SliceConfusion(DrillDown, OperatorButtons, ConsensusButton, foo.Panel):
                 bins=bins,
                 shade_field=shade_field if (st.shade and has_shade) else None,
             )
-        except (SliceError, ValueError) as e:
+        except SHOWN_ERRORS as e:
             st.message = f"error: {e}"
             return
         st.has_shade = has_shade
@@ -232,20 +235,17 @@ def _parse_bins(text) -> list[float] | None:
     parts = [p for p in str(text).replace(";", ",").split(",") if p.strip()]
     try:
         return sorted(float(p) for p in parts)
-    except ValueError as e:
-        raise ValueError(f"bin edges must be numbers separated by commas, got {text!r}") from e
-
-
-def _fmt(x) -> str:
-    return "n/a" if x is None else f"{x:.2f}"
+    except ValueError as e:  # float()'s
+        raise MultireaderError(
+            f"bin edges must be numbers separated by commas, got {text!r}"
+        ) from e
 
 
 def _title(s: dict) -> str:
-    k = s["kappa"]
-    lo, hi = k["ci"]
-    ci = f" [{_fmt(lo)}, {_fmt(hi)}]" if lo is not None else ""
+    from multireader.figures.agreement_matrix import fmt_ci
+
     # three short lines: side-by-side matrices leave each title a narrow column
-    return f"<b>{s['name']}</b><br>n = {s['n']}<br>κ {_fmt(k['value'])}{ci}"
+    return f"<b>{s['name']}</b><br>n = {s['n']}<br>κ {fmt_ci(s['kappa'])}"
 
 
 def _headline(res: dict) -> str:

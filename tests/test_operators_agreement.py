@@ -87,3 +87,20 @@ def test_delegated_consensus_reports_progress(demo_clone):
     assert not demo_clone.has_field("consensus_staple_mask")  # queued, not run
     run_queued("compute_consensus", demo_clone)
     assert len(demo_clone.exists("consensus_staple_mask")) == len(demo_clone)
+
+
+def test_run_keys_are_checked_in_the_form_and_by_execute(demo_clone):
+    from multireader.core import runs
+
+    bad = form("compute_agreement", demo_clone, {"run_key": "not a key"})["run_key"]
+    assert bad["invalid"] and "not valid" in bad["error_message"]
+    fresh = form("compute_agreement", demo_clone, {"run_key": "ag"})
+    assert not fresh["run_key"].get("invalid") and "run_key_exists" not in fresh
+    op("compute_agreement")(demo_clone, kinds=["classification"], n_boot=0, run_key="ag")
+    # the same kind is replaced: a warning; another kind's key is refused
+    assert "run_key_exists" in form("compute_agreement", demo_clone, {"run_key": "ag"})
+    taken = form("compute_consensus", demo_clone, {"run_key": "ag"})["run_key"]
+    assert taken["invalid"] and "already holds" in taken["error_message"]
+    with pytest.raises(Exception, match="run_key"):
+        op("compute_agreement")(demo_clone, kinds=["classification"], run_key="2 bad")
+    assert runs.list_runs(demo_clone) == ["ag"]
