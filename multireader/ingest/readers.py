@@ -1,7 +1,7 @@
 """Reader labels into FiftyOne: one field per radiologist, never fused.
 
-Sources: CSV/JSON class reads, boxes in pixels, mask manifests (PNG/NPY), DICOM-SEG and
-RTSTRUCT. Every label records who read it, when, in which session and from which file,
+Sources: CSV/JSON class reads, boxes in pixels, mask manifests (PNG/NPY), DICOM-SEG,
+RTSTRUCT and 3-D label volumes (NIfTI/NRRD, one file or a manifest). Every label records who read it, when, in which session and from which file,
 because agreement statistics later need to separate readers, sessions and sources.
 
 A reader who did not read a sample leaves the field empty on it: missing is never
@@ -13,6 +13,7 @@ re-import replaces (never duplicates) and another reader's field is never touche
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import datetime as dt
@@ -26,9 +27,10 @@ import numpy as np
 
 from multireader.core import fields as F
 from multireader.core import schema as S
+from multireader.errors import MultireaderError
 from multireader.progress import ProgressFn, report
 
-KINDS = ("auto", "classification", "boxes", "masks", "seg", "rtstruct")
+KINDS = ("auto", "classification", "boxes", "masks", "seg", "rtstruct", "volume")
 #: spellings accepted for ``kind`` besides :data:`KINDS`
 _KIND_ALIASES = {
     "mask": "masks",
@@ -38,6 +40,9 @@ _KIND_ALIASES = {
     "dicom-seg": "seg",
     "dicom_seg": "seg",
     "rt": "rtstruct",
+    "volumes": "volume",
+    "nifti": "volume",
+    "nrrd": "volume",
 }
 KEY_COLUMNS = ("sop_instance_uid", "series_instance_uid", "filepath", "path")
 _REQUIRED = {
@@ -47,7 +52,7 @@ _REQUIRED = {
 }
 
 
-class LabelImportError(ValueError):
+class LabelImportError(MultireaderError):
     """The whole source cannot be used (missing column, unreadable file, no reader)."""
 
 
@@ -295,6 +300,8 @@ def read_table(path: str) -> tuple[list[tuple[int, dict]], list[str]]:
 def detect_kind(columns) -> str:
     """What a table holds, from its columns: masks, boxes or class reads."""
     cols = set(columns)
+    if "volume_path" in cols:
+        return "volume"
     if "mask_path" in cols:
         return "masks"
     if {"x", "y", "width", "height"} <= cols:
@@ -303,7 +310,8 @@ def detect_kind(columns) -> str:
         return "classification"
     raise LabelImportError(
         f"cannot tell what the table holds from its columns {sorted(cols)}: expected 'label' "
-        "(class reads), x/y/width/height (boxes) or mask_path (masks)"
+        "(class reads), x/y/width/height (boxes), mask_path (masks) or volume_path (3-D "
+        "label volumes)"
     )
 
 
@@ -373,12 +381,16 @@ def import_reader_labels(
     reader: str | None = None,
     key: str | None = None,
     mask_dir: str | None = None,
+    series_instance_uid: str | None = None,
+    overwrite: bool = False,
     progress: ProgressFn | None = None,
 ) -> LabelImportReport:
     """Add each reader's labels from ``source`` to their own ``reader_<id>`` fields.
 
-    ``kind``: ``auto`` (from the columns, or the DICOM Modality), ``classification``,
-    ``boxes``, ``masks``, ``seg`` or ``rtstruct``. ``reader``: required for SEG and
+    ``kind``: ``auto`` (from the columns, the file ending or the DICOM Modality),
+    ``classification``, ``boxes``, ``masks``, ``seg``, ``rtstruct`` or ``volume``
+    (NIfTI/NRRD label volumes or a manifest of them, see :func:`import_volume_labels`,
+    which also takes ``series_instance_uid`` and ``overwrite``). ``reader``: required for SEG and
     RTSTRUCT (the files do not say who drew them); for a table it fills empty reader
     cells and rejects rows naming someone else. ``key``: force one key column
     (``sop_instance_uid``, ``series_instance_uid``, ``filepath`` or ``path``) instead
@@ -397,25 +409,47 @@ def import_reader_labels(
         raise LabelImportError(f"{kind.upper()} files do not name their reader: pass reader=<id>")
     if not os.path.isfile(source):
         raise LabelImportError(f"no such file: {source}")
+    if kind == "auto" and is_volume_path(source):
+        kind = "volume"
+    if kind == "volume":
+        return import_volume_labels(
+            dataset,
+            source,
+            reader=reader,
+            series_instance_uid=series_instance_uid,
+            overwrite=overwrite,
+            mask_dir=mask_dir,
+            progress=progress,
+        )
     if kind == "auto" and not source.lower().endswith((".csv", ".json", ".tsv")):
         kind = _dicom_kind(source)
         if not _text(reader):
             raise LabelImportError(
                 f"{kind.upper()} files do not name their reader: pass reader=<id>"
             )
-    index = _Index(dataset)
     label_schema = S.get_label_schema(dataset)
     readers = _Readers(dataset, reader)
     report(progress, 0.05, f"reading {os.path.basename(source)}")
 
     if kind in ("seg", "rtstruct"):
         return _import_dicom_labels(
-            dataset, source, kind, readers, index, label_schema, mask_dir, progress
+            dataset, source, kind, readers, _Index(dataset), label_schema, mask_dir, progress
         )
 
     rows, columns = read_table(source)
     if kind == "auto":
         kind = detect_kind(columns)
+    if kind == "volume":  # a manifest of label volumes, found from its columns
+        return import_volume_labels(
+            dataset,
+            source,
+            reader=reader,
+            series_instance_uid=series_instance_uid,
+            overwrite=overwrite,
+            mask_dir=mask_dir,
+            progress=progress,
+        )
+    index = _Index(dataset)
     rep = LabelImportReport(source=source, kind=kind, n_rows=len(rows))
     _require(columns, kind, source, readers.default, key)
     ctx = _Context(dataset, index, rep, label_schema, os.path.dirname(source), key, readers)
@@ -764,6 +798,318 @@ def _target_lut(file_targets: dict, field_targets: dict, schema_targets, rep):
             targets[new], by_name[label] = label, new
         lut[value] = by_name[label]
     return lut, targets
+
+
+# --- 3-D label volumes (NIfTI, NRRD) --------------------------------------------------
+
+#: file endings read as 3-D label volumes (:func:`multireader.io.volume.load_label_volume`)
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr")
+_VOLUME_REQUIRED = ("reader", "series_instance_uid", "volume_path")
+_MAX_16BIT = 2**16 - 1
+
+
+def is_volume_path(path) -> bool:
+    """Whether ``path`` names a NIfTI or NRRD label volume, by its ending."""
+    return str(path).lower().endswith(VOLUME_SUFFIXES)
+
+
+class _SeriesTable:
+    """Every slice's key, series and geometry, for the series a source names, from one
+    ``dataset.values`` call."""
+
+    NAMES = (
+        F.DICOM_KEY,
+        F.SERIES_UID,
+        F.SLICE_INDEX,
+        F.IMAGE_POSITION,
+        F.IMAGE_ORIENTATION,
+        F.PIXEL_SPACING,
+        F.ROWS,
+        F.COLUMNS,
+        "slice_thickness",
+    )
+
+    def __init__(self, dataset, series_uids):
+        from fiftyone import ViewField as VF
+
+        schema = dataset.get_field_schema()
+        if F.DICOM_KEY not in schema or F.SERIES_UID not in schema:
+            raise LabelImportError("the dataset has no DICOM samples; run import_dicom first")
+        present = [n for n in self.NAMES if n in schema]
+        view = dataset.match(VF(F.SERIES_UID).is_in(sorted(series_uids)))
+        cols = dict(zip(present, view.values(present), strict=True))
+        n = len(cols[F.DICOM_KEY])
+        self.cols = {name: cols.get(name, [None] * n) for name in self.NAMES}
+        # the dataset's render folder, as the other mask imports find it (_default_mask_dir)
+        self.filepaths = dataset.limit(1000).values("filepath")
+        self.by_series: dict[str, list[int]] = defaultdict(list)
+        for i, uid in enumerate(self.cols[F.SERIES_UID]):
+            self.by_series[uid].append(i)
+        self._geometry: dict[str, tuple] = {}
+
+    def geometry(self, uid: str):
+        """(SeriesGeometry, dicom key of each slice in slice order); raises VolumeError."""
+        if uid not in self._geometry:
+            self._geometry[uid] = self._build(uid)
+        return self._geometry[uid]
+
+    def _build(self, uid: str):
+        from multireader.io import volume as V
+
+        members = self.by_series[uid]
+        col = {name: [self.cols[name][i] for i in members] for name in self.NAMES}
+        thickness = next((t for t in col["slice_thickness"] if t), None)
+        geometry = V.series_geometry(
+            col[F.IMAGE_POSITION],
+            col[F.IMAGE_ORIENTATION],
+            col[F.PIXEL_SPACING],
+            col[F.ROWS],
+            col[F.COLUMNS],
+            fallback_thickness=thickness,
+            slice_ids=col[F.DICOM_KEY],
+        )
+        keys = [col[F.DICOM_KEY][i] for i in geometry.order]
+        indexes = [col[F.SLICE_INDEX][i] for i in geometry.order]
+        if any(v is not None for v in indexes) and indexes != list(range(len(keys))):
+            k = next(k for k, v in enumerate(indexes) if v != k)
+            raise V.VolumeGeometryError(
+                f"the dataset's slice_index disagrees with the slice positions (slice {k} "
+                f"along the normal has slice_index {indexes[k]}); re-run import_dicom"
+            )
+        return geometry, keys
+
+
+def import_volume_labels(
+    dataset,
+    source,
+    *,
+    reader: str | None = None,
+    series_instance_uid: str | None = None,
+    timestamp: str | None = None,
+    session: str | None = None,
+    overwrite: bool = False,
+    mask_dir: str | None = None,
+    progress: ProgressFn | None = None,
+) -> LabelImportReport:
+    """Import readers' 3-D label volumes (NIfTI ``.nii``/``.nii.gz``, NRRD
+    ``.nrrd``/``.nhdr``) as per-slice masks in ``reader_<id>_mask``.
+
+    ``source`` is either one volume file (then ``reader`` and ``series_instance_uid``
+    say whose it is and which series it was drawn on; ``timestamp`` and ``session`` are
+    its provenance) or a CSV/JSON manifest with columns ``reader``,
+    ``series_instance_uid``, ``volume_path`` (relative to the manifest's folder) and
+    optional ``timestamp``, ``session`` (the ``reader``, ``series_instance_uid``,
+    ``timestamp`` and ``session`` arguments fill empty cells or missing columns; a row
+    naming another reader than ``reader`` is refused).
+
+    Each volume must lie exactly on its series' voxel grid (built from the samples'
+    geometry, :func:`multireader.io.volume.load_label_volume`); nothing is resampled.
+    Every slice of the series then gets one mask PNG (8-bit, or 16-bit when a label
+    exceeds 255; label values kept as they are, they are the reader's lesion instances)
+    and a ``fo.Segmentation`` with ``reader``, ``read_at``, ``session``, ``source`` (the
+    volume file), ``source_kind="volume"``, ``volume_format`` and ``label_values`` (the
+    volume's labels > 0). A reader who drew a volume read the whole series, so slices
+    without labels get an empty mask, not a missing one.
+
+    A row is refused, with its line and reason in the report and nothing written for it
+    (no file, no field value), when its series is unknown, its file is missing or not a
+    label map, its geometry does not match the series (the VolumeGeometryError message,
+    naming the axis and the amount), its values break declared ``mask_targets``, or the
+    reader's field already holds masks on that series and ``overwrite`` is False:
+    existing reader labels are never replaced silently. With ``overwrite=True`` that
+    reader's masks on the whole series are replaced. All accepted rows are written with
+    one bulk ``set_values`` per field. Raises :class:`LabelImportError` only when the
+    whole source is unusable.
+    """
+    from multireader.io import volume as V
+
+    source = os.path.abspath(str(source))
+    if not os.path.isfile(source):
+        raise LabelImportError(f"no such file: {source}")
+    if is_volume_path(source):
+        if not _text(reader) or not _text(series_instance_uid):
+            raise LabelImportError(
+                f"{os.path.basename(source)}: a label volume does not say whose it is or which "
+                "series it was drawn on: pass reader=<id> and series_instance_uid=<uid>"
+            )
+        rows = [
+            (
+                None,
+                {
+                    "reader": reader,
+                    "series_instance_uid": series_instance_uid,
+                    "volume_path": source,
+                    "timestamp": timestamp,
+                    "session": session,
+                },
+            )
+        ]
+    else:
+        rows, columns = read_table(source)
+        given = {"reader": _text(reader), "series_instance_uid": _text(series_instance_uid)}
+        needed = [c for c in _VOLUME_REQUIRED if not given.get(c)]
+        missing = [c for c in needed if c not in columns]
+        if missing:
+            raise LabelImportError(
+                f"{source}: missing required column(s) {missing} for 3-D label volumes"
+            )
+        for _, row in rows:
+            defaults = (
+                ("series_instance_uid", series_instance_uid),
+                ("timestamp", timestamp),
+                ("session", session),
+            )
+            for column, default in defaults:
+                if _text(row.get(column)) is None and default is not None:
+                    row[column] = default
+    rep = LabelImportReport(source=source, kind="volume", n_rows=len(rows))
+    uids = {_text(row.get("series_instance_uid")) for _, row in rows}
+    table = _SeriesTable(dataset, uids - {None})
+    readers = _Readers(dataset, reader)
+    label_schema = S.get_label_schema(dataset)
+    ctx = _Context(dataset, None, rep, label_schema, os.path.dirname(source), None, readers)
+    folder_root = mask_dir or _default_mask_dir(dataset, table)
+    existing: dict[str, set] = {}  # field -> series with masks in it already
+    done: dict[tuple, object] = {}  # (field, series) -> line of the row that took it
+    out: dict[str, tuple] = {}
+    created: list[str] = []  # new files, removed again if the final write fails
+    report(progress, 0.05, f"{len(rows)} label volume(s)")
+    for n, (line, row) in enumerate(rows):
+        report(progress, 0.05 + 0.8 * n / max(len(rows), 1), f"volume {n + 1}/{len(rows)}")
+        common = _common(ctx, row, line)
+        if common is None:
+            continue
+        who, read_at, sess = common
+        uid, rel = _text(row.get("series_instance_uid")), _text(row.get("volume_path"))
+        if uid is None or rel is None:
+            rep.error(line, f"empty {'series_instance_uid' if uid is None else 'volume_path'}")
+            continue
+        path = os.path.abspath(rel if os.path.isabs(rel) else os.path.join(ctx.base, rel))
+        where = f"{rel if line is not None else os.path.basename(path)} (series {uid})"
+        name = F.reader_field(who, "mask")
+        reason = _volume_row_problem(dataset, table, name, uid, path, overwrite, existing)
+        if reason is None and (name, uid) in done:
+            reason = f"{who} already has a volume for this series on line {done[(name, uid)]}"
+        if reason:
+            rep.error(line, f"{where}: {reason}")
+            continue
+        try:
+            geometry, keys = table.geometry(uid)
+        except V.VolumeError as err:
+            rep.error(line, f"{where}: the series is not a regular 3-D volume: {err}")
+            continue
+        try:
+            vol = V.load_label_volume(path, geometry)
+        except V.VolumeError as err:
+            rep.error(line, f"{where}: {err}")
+            continue
+        labels = sorted(V.label_instances(vol))
+        reason = None
+        if labels and labels[-1] > _MAX_16BIT:
+            reason = f"label value {labels[-1]} does not fit a 16-bit mask (at most {_MAX_16BIT})"
+        reason = reason or S.check_mask_values(label_schema, labels)
+        if reason:
+            rep.error(line, f"{where}: {reason}")
+            continue
+        info = {
+            "reader": who,
+            "read_at": read_at,
+            "session": sess,
+            "source": path,
+            "source_kind": "volume",
+            "volume_format": "nifti" if path.lower().endswith((".nii", ".nii.gz")) else "nrrd",
+            "label_values": labels,
+        }
+        folder = os.path.join(folder_root, F.reader_slug(who))
+        try:
+            values, new = _write_volume_masks(folder, keys, vol, info)
+        except OSError as err:
+            rep.error(line, f"{where}: cannot write its masks: {err}")
+            continue
+        created += new
+        done[(name, uid)] = line if line is not None else "the command line"
+        out.setdefault(name, (who, "mask", "slice", {}))[3].update(values)
+    report(progress, 0.9, "writing labels")
+    try:
+        _write(dataset, out, rep)
+    except BaseException:
+        for path in created:
+            _remove(path)
+        raise
+    report(progress, 1.0, f"{rep.n_labels} masks, {len(rep.errors)} rows rejected")
+    return rep
+
+
+def _volume_row_problem(dataset, table, name, uid, path, overwrite, existing) -> str | None:
+    """Why a volume row cannot be imported, from what is known before reading the file."""
+    import fiftyone as fo
+
+    if uid not in table.by_series:
+        return f"unknown series_instance_uid {uid!r} (not in the dataset)"
+    if not os.path.isfile(path):
+        return f"volume file not found: {path}"
+    if not is_volume_path(path):
+        return f"not a label volume ({', '.join(VOLUME_SUFFIXES)}): {os.path.basename(path)}"
+    try:
+        _check_field_type(dataset, name, fo.Segmentation())
+    except LabelImportError as err:
+        return str(err)
+    if name not in existing:
+        has = dataset.has_field(name)
+        existing[name] = set(dataset.exists(name).distinct(F.SERIES_UID)) if has else set()
+    if uid in existing[name] and not overwrite:
+        return (
+            f"{name} already holds masks on this series; existing reader labels are never "
+            "replaced silently: pass overwrite=True to replace them"
+        )
+    return None
+
+
+def _write_volume_masks(folder: str, keys: list[str], vol: np.ndarray, info: dict):
+    """One PNG per slice (8-bit, or 16-bit for labels > 255) and its label.
+
+    Returns (labels by dicom key, files that did not exist before). Every slice is
+    first written to a temporary file beside its target and only then renamed into
+    place, so a volume that fails half way leaves nothing behind and changes no
+    existing mask file.
+    """
+    import fiftyone as fo
+    from PIL import Image
+
+    from multireader.io.dicom import media_name
+
+    dtype = np.uint8 if vol.size == 0 or int(vol.max()) <= 255 else np.uint16
+    made_folder = not os.path.isdir(folder)
+    os.makedirs(folder, exist_ok=True)
+    staged = []  # (temporary file, final path)
+    try:
+        for k, key in enumerate(keys):
+            path = os.path.join(folder, f"{media_name(key)}.png")
+            tmp = f"{path}.{os.getpid()}.tmp"
+            staged.append((tmp, path))
+            Image.fromarray(np.ascontiguousarray(vol[k], dtype=dtype)).save(
+                tmp, format="PNG", compress_level=1
+            )
+    except BaseException:
+        for tmp, _ in staged:
+            _remove(tmp)
+        if made_folder:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
+    new = [path for _, path in staged if not os.path.exists(path)]
+    for tmp, path in staged:
+        os.replace(tmp, path)
+    values = {
+        key: fo.Segmentation(mask_path=path, **info)
+        for key, (_, path) in zip(keys, staged, strict=True)
+    }
+    return values, new
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
 
 
 # --- writing ------------------------------------------------------------------------
