@@ -76,13 +76,17 @@ def _grow(bbox, shape, margin: int = 1):
     )
 
 
-def _slice_boxes(mask3d: np.ndarray, bbox, shape) -> list[tuple[int, list[float], np.ndarray]]:
-    """Per slice of one lesion: (slice index, relative [x, y, w, h], cropped bool mask)."""
+def _slice_boxes(
+    mask3d: np.ndarray, offset: tuple, shape
+) -> list[tuple[int, list[float], np.ndarray]]:
+    """Per slice of one lesion: (slice index, relative [x, y, w, h], cropped bool mask).
+
+    ``mask3d`` is the lesion's bounding box, which starts at voxel ``offset`` of the
+    series volume of ``shape``."""
     out = []
-    sub = mask3d[bbox]
-    z0, y0, x0 = bbox[0].start, bbox[1].start, bbox[2].start
-    for dz in range(sub.shape[0]):
-        plane = sub[dz]
+    z0, y0, x0 = offset
+    for dz in range(mask3d.shape[0]):
+        plane = mask3d[dz]
         if not plane.any():
             continue
         rows = np.flatnonzero(plane.any(1))
@@ -98,11 +102,36 @@ def _slice_boxes(mask3d: np.ndarray, bbox, shape) -> list[tuple[int, list[float]
     return out
 
 
+def _union_box(volumes: list, shape) -> tuple | None:
+    """The bounding box of every reader's foreground, one voxel wider (None if empty)."""
+    occ = [np.zeros(n, bool) for n in shape]
+    for v in volumes:
+        if v is None:
+            continue
+        flat = v.reshape(shape[0], -1).any(1)
+        if not flat.any():
+            continue
+        occ[0] |= flat
+        z = np.flatnonzero(flat)
+        sub = v[z[0] : z[-1] + 1]
+        occ[1] |= sub.any(axis=(0, 2))
+        occ[2] |= sub.any(axis=(0, 1))
+    if not occ[0].any():
+        return None
+    box = []
+    for a in range(3):
+        idx = np.flatnonzero(occ[a])
+        box.append(slice(max(0, idx[0] - 1), min(shape[a], idx[-1] + 2)))
+    return tuple(box)
+
+
 def analyse_series(job: dict) -> dict:
     """Everything about one series that needs its voxels; runs in a worker process.
 
-    Returns small results only: lesion tables, matched pairs' metrics, per-slice boxes
-    with cropped masks, and the consensus masks' file paths.
+    The readers' volumes are cropped to the bounding box of their union (every voxel
+    outside is background for every reader), so the cost follows the lesions, not the
+    series. Returns small results only: lesion tables, matched pairs' metrics, per-slice
+    boxes with cropped masks, and the consensus masks' file paths.
     """
     from multireader.stats import masks as M
     from multireader.stats import surface as S
@@ -111,18 +140,27 @@ def analyse_series(job: dict) -> dict:
     shape = tuple(job["shape"])
     spacing = tuple(job["spacing"])
     readers = job["readers"]
+    n_readers = len(readers)
     out = {"series": job["series"], "errors": []}
     volumes = []
     for r, paths in enumerate(job["paths"]):
         try:
-            volumes.append(MV.assemble_volume(paths, shape))
+            volumes.append(MV.assemble_volume(paths, shape, threads=job.get("threads", 1)))
         except MultireaderError as e:
             out["errors"].append({"series": job["series"], "reader": readers[r], "reason": str(e)})
             volumes.append(None)
     present = [v is not None for v in volumes]
     out["present"] = present
+    box = _union_box(volumes, shape)
+    if box is None:
+        box = tuple(slice(0, 1) for _ in shape)
+    origin = tuple(b.start for b in box)
+    crop_shape = tuple(b.stop - b.start for b in box)
+    background = int(np.prod(shape)) - int(np.prod(crop_shape))
+    crops = [None if v is None else v[box] for v in volumes]
+    del volumes
     lesions: list[L.Lesions | None] = []
-    for v in volumes:
+    for v in crops:
         if v is None:
             lesions.append(None)
         elif job["instances"] == "labels":
@@ -137,7 +175,6 @@ def analyse_series(job: dict) -> dict:
     cand = L.match_readers(lesions, rule, threshold, scores)
     # pairwise one-to-one matches for detection F1 (each pair on its own, not through
     # the candidates)
-    n_readers = len(readers)
     n_les = np.array([les.n if les is not None else 0 for les in lesions])
     matched = np.zeros((n_readers, n_readers), dtype=np.int64)
     for a, b in combinations(range(n_readers), 2):
@@ -153,6 +190,7 @@ def analyse_series(job: dict) -> dict:
         matched[a, b] = matched[b, a] = len(L.match_pair(sc, rule, threshold))
     out["n_lesions"] = n_les.tolist()
     out["matched"] = matched.tolist()
+    offset_mm = np.asarray(origin, float) * np.asarray(spacing)
     cands = []
     for c, row in enumerate(cand):
         members = [(r, int(i)) for r, i in enumerate(row) if i >= 0]
@@ -162,25 +200,33 @@ def analyse_series(job: dict) -> dict:
         pairs = {}
         for (ra, ia), (rb, ib) in combinations(members, 2):
             la, lb = lesions[ra], lesions[rb]
-            box = _grow(_bbox_union(la.bbox[ia], lb.bbox[ib]), shape)
-            ma = la.labels[box] == ia + 1
-            mb = lb.labels[box] == ib + 1
-            m = S.pair_metrics(ma, mb, spacing, tolerance_mm=job["nsd_tolerance_mm"])
+            pbox = _grow(_bbox_union(la.bbox[ia], lb.bbox[ib]), crop_shape)
+            m = S.pair_metrics(
+                la.labels[pbox] == ia + 1,
+                lb.labels[pbox] == ib + 1,
+                spacing,
+                tolerance_mm=job["nsd_tolerance_mm"],
+            )
             pairs[f"{readers[ra]}|{readers[rb]}"] = {k: m[k] for k in PAIR_METRICS}
         boxes = []
         for r, i in members:
             les = lesions[r]
-            for z, rel, crop in _slice_boxes(les.labels == i + 1, les.bbox[i], shape):
+            lb = les.bbox[i]
+            start = tuple(o + b.start for o, b in zip(origin, lb, strict=True))
+            for z, rel, crop in _slice_boxes(les.labels[lb] == i + 1, start, shape):
                 boxes.append({"reader": readers[r], "slice": int(z), "box": rel, "mask": crop})
-        z = [les_b for r, i in members for les_b in (lesions[r].bbox[i][0],)]
-        centroid = np.mean([lesions[r].centroid_mm[i] for r, i in members], axis=0)
+        zr = [lesions[r].bbox[i][0] for r, i in members]
+        centroid = np.mean([lesions[r].centroid_mm[i] for r, i in members], axis=0) + offset_mm
         cands.append(
             {
                 "index": c,
                 "found": [bool(i >= 0) for i in row],
                 "volume_ml": vol,
                 "pairs": pairs,
-                "slices": [min(s.start for s in z), max(s.stop for s in z) - 1],
+                "slices": [
+                    origin[0] + min(s.start for s in zr),
+                    origin[0] + max(s.stop for s in zr) - 1,
+                ],
                 "centroid_mm": centroid.tolist(),
                 "instance_values": [
                     lesions[r].values[i] if i >= 0 else None for r, i in enumerate(row)
@@ -191,55 +237,72 @@ def analyse_series(job: dict) -> dict:
     out["candidates"] = cands
     # whole-series overlap of the readers' foregrounds (a reader who found nothing
     # still read: an empty volume)
-    fg = [(v > 0) if v is not None else None for v in volumes]
+    fg = [(v > 0) if v is not None else None for v in crops]
+    idx = [r for r in range(n_readers) if fg[r] is not None]
     dices = []
-    for a, b in combinations([r for r in range(n_readers) if fg[r] is not None], 2):
+    for a, b in combinations(idx, 2):
         s = fg[a].sum() + fg[b].sum()
         dices.append(2 * np.logical_and(fg[a], fg[b]).sum() / s if s else 1.0)
     out["series_dice"] = float(np.mean(dices)) if dices else None
     # consensus of the volumes: STAPLE has no spatial term, so the (R, Z, H, W) stack is
-    # fitted as an (R, Z*H, W) image, which gives the same estimate
+    # fitted as an (R, Z*H, W) image with the voxels outside the crop as background,
+    # which gives the estimate of the whole volume
     out["consensus"] = {}
-    idx = [r for r in range(n_readers) if fg[r] is not None]
     if len(idx) >= 2 and job.get("consensus"):
         stack = np.stack([fg[r] for r in idx])
+        flat = stack.reshape(len(idx), crop_shape[0] * crop_shape[1], crop_shape[2])
         for method in job["consensus"]:
             entry = {"readers": [readers[r] for r in idx]}
             if method == "staple":
-                st = M.staple(stack.reshape(len(idx), shape[0] * shape[1], shape[2]))
-                fused = (np.asarray(st.probability) > 0.5).reshape(shape)
+                st = M.Staple().fit(flat, background=background)
+                fused = (st.probability_ > 0.5).reshape(crop_shape)
                 entry.update(
-                    sensitivity=[float(x) for x in st.sensitivity],
-                    specificity=[float(x) for x in st.specificity],
-                    converged=bool(st.converged),
-                    n_iter=int(st.n_iter),
+                    sensitivity=[float(x) for x in st.sensitivity_],
+                    specificity=[float(x) for x in st.specificity_],
+                    converged=bool(st.converged_),
+                    n_iter=int(st.n_iter_),
                 )
             else:
-                votes = stack.sum(0)
-                fused = votes * 2 > len(idx)
-                tp = [(fg[r] & fused).sum() for r in idx]
+                votes = stack.sum(0, dtype=np.uint8 if len(idx) < 255 else np.int32)
+                fused = votes.astype(np.int32) * 2 > len(idx)
+                pos = int(fused.sum())
+                neg = int(np.prod(shape)) - pos
                 entry.update(
-                    sensitivity=[float(t / fused.sum()) if fused.sum() else None for t in tp],
-                    specificity=[float(((~fg[r]) & (~fused)).sum() / (~fused).sum()) for r in idx],
-                    tied_voxels=int((votes * 2 == len(idx)).sum()),
+                    sensitivity=[float((fg[r] & fused).sum() / pos) if pos else None for r in idx],
+                    specificity=[
+                        float(((~fg[r]) & (~fused)).sum() + background) / neg if neg else None
+                        for r in idx
+                    ],
+                    tied_voxels=int((votes.astype(np.int32) * 2 == len(idx)).sum()),
                 )
             entry["volume_ml"] = float(fused.sum() * np.prod(spacing) / 1000.0)
-            entry["paths"] = _write_consensus(fused, job["consensus_dir"], method, job["slice_ids"])
+            entry["paths"] = _write_consensus(
+                fused, origin, shape, job["consensus_dir"], method, job["slice_ids"]
+            )
             out["consensus"][method] = entry
     out["seconds"] = time.perf_counter() - t0
     return out
 
 
-def _write_consensus(fused: np.ndarray, folder: str, method: str, slice_ids: list[str]) -> list:
+def _write_consensus(fused, origin, shape, folder: str, method: str, slice_ids: list[str]) -> list:
+    """One PNG per slice; every slice without consensus foreground shares one empty PNG."""
     from PIL import Image
 
     d = os.path.join(folder, method)
     os.makedirs(d, exist_ok=True)
-    paths = []
-    for k, sid in enumerate(slice_ids):
-        p = os.path.join(d, f"{sid}.png")
-        Image.fromarray(fused[k].astype(np.uint8)).save(p, compress_level=1)
-        paths.append(p)
+    empty = os.path.join(d, "empty.png")
+    Image.fromarray(np.zeros(shape[1:], np.uint8)).save(empty, compress_level=1)
+    paths = [empty] * len(slice_ids)
+    z0, y0, x0 = origin
+    for dz in range(fused.shape[0]):
+        plane = fused[dz]
+        if not plane.any():
+            continue
+        canvas = np.zeros(shape[1:], np.uint8)
+        canvas[y0 : y0 + plane.shape[0], x0 : x0 + plane.shape[1]] = plane
+        p = os.path.join(d, f"{slice_ids[z0 + dz]}.png")
+        Image.fromarray(canvas).save(p, compress_level=1)
+        paths[z0 + dz] = p
     return paths
 
 
@@ -341,6 +404,7 @@ def _run_jobs(jobs: list[dict], num_workers: int | None, progress) -> list[dict]
     results = []
     if workers <= 1:
         for k, job in enumerate(jobs):
+            job["threads"] = num_workers or os.cpu_count() or 1  # decode one series in threads
             results.append(analyse_series(job))
             report(progress, 0.1 + 0.7 * (k + 1) / n, f"series {k + 1} of {n}")
         return results
@@ -666,7 +730,11 @@ def summarise(
     size_median = float(np.nanmedian(size)) if len(lesions) else np.nan
     for r in range(R):
         lr = logs[r]
-        p = float(sps.wilcoxon(lr).pvalue) if lr.size >= 6 and np.any(lr != 0) else None
+        p = (
+            float(sps.wilcoxon(lr, method="exact" if lr.size <= 25 else "asymptotic").pvalue)
+            if lr.size >= 6 and np.any(lr != 0)
+            else None
+        )
         pvals.append(p)
         # sensitivity against the other readers' majority: candidates at least half of
         # the other present readers found
@@ -874,7 +942,11 @@ def summary(results: dict) -> dict:
         "fleiss_kappa_found": "n/a"
         if fk["value"] is None
         else f"{fk['value']:.3f}"
-        + (f" [{fk['ci'][0]:.3f}, {fk['ci'][1]:.3f}]" if fk.get("ci") and None not in fk["ci"] else ""),
+        + (
+            f" [{fk['ci'][0]:.3f}, {fk['ci'][1]:.3f}]"
+            if fk.get("ci") and None not in fk["ci"]
+            else ""
+        ),
         "readers": rows,
         "pairs": pairs,
         "flagged": {p["reader"]: p["flags"] for p in results["reader_profiles"] if p["flags"]},

@@ -42,30 +42,36 @@ def read_mask(path: str) -> np.ndarray:
     return arr
 
 
-def assemble_volume(paths: list[str | None], shape: tuple[int, int, int]) -> np.ndarray | None:
+def assemble_volume(
+    paths: list[str | None], shape: tuple[int, int, int], threads: int = 1
+) -> np.ndarray | None:
     """Stack one reader's per-slice masks (in slice order) into ``shape``.
 
     ``None`` for a slice means the reader drew nothing there: background, because a
     reader who outlined a series outlined it as a whole. A reader with no mask on any
     slice did not read the series: ``None`` is returned. A mask whose size is not the
-    slice's raises :class:`MaskVolumeError` naming the file.
+    slice's raises :class:`MaskVolumeError` naming the file. ``threads`` > 1 decodes
+    files in threads (PNG decoding releases the GIL).
     """
     if len(paths) != shape[0]:
         raise MaskVolumeError(f"{len(paths)} mask paths for a series of {shape[0]} slices")
-    if all(p is None for p in paths):
+    todo = [(k, p) for k, p in enumerate(paths) if p is not None]
+    if not todo:
         return None
-    volume = None
-    for k, path in enumerate(paths):
-        if path is None:
-            continue
-        m = read_mask(path)
+    if threads > 1 and len(todo) > 8:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            masks = list(pool.map(read_mask, [p for _, p in todo]))
+    else:
+        masks = [read_mask(p) for _, p in todo]
+    wide = any(m.dtype.itemsize > 1 or (m.size and m.max() > 255) for m in masks)
+    volume = np.zeros(shape, dtype=np.uint16 if wide else np.uint8)
+    for (k, path), m in zip(todo, masks, strict=True):
         if m.shape != tuple(shape[1:]):
             raise MaskVolumeError(
                 f"mask file {path}: {m.shape[0]} x {m.shape[1]} pixels, but its slice is "
                 f"{shape[1]} x {shape[2]}"
             )
-        if volume is None:
-            dtype = np.uint16 if m.dtype.itemsize > 1 else np.uint8
-            volume = np.zeros(shape, dtype=dtype)
         volume[k] = m
     return volume

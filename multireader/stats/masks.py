@@ -480,12 +480,20 @@ class Staple:
         if not (isinstance(self.tol, int | float) and self.tol >= 0):
             raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
 
-    def fit(self, masks: Sequence[np.ndarray | None] | np.ndarray) -> Staple:
+    def fit(
+        self, masks: Sequence[np.ndarray | None] | np.ndarray, background: int = 0
+    ) -> Staple:
         """Estimate the consensus and each reader's sensitivity and specificity.
 
         ``masks``: (R, H, W) array or list of (H, W) arrays / None. At least one reader
-        must be present (ValueError otherwise).
+        must be present (ValueError otherwise). ``background``: how many more voxels,
+        outside ``masks``, every reader left empty (a volume cropped to the readers'
+        union): they enter the estimate as the all-zero vote pattern, exactly as if the
+        full volume had been passed. STAPLE has no spatial term, so a 3-D volume may be
+        passed as an (R, Z*H, W) stack.
         """
+        if int(background) < 0:
+            raise ValueError(f"background: expected a voxel count >= 0, got {background!r}")
         self._check_params()
         present, stack, n = _readers(masks)
         if not present:
@@ -495,7 +503,7 @@ class Staple:
         # the all-zero vote pattern, so they are added to that pattern's count.
         crop = _crop_to_union(stack)
         patterns, counts, inverse = _vote_patterns(crop)
-        outside = int(np.prod(shape)) - crop.shape[1] * crop.shape[2]
+        outside = int(np.prod(shape)) - crop.shape[1] * crop.shape[2] + int(background)
         zero = np.zeros((1, stack.shape[0]), dtype=bool)
         if outside:
             hit = np.flatnonzero(~patterns.any(axis=1))
@@ -517,7 +525,7 @@ class Staple:
                 stacklevel=2,
             )
         prob = np.empty(shape, dtype=np.float64)
-        if outside:
+        if outside - int(background):
             prob.fill(w[zero_index])
         union = stack.any(axis=0)
         rows = np.flatnonzero(union.any(axis=1))
