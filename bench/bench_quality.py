@@ -44,7 +44,7 @@ import numpy as np
 from scipy import ndimage
 
 from multireader.analyses import quality
-from multireader.ingest.importer import _mp_context
+from multireader.core.parallel import mp_context
 
 WINDOW = (40.0, 400.0)
 
@@ -152,7 +152,7 @@ def run_side(fn, paths: list[str], workers: int) -> float:
     size = max(4, min(64, len(jobs) // (4 * workers) or 4))
     chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context()) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp_context()) as pool:
         done = 0
         for result in pool.map(fn, chunks):
             done += len(result)

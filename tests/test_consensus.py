@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from multireader.stats.consensus import DawidSkene, MajorityVote, validate_ratings
+from multireader.stats.consensus import DawidSkene, MajorityVote
+from multireader.stats.ratings import validate_ratings
 
 # Dawid & Skene (1979), Table 1: 45 patients, 5 observers, classes 1-4; observer 1
 # assessed every patient three times. Row: observer 1's three ratings, then observers 2-5.

@@ -23,11 +23,14 @@ import numpy as np
 
 from multireader import __version__
 from multireader.core import collect as C
-from multireader.stats import disagreement as D
 from multireader.core import fields as F
 from multireader.core import runs as RUNS
 from multireader.core.bulk import write_sample_fields
+from multireader.errors import MultireaderError
 from multireader.progress import ProgressFn, report, scaled
+from multireader.stats import disagreement as D
+from multireader.stats.bootstrap import bootstrap
+from multireader.stats.estimates import Estimate, fmt_num
 
 #: label kinds compute_agreement can analyse, in the order they are processed
 AGREEMENT_KINDS = ("classification", "series", "mask", "boxes")
@@ -55,7 +58,7 @@ STATISTIC_GROUPS = {
 MAX_LISTED = 200
 
 
-class AnalysisError(ValueError):
+class AnalysisError(MultireaderError):
     """The analysis cannot run as asked; the message says why and what to change."""
 
 
@@ -78,22 +81,24 @@ def _mean_ci(values: np.ndarray, groups: np.ndarray | None, level: float, n_boot
     ok = ~np.isnan(values)
     v = values[ok]
     if v.size == 0:
-        return {"value": None, "ci": None, "n": 0, "note": "no item has two or more readers"}
+        return Estimate(None, None, 0, "no item has two or more readers").to_json()
     mean = float(v.mean())
     if n_boot <= 0 or v.size < 2:
-        return {"value": mean, "ci": None, "n": int(v.size), "note": None}
-    g = groups[ok] if groups is not None else np.arange(v.size)
-    uniq, gi = np.unique(g, return_inverse=True)
-    sums = np.bincount(gi, weights=v, minlength=len(uniq))
-    cnts = np.bincount(gi, minlength=len(uniq)).astype(float)
-    rng = np.random.default_rng(seed)
-    stats = np.empty(n_boot)
-    for start in range(0, n_boot, 64):
-        b = min(64, n_boot - start)
-        w = rng.multinomial(len(uniq), np.full(len(uniq), 1 / len(uniq)), size=b)
-        stats[start : start + b] = (w @ sums) / np.maximum(w @ cnts, 1e-12)
-    lo, hi = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return {"value": mean, "ci": [float(lo), float(hi)], "n": int(v.size), "note": None}
+        return Estimate(mean, None, v.size).to_json()
+    r = bootstrap(
+        np.column_stack([v, np.ones(v.size)]),
+        _mean_of_sums,
+        groups=None if groups is None else groups[ok],
+        n_boot=n_boot,
+        level=level,
+        seed=seed,
+    )
+    return Estimate(mean, (r.ci_low, r.ci_high), v.size).to_json()
+
+
+def _mean_of_sums(sums: np.ndarray) -> np.ndarray:
+    """(..., 2) summed (value, count) -> the mean."""
+    return sums[..., 0] / np.maximum(sums[..., 1], 1e-12)
 
 
 def _pairwise_mean(per_item: np.ndarray, groups, level: float, n_boot: int, seed: int) -> dict:
@@ -231,7 +236,7 @@ def _mask_agreement(
         masks = []
         for j, paths in enumerate(reads.paths):
             try:
-                masks.append(_load_mask(paths[i]))
+                masks.append(C.load_mask(paths[i]))
             except Exception as e:  # noqa: BLE001 - every unreadable mask is reported by name
                 masks.append(None)
                 errors.append(
@@ -295,18 +300,6 @@ def _mask_agreement(
     return _KindResult(summary, reads.item_ids, cols, dis)
 
 
-def _load_mask(path: str | None) -> np.ndarray | None:
-    """A reader's mask as booleans (None when that reader drew none on this sample)."""
-    from PIL import Image
-
-    if path is None:
-        return None
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"mask file {path} does not exist")
-    with Image.open(path) as im:
-        return np.asarray(im) > 0
-
-
 def _box_agreement(
     view, rs, level, n_boot, seed, by_patient, iou_threshold, progress, clock
 ) -> _KindResult:
@@ -336,7 +329,7 @@ def _box_agreement(
         unmatched[i] = int(res["n_unmatched"])
     groups = reads.groups if by_patient else None
     iu = np.triu_indices(r, 1)
-    with np.errstate(invalid="ignore"), D._quiet():
+    with np.errstate(invalid="ignore"), D.quiet_nan_warnings():
         mean_f1 = np.nanmean(f1[:, iu[0], iu[1]], axis=1) if r > 1 else np.full(n, np.nan)
     mean_f1 = np.where(n_read >= 2, mean_f1, np.nan)
     summary = {
@@ -800,8 +793,8 @@ def _mask_consensus(view, rs, method, provenance, output_field, progress):
     import fiftyone as fo
     from PIL import Image
 
-    from multireader.stats import masks as M
     from multireader.io.dicom import media_name
+    from multireader.stats import masks as M
 
     reads = C.mask_reads(view, rs)
     folder = _consensus_dir(view._dataset, output_field)
@@ -819,7 +812,7 @@ def _mask_consensus(view, rs, method, provenance, output_field, progress):
         masks = []
         for j, paths in enumerate(reads.paths):
             try:
-                masks.append(_load_mask(paths[i]))
+                masks.append(C.load_mask(paths[i]))
             except Exception as e:  # noqa: BLE001 - reported by name, the rest goes on
                 masks.append(None)
                 errors.append({"sample_id": sid, "field": rs.fields[j], "reason": str(e)})
@@ -858,7 +851,7 @@ def _mask_consensus(view, rs, method, provenance, output_field, progress):
         "errors": errors[:MAX_LISTED],
     }
     if method == "staple":
-        with D._quiet():
+        with D.quiet_nan_warnings():
             results["staple"] = {
                 "mean_sensitivity": np.nanmean(sens, axis=0),
                 "mean_specificity": np.nanmean(spec, axis=0),
@@ -929,10 +922,6 @@ def _box_consensus(view, rs, provenance, iou_threshold, min_readers, by_label, p
 
 
 # --------------------------------------------------------------------------- display
-def _fmt(v) -> str:
-    return "" if v is None else f"{v:.3f}"
-
-
 def summary_rows(results: dict) -> list[dict]:
     """Dataset-level statistics of an agreement result as flat table rows for display.
 
@@ -957,8 +946,9 @@ def summary_rows(results: dict) -> list[dict]:
                     {
                         "kind": kind,
                         "statistic": prefix + name,
-                        "value": _fmt(s.get("value")) or (s.get("note") or "undefined"),
-                        "ci": f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "",
+                        "value": fmt_num(s.get("value"), 3, missing="")
+                        or (s.get("note") or "undefined"),
+                        "ci": f"[{fmt_num(ci[0], 3)}, {fmt_num(ci[1], 3)}]" if ci else "",
                         "n": s.get("n"),
                     }
                 )

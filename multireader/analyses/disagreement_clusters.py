@@ -16,6 +16,7 @@ from multireader.core import fields as F
 from multireader.core import runs as RUNS
 from multireader.core.bulk import write_sample_fields
 from multireader.embed.maps import MapError, embedded_view
+from multireader.errors import MultireaderError
 from multireader.progress import ProgressFn, report
 
 #: numeric metadata worth testing as an explanation (besides every ``quality_*`` field)
@@ -38,7 +39,7 @@ TOP_FEATURES = 3
 DEGRADATION_MEASURES = ("sharpness", "noise")
 
 
-class ClusterError(ValueError):
+class ClusterError(MultireaderError):
     """Clusters cannot be found as asked; the message says why and what to run first."""
 
 

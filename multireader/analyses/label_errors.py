@@ -25,11 +25,12 @@ import numpy as np
 
 from multireader.core import collect as C
 from multireader.core import fields as F
-from multireader.stats import mistakenness as M
 from multireader.core import runs as RUNS
 from multireader.core.bulk import write_sample_fields
 from multireader.core.predictions import PredictionError, prediction_fields, read_probabilities
+from multireader.errors import MultireaderError
 from multireader.progress import ProgressFn, report
+from multireader.stats import mistakenness as M
 
 MISTAKENNESS_PREFIX = "mistakenness_"
 QUALITY_PREFIX = "label_quality_"
@@ -43,7 +44,7 @@ REREAD_FIELD = F.LABEL_ERROR_FIELDS[3]
 TOP_N = 25
 
 
-class MistakennessError(ValueError):
+class MistakennessError(MultireaderError):
     """Mistakenness cannot be computed as asked; the message says why."""
 
 
@@ -59,7 +60,9 @@ def reader_queue_view(reader: str) -> str:
     return f"label_errors_{F.reader_slug(reader)}"
 
 
-def _default_prediction_field(dataset) -> str:
+def default_prediction_field(dataset) -> str:
+    """The prediction field mistakenness and the model evaluation use when none is
+    named: the label model's, else imported, else zero-shot predictions."""
     found = prediction_fields(dataset, "classification")
     if not found:
         raise MistakennessError(
@@ -76,12 +79,6 @@ def _consensus_fields(dataset) -> list[str]:
     return consensus_label_fields(dataset)
 
 
-def _load_mask(path):
-    from multireader.analyses.agreement import _load_mask as load
-
-    return load(path)
-
-
 def _mask_scores(view, ids, pred_mask_field, readers, progress) -> dict[str, np.ndarray]:
     rs = C.select_readers(view._dataset, "mask", readers=readers)
     reads = C.mask_reads(view, rs)
@@ -92,13 +89,13 @@ def _mask_scores(view, ids, pred_mask_field, readers, progress) -> dict[str, np.
     for i, pp in enumerate(pred_paths):
         if i % 50 == 0:
             report(progress, i / max(len(ids), 1), f"comparing masks {i}/{len(ids)}")
-        pred = _load_mask(pp) if pp else None
+        pred = C.load_mask(pp) if pp else None
         if pred is None:
             continue
         for j, f in enumerate(rs.fields):
             path = reads.paths[j][i]
             if path:
-                out[f][i] = M.mask_mistakenness(_load_mask(path), pred)
+                out[f][i] = M.mask_mistakenness(C.load_mask(path), pred)
     return {mistakenness_field(f): v for f, v in out.items()}
 
 
@@ -126,7 +123,7 @@ def compute_mistakenness(
     view = samples.view()
     dataset = view._dataset
     RUNS.check_key(run_key)
-    pred_field = pred_field or _default_prediction_field(dataset)
+    pred_field = pred_field or default_prediction_field(dataset)
     report(progress, 0.02, "reading reader labels")
     try:
         rs = C.select_readers(dataset, "classification", readers=readers)

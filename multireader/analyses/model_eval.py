@@ -17,25 +17,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from multireader.analyses.slice_confusion import MISSING, default_bins, slice_codes
 from multireader.core import collect as C
 from multireader.core import runs as RUNS
-from multireader.stats.agreement import _kappa_from_confusion, _percentile, _weight_matrix
-from multireader.stats.consensus import _class_counts
 from multireader.core.predictions import PredictionError, read_probabilities
+from multireader.errors import MultireaderError
 from multireader.progress import ProgressFn, report
-from multireader.analyses.slice_confusion import MISSING, default_bins, slice_codes
+from multireader.stats.agreement import kappa_from_confusion, weight_matrix
+from multireader.stats.bootstrap import bootstrap
+from multireader.stats.estimates import fmt_ci
+from multireader.stats.ratings import class_counts
 
 #: slice fields used when none are given (the ones the dataset has)
 DEFAULT_SLICES = ("manufacturer_model", "patient_sex", "patient_age_bin", "contrast")
 
 
-class EvaluationError(ValueError):
+class EvaluationError(MultireaderError):
     """The evaluation cannot run as asked; the message says why."""
 
 
 def contested_mask(codes: np.ndarray, n_classes: int, share: float) -> np.ndarray:
     """True where >= 2 readers read an item and no class holds ``share`` of the reads."""
-    counts = _class_counts(codes, n_classes)
+    counts = class_counts(codes, n_classes)
     n = counts.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         top = counts.max(axis=1) / n
@@ -57,8 +60,16 @@ class _Scorer:
         self.k, self.ordered, self.level, self.n_boot = k, ordered, level, n_boot
         self.groups = groups
         self.rng_seed = seed
-        self.w_nominal = _weight_matrix(k, None)
-        self.w_quad = _weight_matrix(k, "quadratic")
+        self.weights = {"kappa": weight_matrix(k, None)}
+        if ordered:
+            self.weights["kappa_quadratic"] = weight_matrix(k, "quadratic")
+
+    def _statistics(self, sums: np.ndarray) -> np.ndarray:
+        """(..., K*K) summed confusion cells -> (..., S) accuracy and kappa(s)."""
+        conf = sums.reshape(*sums.shape[:-1], self.k, self.k)
+        acc = np.trace(conf, axis1=-2, axis2=-1) / np.maximum(conf.sum((-2, -1)), 1)
+        kappas = [kappa_from_confusion(conf, w) for w in self.weights.values()]
+        return np.stack([acc, *kappas], axis=-1)
 
     def score(self, ref: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> dict:
         k = self.k
@@ -69,34 +80,21 @@ class _Scorer:
         if len(ok) == 0:
             out["accuracy"] = out["kappa"] = {"value": None, "ci": [None, None]}
             return out
-        g = self.groups[ok]
-        codes, g = np.unique(g, return_inverse=True)
-        n_groups = len(codes)
-        per_group = np.zeros((n_groups, k * k))
-        np.add.at(per_group, (g, ref[ok] * k + pred[ok]), 1.0)
-        rng = np.random.default_rng(self.rng_seed)
-        draws = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=self.n_boot)
-        boot = (draws @ per_group).reshape(self.n_boot, k, k)
-        stats = {
-            "accuracy": (
-                np.trace(conf) / conf.sum(),
-                np.trace(boot, axis1=1, axis2=2) / np.maximum(boot.sum((1, 2)), 1),
-            ),
-            "kappa": (
-                _kappa_from_confusion(conf.astype(float), self.w_nominal),
-                _kappa_from_confusion(boot, self.w_nominal),
-            ),
-        }
-        if self.ordered:
-            stats["kappa_quadratic"] = (
-                _kappa_from_confusion(conf.astype(float), self.w_quad),
-                _kappa_from_confusion(boot, self.w_quad),
-            )
-        for name, (point, reps) in stats.items():
-            lo, hi, _ = _percentile(reps[:, None], self.level)
-            ci = [RUNS.jsonable(float(lo[0])), RUNS.jsonable(float(hi[0]))]
+        # one row per confusion cell; patients (groups) are resampled whole
+        r = bootstrap(
+            np.eye(k * k),
+            self._statistics,
+            rows=ref[ok] * k + pred[ok],
+            groups=self.groups[ok],
+            n_boot=self.n_boot,
+            level=self.level,
+            seed=self.rng_seed,
+        )
+        n_groups = r.n_units
+        for i, name in enumerate(["accuracy", *self.weights]):
+            ci = [RUNS.jsonable(float(r.ci_low[i])), RUNS.jsonable(float(r.ci_high[i]))]
             out[name] = {
-                "value": RUNS.jsonable(float(point)),
+                "value": RUNS.jsonable(float(r.value[i])),
                 # resampling one patient gives the same table every time: no interval
                 "ci": ci if n_groups >= 2 else [None, None],
             }
@@ -119,9 +117,9 @@ def evaluate_predictions(
 ) -> dict:
     """Evaluate ``pred_field`` against consensus and each reader, by contested/uncontested
     and by slice; see the module docstring. Returns (and stores) the results."""
-    from multireader.analyses.label_errors import _default_prediction_field
-    from multireader.embed.label_model import consensus_label_fields
+    from multireader.analyses.label_errors import default_prediction_field
     from multireader.core.schema import get_label_schema
+    from multireader.embed.label_model import consensus_label_fields
 
     view = samples.view()
     dataset = view._dataset
@@ -131,7 +129,7 @@ def evaluate_predictions(
     if not 0 < level < 1:
         raise EvaluationError(f"level must be in (0, 1), got {level}")
     try:
-        pred_field = pred_field or _default_prediction_field(dataset)
+        pred_field = pred_field or default_prediction_field(dataset)
         ids, classes, probs = read_probabilities(view, pred_field)
     except (PredictionError, ValueError) as e:
         raise EvaluationError(str(e)) from e
@@ -231,22 +229,14 @@ def evaluate_predictions(
     return {"run_key": run_key, **results}
 
 
-def _fmt(stat: dict | None) -> str:
-    if not stat or stat.get("value") is None:
-        return "n/a"
-    lo, hi = stat["ci"]
-    ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
-    return f"{stat['value']:.2f}{ci}"
-
-
 def headline(results: dict) -> str:
     """One sentence answering "how does the model do on the disputed cases?"."""
     refs = results["references"]
     ref = next((f for f, m in refs.items() if m["kind"] == "consensus"), next(iter(refs)))
     e = refs[ref]
     return (
-        f"Against {e['label']}, accuracy {_fmt(e['contested'].get('accuracy'))} on "
-        f"{e['contested']['n']} contested samples vs {_fmt(e['uncontested'].get('accuracy'))} "
+        f"Against {e['label']}, accuracy {fmt_ci(e['contested'].get('accuracy'))} on "
+        f"{e['contested']['n']} contested samples vs {fmt_ci(e['uncontested'].get('accuracy'))} "
         f"on {e['uncontested']['n']} uncontested ({results['level']:.0%} CIs, "
         f"{results['resampling']} resampled)"
     )
@@ -269,9 +259,9 @@ def summary_rows(results: dict) -> list[dict]:
                     "reference": e["label"],
                     "subset": subset,
                     "n": cell["n"],
-                    "accuracy": _fmt(cell.get("accuracy")),
-                    "kappa": _fmt(cell.get("kappa")),
-                    "kappa_quadratic": _fmt(cell.get("kappa_quadratic")),
+                    "accuracy": fmt_ci(cell.get("accuracy")),
+                    "kappa": fmt_ci(cell.get("kappa")),
+                    "kappa_quadratic": fmt_ci(cell.get("kappa_quadratic")),
                 }
             )
     return rows

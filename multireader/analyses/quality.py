@@ -47,6 +47,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 import numpy as np
 
 from multireader.core import fields as F
+from multireader.core.parallel import mp_context
+from multireader.errors import MultireaderError
 from multireader.progress import ProgressFn, report
 
 #: metric names, in order; each is stored in the field ``quality_<name>``
@@ -89,7 +91,7 @@ _NOISE_SAMPLES = 1 << 15
 _MAX_INT_BINS = 1 << 20
 
 
-class QualityError(ValueError):
+class QualityError(MultireaderError):
     """An image cannot be measured (wrong shape, non-finite values, too small)."""
 
 
@@ -458,8 +460,6 @@ def _measure_chunk(jobs: list[tuple], metrics: tuple[str, ...]) -> list[tuple]:
 
 def _run(jobs: list[tuple], metrics: tuple[str, ...], num_workers: int | None, progress):
     """Yield ``(index, values | None, reason | None)``, in worker processes when it pays."""
-    from multireader.ingest.importer import _mp_context
-
     n = max(1, int(num_workers or os.cpu_count() or 1))
     total = max(len(jobs), 1)
     if n == 1 or len(jobs) < 16:
@@ -473,7 +473,7 @@ def _run(jobs: list[tuple], metrics: tuple[str, ...], num_workers: int | None, p
     size = max(4, min(64, len(jobs) // (4 * n) or 4))
     chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     done = 0
-    with ProcessPoolExecutor(max_workers=min(n, len(chunks)), mp_context=_mp_context()) as pool:
+    with ProcessPoolExecutor(max_workers=min(n, len(chunks)), mp_context=mp_context()) as pool:
         futures = [pool.submit(_measure_chunk, chunk, metrics) for chunk in chunks]
         for future in as_completed(futures):
             results = future.result()

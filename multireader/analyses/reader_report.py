@@ -13,10 +13,11 @@ import numpy as np
 
 from multireader.core import collect as C
 from multireader.core import fields as F
+from multireader.errors import MultireaderError
 from multireader.stats.profiles import reader_profiles
 
 
-class ReportError(ValueError):
+class ReportError(MultireaderError):
     """The profiles cannot be computed as asked; the message says why."""
 
 

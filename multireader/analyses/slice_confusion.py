@@ -15,8 +15,11 @@ from __future__ import annotations
 import numpy as np
 
 from multireader.core import fields as F
-from multireader.stats.agreement import _kappa_from_confusion, _percentile, _weight_matrix
 from multireader.core.schema import get_label_schema
+from multireader.errors import MultireaderError
+from multireader.stats.agreement import kappa_from_confusion, weight_matrix
+from multireader.stats.bootstrap import bootstrap
+from multireader.stats.estimates import finite
 
 MISSING = "(missing)"
 #: numeric slice fields with more distinct values than this are binned
@@ -25,7 +28,7 @@ MAX_CATEGORIES = 12
 N_BOOT = 500
 
 
-class SliceError(ValueError):
+class SliceError(MultireaderError):
     """The comparison cannot be made as asked; the message says why."""
 
 
@@ -164,8 +167,12 @@ def slice_confusion(
         codes, names, specs = np.zeros(len(a), dtype=np.int64), ["all samples"], [{"kind": "all"}]
     shade = np.array(cols[shade_field], dtype=float) if shade_field else None
 
-    w = _weight_matrix(k, None)
-    rng = np.random.default_rng(seed)
+    w = weight_matrix(k, None)
+    rng = np.random.default_rng(seed)  # one stream through the slices, in order
+
+    def kappa(sums: np.ndarray) -> np.ndarray:
+        return kappa_from_confusion(sums.reshape(*sums.shape[:-1], k, k), w)
+
     out = []
     for s, name in enumerate(names):
         m = both & (codes == s)
@@ -181,19 +188,17 @@ def slice_confusion(
             "kappa": {"value": None, "ci": [None, None]},
         }
         if n >= 2:
-            point = float(_kappa_from_confusion(conf.astype(float), w))
-            draws = rng.multinomial(n, conf.ravel() / n, size=n_boot).reshape(n_boot, k, k)
-            lo, hi, _ = _percentile(_kappa_from_confusion(draws.astype(float), w)[:, None], level)
-            entry["kappa"] = {
-                "value": None if np.isnan(point) else point,
-                "ci": [_num(lo[0]), _num(hi[0])],
-            }
+            # samples resampled within the slice; identical (a, b) pairs share a row
+            r = bootstrap(
+                np.eye(k * k), kappa, rows=a[m] * k + b[m], n_boot=n_boot, level=level, seed=rng
+            )
+            entry["kappa"] = {"value": finite(r.value), "ci": [finite(r.ci_low), finite(r.ci_high)]}
         if shade is not None:
             sums = np.bincount(a[m] * k + b[m], weights=np.nan_to_num(shade[m]), minlength=k * k)
             cnt = np.bincount(a[m] * k + b[m], weights=np.isfinite(shade[m]), minlength=k * k)
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = np.where(cnt > 0, sums / cnt, np.nan)
-            entry["shade"] = [[_num(v) for v in row] for row in mean.reshape(k, k)]
+            entry["shade"] = [[finite(v) for v in row] for row in mean.reshape(k, k)]
         out.append(entry)
     return {
         "field_a": field_a,
@@ -208,11 +213,6 @@ def slice_confusion(
         "ci_method": f"percentile bootstrap of the slice's table ({n_boot} multinomial resamples)",
         "slices": out,
     }
-
-
-def _num(v) -> float | None:
-    v = float(v)
-    return None if np.isnan(v) else v
 
 
 def cell_view(view, field_a: str, field_b: str, slice_field: str | None, spec: dict, a, b):

@@ -10,8 +10,10 @@ import datetime as dt
 
 import numpy as np
 
+from multireader.errors import MultireaderError
 
-class BulkWriteError(ValueError):
+
+class BulkWriteError(MultireaderError):
     """A field cannot be written (it exists with another type)."""
 
 

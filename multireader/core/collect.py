@@ -11,6 +11,7 @@ The array conventions are those of :mod:`multireader.stats.agreement`: categoric
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -18,12 +19,13 @@ import numpy as np
 
 from multireader.core import fields as F
 from multireader.core import schema as S
+from multireader.errors import MultireaderError
 
 #: label kinds this module can read, as recorded in each reader field's metadata
 CATEGORICAL_KINDS = ("classification", "series")
 
 
-class ReaderSelectionError(ValueError):
+class ReaderSelectionError(MultireaderError):
     """The requested readers or label kind cannot be analysed on this view."""
 
 
@@ -307,6 +309,22 @@ def categorical_reads(
         members=members,
         extra={p: _take(cols[p], keep, whole) for p in extra},
     )
+
+
+def load_mask(path: str | None) -> np.ndarray | None:
+    """A reader's mask file as booleans (None when that reader drew none on this sample).
+
+    Any pixel above 0 is in the mask. Raises ``FileNotFoundError`` for a path that
+    does not exist, so a missing file is never read as an empty mask.
+    """
+    from PIL import Image
+
+    if path is None:
+        return None
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"mask file {path} does not exist")
+    with Image.open(path) as im:
+        return np.asarray(im) > 0
 
 
 @dataclass

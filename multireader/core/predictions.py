@@ -26,6 +26,7 @@ import numpy as np
 
 from multireader import __version__
 from multireader.core.fields import INFO_KEY
+from multireader.errors import MultireaderError
 
 #: smallest probability kept before taking logs (log(1e-12) = -27.6)
 PROB_FLOOR = 1e-12
@@ -33,7 +34,7 @@ PROB_FLOOR = 1e-12
 SUM_TOLERANCE = 1e-3
 
 
-class PredictionError(ValueError):
+class PredictionError(MultireaderError):
     """Predictions that cannot be stored or read: the message names what and where."""
 
 

@@ -18,13 +18,14 @@ import math
 import re
 
 from multireader import __version__
+from multireader.errors import MultireaderError
 
 #: run methods this plugin writes, e.g. ``multireader.stats.agreement``
 METHOD_PREFIX = "multireader."
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class RunError(ValueError):
+class RunError(MultireaderError):
     """A run key that is invalid, missing, or of another kind."""
 
 

@@ -10,11 +10,12 @@ import math
 from collections.abc import Iterable, Sequence
 
 from multireader.core.fields import INFO_KEY, reader_fields
+from multireader.errors import MultireaderError
 
 _SCHEMA_KEY = "label_schema"
 
 
-class SchemaError(ValueError):
+class SchemaError(MultireaderError):
     """A schema that cannot be declared, or a value that breaks it."""
 
 

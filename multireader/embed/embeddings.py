@@ -33,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from multireader.io import dicom
 from multireader.core import fields
+from multireader.errors import MultireaderError
+from multireader.io import dicom
 from multireader.progress import ProgressFn, report
 
 #: the medical default: BiomedCLIP (PubMedBERT text tower, ViT-B/16 image tower)
@@ -100,7 +101,7 @@ RADIOMICS_FEATURES: tuple[str, ...] = (
 
 
 # --- errors ------------------------------------------------------------------------
-class EmbeddingError(ValueError):
+class EmbeddingError(MultireaderError):
     """An embedding run cannot start; the message says why and what to do."""
 
 

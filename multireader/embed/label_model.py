@@ -20,8 +20,9 @@ import numpy as np
 
 from multireader.core import fields as F
 from multireader.core.predictions import PredictionError, write_predictions
-from multireader.progress import ProgressFn, report
 from multireader.core.schema import get_label_schema
+from multireader.errors import MultireaderError
+from multireader.progress import ProgressFn, report
 
 #: classifiers offered, by name
 CLASSIFIERS = ("random_forest", "logistic")
@@ -29,7 +30,7 @@ CLASSIFIERS = ("random_forest", "logistic")
 PREFERRED_CONSENSUS = ("consensus_dawid_skene", "consensus_majority")
 
 
-class LabelModelError(ValueError):
+class LabelModelError(MultireaderError):
     """The model cannot be fitted as asked; the message says why and what to change."""
 
 
@@ -129,8 +130,8 @@ def fit_label_model(
     """
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-    from multireader.stats.agreement import cohen_kappa
     from multireader.embed.maps import MapError, embedded_view
+    from multireader.stats.agreement import cohen_kappa
 
     view = samples.view()
     dataset = view._dataset

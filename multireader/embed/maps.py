@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from multireader.errors import MultireaderError
 from multireader.progress import ProgressFn, report
 
 #: UMAP's default neighbourhood; a map needs more samples than this
 UMAP_NEIGHBORS = 15
 
 
-class MapError(ValueError):
+class MapError(MultireaderError):
     """The map or uniqueness cannot be computed as asked; the message says why."""
 
 

@@ -29,10 +29,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from multireader.embed import embeddings as E
 from multireader.core.predictions import check_prediction_field, write_predictions
-from multireader.progress import ProgressFn, report
 from multireader.core.schema import get_label_schema
+from multireader.embed import embeddings as E
+from multireader.errors import MultireaderError
+from multireader.progress import ProgressFn, report
 
 #: radiology prompt templates; ``{}`` is replaced by each phrase of a class
 DEFAULT_TEMPLATES: tuple[str, ...] = (
@@ -51,7 +52,7 @@ DEFAULT_FIELD = "predictions_zero_shot"
 TEXT_BATCH = 256
 
 
-class ZeroShotError(ValueError):
+class ZeroShotError(MultireaderError):
     """Prompts, templates or a stored embedding that cannot be used; the message says why."""
 
 

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from multireader.stats import agreement as A
 from multireader.core import collect as C
+from multireader.errors import MultireaderError
+from multireader.stats import agreement as A
+from multireader.stats.estimates import fmt_ci, fmt_num
 
 #: the label kind the heatmap compares
 KIND = "classification"
@@ -75,7 +77,7 @@ _SORT_FIELD = {"mask": "mean_pairwise_dice", "boxes": "mean_pairwise_box_f1"}
 _ORDINAL_ONLY = ("cohen_kappa_linear", "cohen_kappa_quadratic")
 
 
-class NoMatrix(ValueError):
+class NoMatrix(MultireaderError):
     """There is nothing to draw for this view; the message says why, for the user, and
     ``action`` names what fixes it: ``"import_reader_labels"``, ``"compute_agreement"``
     or ``"clear_view"`` (None when nothing the panel can run would help)."""
@@ -458,19 +460,6 @@ def view_key(stages: list | None) -> str:
     return json.dumps(clean, sort_keys=True, default=str)
 
 
-def _fmt(v: float) -> str:
-    return "n/a" if math.isnan(v) else f"{v:.2f}"
-
-
-def fmt_ci(value, ci) -> str:
-    """``0.52 [0.47, 0.57]``; ``n/a`` for an undefined value; no brackets without a CI."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if not ci or ci[0] is None or ci[1] is None:
-        return f"{value:.2f}"
-    return f"{value:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
-
-
 def heatmap_trace(m: AgreementMatrix) -> dict:
     """The Plotly heatmap: the statistic off the diagonal, each reader's count on it.
 
@@ -507,11 +496,11 @@ def heatmap_trace(m: AgreementMatrix) -> dict:
                 continue
             k = float(m.value[i, j])
             zr.append(None if math.isnan(k) else round(k, 6))
-            tr.append(_fmt(k))
+            tr.append(fmt_num(k))
             lo, hi = float(m.ci_low[i, j]), float(m.ci_high[i, j])
             ci = "" if math.isnan(lo) or math.isnan(hi) else f"<br>{pct}% CI {lo:.2f} to {hi:.2f}"
             line = (
-                f"<b>{m.readers[i]} vs {m.readers[j]}</b><br>{name} = {_fmt(k)}{ci}"
+                f"<b>{m.readers[i]} vs {m.readers[j]}</b><br>{name} = {fmt_num(k)}{ci}"
                 f"<br>n = {int(m.n[i, j])} {items} both labelled"
             )
             if m.n_disagree is not None and m.class_name:

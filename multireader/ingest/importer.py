@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import multiprocessing as mp
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -16,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from multireader.io import deid
-from multireader.io import dicom
 from multireader.core import fields as F
+from multireader.core.parallel import mp_context
+from multireader.io import deid, dicom
 from multireader.progress import ProgressFn, report
 
 _REPORT_KEY = "dicom_import"
@@ -192,7 +191,7 @@ def _run(files: list[str], options: dict, num_workers: int | None):
         for path in files:
             yield dicom.import_file(path, options)
         return
-    with ProcessPoolExecutor(max_workers=min(n, len(files)), mp_context=_mp_context()) as pool:
+    with ProcessPoolExecutor(max_workers=min(n, len(files)), mp_context=mp_context()) as pool:
         # chunks amortise the per-task pickling of options (the set of known SOPs)
         chunks = [files[i : i + 8] for i in range(0, len(files), 8)]
         futures = [pool.submit(_import_chunk, chunk, options) for chunk in chunks]
@@ -225,14 +224,6 @@ def _unique_key_index(dataset) -> None:
         force=True,
         partialFilterExpression={F.DICOM_KEY: {"$type": "string"}},
     )
-
-
-def _mp_context():
-    """fork where the OS has it: workers start at once and user scripts need no
-    ``if __name__ == "__main__"`` guard. Workers never touch the parent's MongoDB
-    client; they only decode files and write images."""
-    methods = mp.get_all_start_methods()
-    return mp.get_context("fork" if "fork" in methods else "spawn")
 
 
 def _import_chunk(paths: list[str], options: dict) -> list[dict]:
@@ -430,7 +421,7 @@ def render_presets(
         size = max(8, min(64, len(jobs) // (4 * n) or 8))
         chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
         done = 0
-        with ProcessPoolExecutor(max_workers=n, mp_context=_mp_context()) as pool:
+        with ProcessPoolExecutor(max_workers=n, mp_context=mp_context()) as pool:
             futures = {
                 pool.submit(dicom.render_native_batch, [j[2:] for j in chunk]): chunk
                 for chunk in chunks

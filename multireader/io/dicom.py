@@ -18,7 +18,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
-
+from multireader.errors import MultireaderError
 from multireader.io import deid
 from multireader.io.deid import lookup
 
@@ -51,7 +51,7 @@ _NATIVE_SYNTAXES = {
 
 
 # --- why a file is skipped ---------------------------------------------------------
-class DicomSkip(Exception):
+class DicomSkip(MultireaderError):
     """A file that cannot be imported; ``str(err)`` says why.
 
     Subclasses name the kind of problem, so callers (and tests) can tell a truncated

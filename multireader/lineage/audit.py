@@ -32,6 +32,7 @@ import random
 import time
 
 from multireader import __version__
+from multireader.errors import MultireaderError
 
 COLLECTION = "multireader_audit"
 HEADS = "multireader_audit_heads"
@@ -41,11 +42,12 @@ USER_ENV = "MULTIREADER_AUDIT_USER"
 _HASHED_OUT = ("_id", "hash")
 
 
-class AuditError(RuntimeError):
+class AuditError(MultireaderError, RuntimeError):
     """The audit log could not be written."""
 
 
-def _db():
+def database():
+    """FiftyOne's MongoDB database, where the audit log and the label history live."""
     import fiftyone.core.odm as foo
 
     return foo.get_db_conn()
@@ -56,7 +58,7 @@ _INDEXED = False
 
 def _collections():
     global _INDEXED
-    db = _db()
+    db = database()
     coll, heads = db[COLLECTION], db[HEADS]
     if not _INDEXED:
         coll.create_index([("dataset_id", 1), ("seq", 1)], unique=True)

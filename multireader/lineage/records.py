@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 
+from multireader.errors import MultireaderError
 from multireader.lineage import audit
 
 HISTORY = "multireader_label_history"
@@ -41,7 +42,7 @@ _BATCH = 5000
 _INDEXED = False
 
 
-class LineageError(ValueError):
+class LineageError(MultireaderError):
     """A revision, freeze or verification that cannot be done; the message says why."""
 
 

@@ -23,13 +23,13 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-import math
 import os
 import re
 
 from multireader import __version__
-from multireader.lineage import audit
 from multireader.core import runs
+from multireader.lineage import audit
+from multireader.stats.estimates import fmt_ci, fmt_num, fmt_p, fmt_pct
 
 SECTIONS = [
     ("dataset", "1. Dataset and provenance"),
@@ -119,29 +119,6 @@ METHOD_NAMES = {
 _NOT_AVAILABLE = "Not available: run '{op}' first."
 #: fields never read into the report, even when present on the dataset
 _NEVER_READ = ("dicom_identifiers",)
-
-
-def _num(v, digits=2):
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
-    return f"{v:.{digits}f}"
-
-
-def _p(v) -> str:
-    if v is None:
-        return "n/a"
-    return "< 0.0001" if v < 1e-4 else f"{v:.2g}"
-
-
-def _pct(v) -> str:
-    return "n/a" if v is None else f"{100 * v:.0f}%"
-
-
-def _ci(e: dict | None) -> str:
-    """``0.52 [0.47, 0.57]`` for a stored ``{"value", "ci"}`` (as the panels print it)."""
-    from multireader.figures.agreement_matrix import fmt_ci
-
-    return fmt_ci((e or {}).get("value"), (e or {}).get("ci"))
 
 
 def _newest(dataset, kind: str):
@@ -261,7 +238,7 @@ def _readers_section(dataset) -> dict:
         {
             k: h.get(k) for k in ("sample_id", "field", "version", "kind", "reason", "user", "time")
         }  # fmt: skip
-        for h in audit._db()[HISTORY]
+        for h in audit.database()[HISTORY]
         .find({"dataset_id": ds_id, "kind": {"$ne": "original"}}, {"_id": 0, "label": 0})
         .sort("time", 1)
     ]
@@ -327,9 +304,9 @@ def _agreement_section(dataset) -> dict:
 def _subgroups(dataset, n_boot: int = 500) -> list[dict]:
     """Fleiss' kappa with a patient-bootstrap CI within each value of each slice field,
     recomputed from the labels now (the stored agreement run has no subgroups)."""
-    from multireader.stats import agreement as A
-    from multireader.core import collect as C
     from multireader.analyses.slice_confusion import default_bins, slice_codes, slice_fields
+    from multireader.core import collect as C
+    from multireader.stats import agreement as A
 
     try:
         rs = C.select_readers(dataset, "classification")
@@ -570,7 +547,7 @@ def summary(report: dict) -> list[dict]:
         + ", ".join(f"{v} {k}" for k, v in report["dataset"]["counts"].items()),
         "readers": f"{len(report['readers']['readers'])} readers, "
         f"{len(report['readers']['revisions'])} label revisions",
-        "agreement": f"Fleiss' kappa {_ci(fleiss)}; {len(a.get('subgroups', []))} subgroups"
+        "agreement": f"Fleiss' kappa {fmt_ci(fleiss)}; {len(a.get('subgroups', []))} subgroups"
         if a.get("available") and fleiss
         else a.get("note", "no class calls"),
         "contested": f"{c['n_contested']} of {c['n_samples']} images contested"
@@ -668,7 +645,7 @@ def _heatmap_svg(readers: list[str], m: dict) -> str:
             x, y = pad + j * cell, pad + i * cell
             colour = "#dddddd" if i == j else _kappa_colour(v)
             dark = i != j and v is not None and abs(v) > 0.6
-            label = "" if i == j else _num(v)
+            label = "" if i == j else fmt_num(v)
             parts.append(
                 f'<rect x="{x}" y="{y}" width="{cell - 3}" height="{cell - 3}" fill="{colour}">'
                 f"<title>{_e(readers[i])} vs {_e(readers[j])}: {label}</title></rect>"
@@ -746,7 +723,7 @@ def _forest_svg(rows: list[dict]) -> str:
         if r.get("value") is not None:
             parts.append(
                 f'<circle cx="{x(r["value"])}" cy="{y}" r="4" fill="#2166ac">'
-                f"<title>{_e(name)}: {_e(_ci(r))}</title></circle>"
+                f"<title>{_e(name)}: {_e(fmt_ci(r))}</title></circle>"
             )
     parts.append("</svg>")
     return "".join(parts)
@@ -916,7 +893,7 @@ def _html_agreement(a: dict) -> list[str]:
         out.append(
             _table(
                 ["Statistic (all readers)", "Value [95% CI]", "n", "What it measures"],
-                [[o["statistic"], _ci(o), o.get("n"), o["definition"]] for o in a["overall"]],
+                [[o["statistic"], fmt_ci(o), o.get("n"), o["definition"]] for o in a["overall"]],
                 "num",
             )
         )
@@ -924,7 +901,7 @@ def _html_agreement(a: dict) -> list[str]:
         if a.get(f"{kind}_overall"):
             o = a[f"{kind}_overall"]
             n = f", n = {o['n']}" if o.get("n") is not None else ""
-            out.append(f"<p>{_e(o['label'])}: {_e(_ci(o))}{_e(n)}.</p>")
+            out.append(f"<p>{_e(o['label'])}: {_e(fmt_ci(o))}{_e(n)}.</p>")
     if a.get("pairwise_kappa"):
         out.append(
             "<h3>Cohen's kappa between every two readers</h3>"
@@ -937,7 +914,7 @@ def _html_agreement(a: dict) -> list[str]:
         out.append(
             _table(
                 ["Readers", "Cohen's kappa [95% CI]", "n (images both read)"],
-                [[" vs ".join(p["readers"]), _ci(p), p["n"]] for p in a.get("pairwise", [])],
+                [[" vs ".join(p["readers"]), fmt_ci(p), p["n"]] for p in a.get("pairwise", [])],
                 "num",
             )
         )
@@ -949,7 +926,7 @@ def _html_agreement(a: dict) -> list[str]:
         out.append(
             _table(
                 ["Class", "Fleiss' kappa [95% CI]", "n"],
-                [[c["class"], _ci(c), c.get("n")] for c in a["per_class"]],
+                [[c["class"], fmt_ci(c), c.get("n")] for c in a["per_class"]],
                 "num",
             )
         )
@@ -975,8 +952,8 @@ def _html_agreement(a: dict) -> list[str]:
                     [
                         s.get("field_label") or s["field"],
                         s["group"],
-                        _ci(s),
-                        _ci(s.get("krippendorff_alpha_nominal")),
+                        fmt_ci(s),
+                        fmt_ci(s.get("krippendorff_alpha_nominal")),
                         s["n"],
                         s.get("n_patients"),
                     ]
@@ -1012,7 +989,7 @@ def _html_contested(c: dict) -> list[str]:
             + [f.removeprefix("reader_").upper() for f in fields]
             + ["Consensus"],
             [
-                [k + 1, x["file"], _num(x["disagreement"])]
+                [k + 1, x["file"], fmt_num(x["disagreement"])]
                 + [x["labels"].get(f) or "-" for f in fields]
                 + [x["consensus"] or "-"]
                 for k, x in enumerate(c["rows"])
@@ -1059,9 +1036,9 @@ def _html_consensus(s: dict) -> list[str]:
                 [
                     x["reader"],
                     x["n_reads"],
-                    _pct(x["accuracy_vs_consensus"]),
-                    f"{_num(x['kappa_vs_consensus'])} (n={x.get('kappa_n')})",
-                    _p((x.get("drift") or {}).get("p_holm")),
+                    fmt_pct(x["accuracy_vs_consensus"]),
+                    f"{fmt_num(x['kappa_vs_consensus'])} (n={x.get('kappa_n')})",
+                    fmt_p((x.get("drift") or {}).get("p_holm")),
                 ]
                 for x in s["readers"]
             ],  # fmt: skip
@@ -1077,7 +1054,7 @@ def _html_consensus(s: dict) -> list[str]:
             _table(
                 ["Reader", "Flag", "p (Holm)", "Finding"],
                 [
-                    [f.get("reader"), f.get("kind"), _p(f.get("p_holm")), f.get("detail")]
+                    [f.get("reader"), f.get("kind"), fmt_p(f.get("p_holm")), f.get("detail")]
                     for f in s["flags"]
                 ],  # fmt: skip
             )
@@ -1090,8 +1067,8 @@ def _html_consensus(s: dict) -> list[str]:
         for c in classes:
             p = (x.get("prevalence") or {}).get(c) or {}
             prev_rows.append(
-                [x["reader"], c, _pct(p.get("rate")), _pct(p.get("consensus_rate")),
-                 _pct(p.get("others_rate")), _p(p.get("p_holm")),
+                [x["reader"], c, fmt_pct(p.get("rate")), fmt_pct(p.get("consensus_rate")),
+                 fmt_pct(p.get("others_rate")), fmt_p(p.get("p_holm")),
                  "yes" if p.get("flagged") else ""]
             )  # fmt: skip
     if prev_rows:
@@ -1118,7 +1095,7 @@ def _html_consensus(s: dict) -> list[str]:
     drift_rows = [
         [x["reader"]]
         + [
-            f"{d['session']}: {_pct(d.get('agreement'))} (n={d.get('n')})"
+            f"{d['session']}: {fmt_pct(d.get('agreement'))} (n={d.get('n')})"
             for d in (x.get("drift") or {}).get("sessions") or []
         ]  # fmt: skip
         for x in s["readers"]
@@ -1194,13 +1171,19 @@ def _model_rows(refs: dict, slices: bool) -> str:
         for subset in ("all", "contested", "uncontested"):
             cell = e.get(subset) or {}
             rows.append(
-                [name, subset, cell.get("n"), _ci(cell.get("accuracy")), _ci(cell.get("kappa"))]
+                [
+                    name,
+                    subset,
+                    cell.get("n"),
+                    fmt_ci(cell.get("accuracy")),
+                    fmt_ci(cell.get("kappa")),
+                ]
             )
         for field, values in (e.get("slices") or {}).items() if slices else ():
             label = SUBGROUP_FIELDS.get(field, field)
             for value, cell in values.items():
                 rows.append([name, f"{label}: {value}", cell.get("n"),
-                             _ci(cell.get("accuracy")), _ci(cell.get("kappa"))])  # fmt: skip
+                             fmt_ci(cell.get("accuracy")), fmt_ci(cell.get("kappa"))])  # fmt: skip
     return _table(
         ["Reference", "Cases", "n", "Accuracy [95% CI]", "Cohen's kappa [95% CI]"], rows, "num"
     )

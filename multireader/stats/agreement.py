@@ -19,20 +19,33 @@ where every undefined value is ``None`` next to a ``note`` saying why.
 Bootstrap intervals re-weight per-item sufficient statistics (class counts, coincidence
 contributions, per-pair confusion cells) instead of re-running a statistic on copied
 data: items with identical rating rows are collapsed first, and one replicate is a
-multinomial draw of how often each distinct row (or group of items) is picked.
+multinomial draw of how often each distinct row (or group of items) is picked
+(:mod:`multireader.stats.bootstrap`, the package's one bootstrap).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from scipy import sparse
 from scipy import stats as _st
+
+from multireader.errors import MultireaderError
+from multireader.stats.bootstrap import (
+    BootstrapResult,
+    Units,
+    check_level,
+    check_n_boot,
+    group_codes,
+    percentile_interval,
+    resampled_sums,
+    resampling_units,
+)
+from multireader.stats.estimates import Estimate, finite
+from multireader.stats.ratings import check_n_classes, class_counts, validate_ratings
 
 __all__ = [
     "UndefinedStatisticError",
@@ -52,6 +65,8 @@ __all__ = [
     "categorical_summary",
     "continuous_summary",
     "BOOTSTRAP_STATISTICS",
+    "kappa_from_confusion",
+    "weight_matrix",
 ]
 
 Weights = Literal["linear", "quadratic"] | None
@@ -59,60 +74,19 @@ Level = Literal["nominal", "ordinal", "interval", "ratio"]
 
 #: below this, 1 - p_e (or D_e) is treated as 0: the statistic is 0/0
 _EPS = 1e-12
-#: dense resample-weight blocks are kept under this many cells
-_CHUNK_CELLS = 4_000_000
 
 
-class UndefinedStatisticError(ValueError):
+class UndefinedStatisticError(MultireaderError):
     """The statistic is 0/0 on these data; the message says which term vanished and why."""
 
 
 # --------------------------------------------------------------------------- validation
 
 
-def _check_n_classes(n_classes: Any, minimum: int = 1) -> int:
-    if isinstance(n_classes, bool) or not isinstance(n_classes, int | np.integer):
-        raise ValueError(f"n_classes must be an integer; got {n_classes!r}")
-    if n_classes < minimum:
-        raise ValueError(f"n_classes must be at least {minimum}; got {n_classes}")
-    return int(n_classes)
-
-
-def _check_ratings(
-    ratings: Any, n_classes: int, name: str = "ratings", min_readers: int = 2
-) -> np.ndarray:
-    x = np.asarray(ratings)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_items, n_readers); got shape {x.shape}")
-    if x.dtype.kind not in "iub":
-        raise ValueError(
-            f"{name} must hold integer class codes (-1 = not read); got dtype {x.dtype}"
-        )
-    x = x.astype(np.int64, copy=False)
-    if x.size:
-        lo, hi = int(x.min()), int(x.max())
-        if lo < -1 or hi >= n_classes:
-            bad = lo if lo < -1 else hi
-            raise ValueError(
-                f"{name} holds code {bad}; codes must be -1 (not read) or 0..{n_classes - 1}"
-            )
-    if x.shape[1] < min_readers:
-        raise ValueError(
-            f"{name} has {x.shape[1]} reader column(s); agreement needs at least two readers"
-        )
-    return x
-
-
 def _check_weights(weights: Any) -> str | None:
     if weights not in (None, "linear", "quadratic"):
         raise ValueError(f"weights must be None, 'linear' or 'quadratic'; got {weights!r}")
     return weights
-
-
-def _check_level(level: Any, name: str = "level") -> float:
-    if not isinstance(level, float | int) or not 0 < float(level) < 1:
-        raise ValueError(f"{name} must be a number strictly between 0 and 1; got {level!r}")
-    return float(level)
 
 
 def _check_values(values: Any, name: str = "values", min_readers: int = 2) -> np.ndarray:
@@ -135,21 +109,39 @@ def _check_values(values: Any, name: str = "values", min_readers: int = 2) -> np
     return x
 
 
-def _weight_matrix(n_classes: int, weights: str | None) -> np.ndarray:
-    """Agreement weights w_kl (1 on the diagonal) of Cohen (1968) / Gwet (2014)."""
+def weight_matrix(n_classes: int, weights: Weights = None) -> np.ndarray:
+    """Agreement weights ``w_kl`` of Cohen (1968), 1 on the diagonal.
+
+    ``w = I`` without weights; linear ``w_kl = 1 - |k - l| / (K - 1)``; quadratic
+    ``w_kl = 1 - (k - l)^2 / (K - 1)^2`` (Cohen 1968; Gwet 2014, sec. 3.1). With one
+    class every weighting is the identity.
+
+    Parameters
+    ----------
+    n_classes : number of classes K.
+    weights : None, "linear" or "quadratic".
+
+    Returns
+    -------
+    float array (K, K).
+
+    References
+    ----------
+    Cohen, J. (1968). Weighted kappa. Psychological Bulletin, 70(4), 213-220.
+    Gwet, K. L. (2014). Handbook of Inter-Rater Reliability, 4th ed. Advanced Analytics.
+
+    Examples
+    --------
+    >>> weight_matrix(3, "linear").tolist()
+    [[1.0, 0.5, 0.0], [0.5, 1.0, 0.5], [0.0, 0.5, 1.0]]
+    """
+    n_classes = check_n_classes(n_classes)
+    weights = _check_weights(weights)
     k = np.arange(n_classes, dtype=np.float64)
     if weights is None or n_classes == 1:
         return np.eye(n_classes)
     d = np.abs(k[:, None] - k[None, :]) / (n_classes - 1)
     return 1.0 - d if weights == "linear" else 1.0 - d**2
-
-
-def _class_counts(x: np.ndarray, n_classes: int) -> np.ndarray:
-    """Items x classes read counts C[i, k] (one bincount, linear in the reads)."""
-    n = x.shape[0]
-    valid = x >= 0
-    idx = (np.arange(n, dtype=np.int64)[:, None] * n_classes + x)[valid]
-    return np.bincount(idx, minlength=n * n_classes).reshape(n, n_classes)
 
 
 def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -214,7 +206,7 @@ def _item_features(
     if ordinal:
         for w in ("linear", "quadratic"):
             if need(f"pa_{w}"):
-                W = _weight_matrix(K, w)
+                W = weight_matrix(K, w)
                 f[f"pa_{w}"] = ((((Cf @ W) * Cf).sum(1) - r) / rr * h2)[:, None]
         if need("ka_int"):
             codes = np.arange(K, dtype=np.float64)
@@ -259,8 +251,41 @@ def _stack(feats: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, slice]]:
 # --------------------------------------------------------- statistics from summed stats
 
 
-def _kappa_from_confusion(conf: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """Cohen's (weighted) kappa from confusion tables (..., K, K); NaN if undefined."""
+def kappa_from_confusion(conf: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Cohen's (weighted) kappa of confusion tables, vectorised over leading axes.
+
+    With ``p = conf / n``, ``p_o = sum_kl w_kl p_kl`` and
+    ``p_e = sum_kl w_kl p_k. p_.l``, ``kappa = (p_o - p_e) / (1 - p_e)`` (Cohen 1960,
+    1968): :func:`cohen_kappa` on a table of counts instead of two label arrays, so a
+    bootstrap can evaluate many resampled tables at once.
+
+    Parameters
+    ----------
+    conf : array (..., K, K) of counts, rows one reader (or the reference), columns
+        the other.
+    W : agreement weights (K, K), see :func:`weight_matrix`.
+
+    Returns
+    -------
+    float array (...). NaN where a table has fewer than two items or chance agreement
+    is 1 (kappa is 0/0).
+
+    References
+    ----------
+    Cohen, J. (1960, 1968), see :func:`cohen_kappa`.
+
+    Examples
+    --------
+    >>> round(float(kappa_from_confusion(np.array([[1, 0, 0], [0, 1, 1], [0, 0, 1]]),
+    ...                                  weight_matrix(3))), 4)
+    0.6364
+    """
+    conf = np.asarray(conf, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    if conf.ndim < 2 or conf.shape[-1] != conf.shape[-2] or W.shape != conf.shape[-2:]:
+        raise ValueError(
+            f"conf must be (..., K, K) and W (K, K); got shapes {conf.shape}, {W.shape}"
+        )
     n = conf.sum((-2, -1))
     p = _div(conf, n[..., None, None])
     po = (p * W).sum((-2, -1))
@@ -302,7 +327,7 @@ def _categorical_from_sums(
         w = None if name == "gwet_ac1" else name.rsplit("_", 1)[1]
         if w is not None:
             pa = _div(S[f"pa_{w}"][..., 0], S["has2"][..., 0])
-        tw = _weight_matrix(K, w).sum()
+        tw = weight_matrix(K, w).sum()
         pe = tw * (pi * (1 - pi)).sum(-1) / (K * (K - 1))
         return _chance_corrected(pa, pe)
     if name.startswith("krippendorff_alpha_"):
@@ -318,7 +343,7 @@ def _categorical_from_sums(
             v = np.where(n >= 2, _div(np.trace(conf, axis1=-2, axis2=-1), n), np.nan)
         else:
             w = {"pairwise_cohen_kappa": None}.get(name, name.rsplit("_", 1)[-1])
-            v = _kappa_from_confusion(conf, _weight_matrix(K, w))
+            v = kappa_from_confusion(conf, weight_matrix(K, w))
         ia, ib = _pair_index(n_readers)
         out = np.full((*v.shape[:-1], n_readers, n_readers), np.nan)
         out[..., ia, ib] = v[..., : len(ia)]
@@ -356,7 +381,7 @@ _NEEDS_ORDINAL = (
 def _point_sums(
     x: np.ndarray, K: int, want: tuple[str, ...], *, ordinal: bool = False
 ) -> dict[str, np.ndarray]:
-    feats = _item_features(_class_counts(x, K), ordinal=ordinal, want=frozenset(want))
+    feats = _item_features(class_counts(x, K), ordinal=ordinal, want=frozenset(want))
     ones = np.ones(len(x))
     return {k: ones @ v for k, v in feats.items()}
 
@@ -449,8 +474,8 @@ def percent_agreement(ratings: np.ndarray, n_classes: int) -> float:
     >>> percent_agreement(np.array([[0, 0, 1], [1, 1, -1]]), 2)
     0.6666666666666666
     """
-    K = _check_n_classes(n_classes)
-    x = _check_ratings(ratings, K)
+    K = check_n_classes(n_classes)
+    x = validate_ratings(ratings, K, min_readers=2, floats=False)
     S = _agreement_sums(x, K)
     _need_two_reads(S)
     return float(_categorical_from_sums(S, "percent_agreement", K, x.shape[1]))
@@ -493,19 +518,19 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray, n_classes: int, weights: Weights =
     >>> round(cohen_kappa(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), 3), 4)
     0.6364
     """
-    K = _check_n_classes(n_classes)
+    K = check_n_classes(n_classes)
     w = _check_weights(weights)
     a1, b1 = np.asarray(a), np.asarray(b)
     if a1.ndim != 1 or b1.ndim != 1 or a1.shape != b1.shape:
         raise ValueError(
             f"a and b must be 1-D arrays of the same length; got shapes {a1.shape}, {b1.shape}"
         )
-    x = _check_ratings(np.stack([a1, b1], 1), K, name="a, b")
+    x = validate_ratings(np.stack([a1, b1], 1), K, "a, b", min_readers=2, floats=False)
     both = (x >= 0).all(1)
     if both.sum() < 2:
         raise ValueError(f"a and b share {int(both.sum())} read item(s); kappa needs two")
     conf = np.bincount(x[both, 0] * K + x[both, 1], minlength=K * K).reshape(K, K)
-    return _scalar(_kappa_from_confusion(conf, _weight_matrix(K, w)), _WHY_KAPPA)
+    return _scalar(kappa_from_confusion(conf, weight_matrix(K, w)), _WHY_KAPPA)
 
 
 def pairwise_cohen_kappa(
@@ -531,15 +556,15 @@ def pairwise_cohen_kappa(
     >>> n.tolist()
     [[3, 3, 2], [3, 3, 2], [2, 2, 2]]
     """
-    K = _check_n_classes(n_classes)
+    K = check_n_classes(n_classes)
     w = _check_weights(weights)
-    x = _check_ratings(ratings, K)
+    x = validate_ratings(ratings, K, min_readers=2, floats=False)
     R = x.shape[1]
     P = _pair_features(x, K)
     conf = np.asarray(P.sum(0)).reshape(-1, K, K)
     ia, ib = _pair_index(R)
     kappa = np.eye(R)
-    kappa[ia, ib] = kappa[ib, ia] = _kappa_from_confusion(conf, _weight_matrix(K, w))
+    kappa[ia, ib] = kappa[ib, ia] = kappa_from_confusion(conf, weight_matrix(K, w))
     v = (x >= 0).astype(np.int64)
     return kappa, v.T @ v
 
@@ -576,8 +601,8 @@ def fleiss_kappa(ratings: np.ndarray, n_classes: int) -> float:
     >>> round(fleiss_kappa(np.array([[0, 0, 0], [1, 1, 0], [1, 1, 1], [0, 1, -1]]), 2), 4)
     0.1608
     """
-    K = _check_n_classes(n_classes)
-    x = _check_ratings(ratings, K)
+    K = check_n_classes(n_classes)
+    x = validate_ratings(ratings, K, min_readers=2, floats=False)
     S = _agreement_sums(x, K)
     _need_two_reads(S)
     return _scalar(_categorical_from_sums(S, "fleiss_kappa", K, x.shape[1]), _WHY_KAPPA)
@@ -610,8 +635,8 @@ def fleiss_kappa_per_class(ratings: np.ndarray, n_classes: int) -> np.ndarray:
     >>> fleiss_kappa_per_class(np.array([[0, 0], [1, 1], [0, 1]]), 3).round(3).tolist()
     [0.333, 0.333, nan]
     """
-    K = _check_n_classes(n_classes)
-    x = _check_ratings(ratings, K)
+    K = check_n_classes(n_classes)
+    x = validate_ratings(ratings, K, min_readers=2, floats=False)
     S = _point_sums(x, K, ("has1", "pi", "dis"))
     _need_two_reads(S)
     return _categorical_from_sums(S, "fleiss_kappa_per_class", K, x.shape[1])
@@ -648,8 +673,8 @@ def specific_agreement(ratings: np.ndarray, n_classes: int) -> np.ndarray:
     >>> specific_agreement(np.array([[1, 1], [1, 0], [0, 0], [0, 0]]), 3).round(3).tolist()
     [0.8, 0.667, nan]
     """
-    K = _check_n_classes(n_classes)
-    x = _check_ratings(ratings, K)
+    K = check_n_classes(n_classes)
+    x = validate_ratings(ratings, K, min_readers=2, floats=False)
     S = _point_sums(x, K, ("sa_num",))
     _need_two_reads(S)
     return _categorical_from_sums(S, "specific_agreement", K, x.shape[1])
@@ -686,9 +711,9 @@ def gwet_ac(ratings: np.ndarray, n_classes: int, weights: Weights = None) -> flo
     >>> round(gwet_ac(np.array([[0, 0, 0], [1, 1, 0], [1, 1, 1], [0, 1, -1]]), 2), 4)
     0.1724
     """
-    K = _check_n_classes(n_classes, minimum=2)
+    K = check_n_classes(n_classes, minimum=2)
     w = _check_weights(weights)
-    x = _check_ratings(ratings, K)
+    x = validate_ratings(ratings, K, min_readers=2, floats=False)
     S = (
         _agreement_sums(x, K)
         if w is None
@@ -912,7 +937,7 @@ def icc(values: np.ndarray, level: float = 0.95) -> ICCResult:
     >>> round(r.value["ICC(3,1)"], 2)
     0.71
     """
-    level = _check_level(level)
+    level = check_level(level)
     x = _check_values(values)
     complete = np.isfinite(x).all(1)
     n, k = int(complete.sum()), x.shape[1]
@@ -1020,7 +1045,7 @@ def bland_altman(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> dict[str,
     >>> bland_altman(np.array([1.0, 2, 3, 4]), np.array([1.5, 2, 2.5, 4.5]))["bias"]
     -0.125
     """
-    level = _check_level(level)
+    level = check_level(level)
     a1 = np.asarray(a, dtype=np.float64)
     b1 = np.asarray(b, dtype=np.float64)
     if a1.ndim != 1 or a1.shape != b1.shape:
@@ -1054,137 +1079,13 @@ def bland_altman(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> dict[str,
 # --------------------------------------------------------------------------- bootstrap
 
 
-def _check_groups(groups: Any, n_items: int) -> np.ndarray | None:
-    if groups is None:
-        return None
-    g = np.asarray(groups)
-    if g.ndim != 1 or len(g) != n_items:
-        raise ValueError(
-            f"groups must be 1-D with one entry per item ({n_items}); got shape {g.shape}"
-        )
-    try:
-        _, inv = np.unique(g, return_inverse=True)
-    except TypeError as e:
-        raise ValueError(f"groups must be sortable ids (e.g. patient ids): {e}") from None
-    return inv.ravel()
-
-
-def _check_n_boot(n_boot: Any) -> int:
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 0:
-        raise ValueError(f"n_boot must be a non-negative integer; got {n_boot!r}")
-    return int(n_boot)
-
-
-@dataclass
-class _Units:
-    """Resampling units: feature rows, how many original units each row stands for."""
-
-    dense: np.ndarray  # (U, p)
-    pairs: sparse.csr_matrix | None  # (U, q)
-    freq: np.ndarray  # (U,) int, sums to n_units
-    row_of: np.ndarray  # (n_units,) row of each original unit
-    kind: str  # "item" | "group"
-
-
-def _make_units(
-    dense: np.ndarray,
-    pairs: sparse.csr_matrix | None,
-    inverse: np.ndarray,
-    freq: np.ndarray,
-    group_of_item: np.ndarray | None,
-) -> _Units:
-    """Units from per-distinct-row features; ``inverse`` maps each item to its row."""
-    if group_of_item is None:
-        return _Units(dense, pairs, freq, inverse, "item")
-    G = int(group_of_item.max()) + 1 if len(group_of_item) else 0
-    M = sparse.csr_matrix((np.ones(len(inverse)), (group_of_item, inverse)), shape=(G, len(freq)))
-    return _Units(
-        M @ dense,
-        None if pairs is None else (M @ pairs).tocsr(),
-        np.ones(G, np.int64),
-        np.arange(G),
-        "group",
-    )
-
-
-def _resampled_sums(
-    units: _Units, n_boot: int, seed: int
-) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """Chunks of bootstrap sums of the unit features.
-
-    A bootstrap replicate draws n units uniformly with replacement; since the statistics
-    only depend on feature sums, what matters is how often each distinct row is drawn,
-    which is Multinomial(n, freq / n). With few distinct rows the multinomial is drawn
-    directly (cost per replicate ~ distinct rows); otherwise n unit indices are drawn
-    and counted (cost ~ n).
-    """
-    rng = np.random.default_rng(seed)
-    U, n = len(units.freq), int(units.freq.sum())
-    direct = n >= U * 8
-    chunk = max(1, min(n_boot, _CHUNK_CELLS // max(U if direct else n, 1)))
-    done = 0
-    while done < n_boot:
-        b = min(chunk, n_boot - done)
-        if direct:
-            W = rng.multinomial(n, units.freq / n, size=b).astype(np.float64)
-        else:
-            rows = units.row_of[rng.integers(0, n, size=(b, n))]
-            rows += (np.arange(b) * U)[:, None]
-            W = np.bincount(rows.ravel(), minlength=b * U).reshape(b, U).astype(np.float64)
-        dense = W @ units.dense
-        pairs = None if units.pairs is None else np.asarray(units.pairs.T @ W.T).T
-        yield dense, pairs
-        done += b
-
-
 def _split(flat: np.ndarray, layout: dict[str, slice]) -> dict[str, np.ndarray]:
     return {k: flat[..., s] for k, s in layout.items()}
 
 
-def _percentile(reps: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Percentile bounds over the finite replicates, per entry; also the finite count."""
-    finite = np.isfinite(reps)
-    n_valid = finite.sum(0)
-    a = (1 - level) / 2
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN entries: NaN bounds
-        lo, hi = np.nanquantile(np.where(finite, reps, np.nan), [a, 1 - a], axis=0)
-    return lo, hi, n_valid
-
-
-@dataclass
-class BootstrapResult:
-    """A statistic with its percentile bootstrap interval.
-
-    Attributes
-    ----------
-    value : the point estimate (float, or an array for per-class / pairwise statistics;
-        NaN where the statistic is undefined on the full data).
-    ci_low, ci_high : percentile bounds at ``level`` over the finite replicates (same
-        shape as value; NaN where no replicate was finite).
-    n_valid : finite replicates per entry (a replicate can be undefined, e.g. a resample
-        where every read is in one class).
-    n_boot, level, seed : as requested.
-    unit : "item" or "group".
-    n_units : items (with at least one read) or groups resampled.
-    replicates : (n_boot, ...) array of the replicate values.
-    """
-
-    value: float | np.ndarray
-    ci_low: float | np.ndarray
-    ci_high: float | np.ndarray
-    n_valid: int | np.ndarray
-    n_boot: int
-    level: float
-    seed: int
-    unit: str
-    n_units: int
-    replicates: np.ndarray
-
-
 def _categorical_units(
     x: np.ndarray, K: int, *, ordinal: bool, pairwise: bool, groups: np.ndarray | None
-) -> tuple[_Units, dict[str, slice], int, np.ndarray]:
+) -> tuple[Units, dict[str, slice], int, np.ndarray]:
     """Distinct rating rows -> features -> resampling units; drops unread items."""
     read = (x >= 0).any(1)
     x_read = x[read]
@@ -1203,9 +1104,10 @@ def _categorical_units(
         )
     inverse = inverse.ravel()
     rows = x_read[first]
-    dense, layout = _stack(_item_features(_class_counts(rows, K), ordinal=ordinal))
+    dense, layout = _stack(_item_features(class_counts(rows, K), ordinal=ordinal))
     pairs = _pair_features(rows, K) if pairwise else None
-    return _make_units(dense, pairs, inverse, freq, g), layout, int(read.sum()), rows
+    units = resampling_units([dense, pairs], rows=inverse, groups=g)
+    return units, layout, int(read.sum()), rows
 
 
 def _categorical_bootstrap(
@@ -1231,39 +1133,23 @@ def _categorical_bootstrap(
             S["pairs"] = pairs
         return S
 
+    dense0, pairs0 = units.blocks
     S0 = sums(
-        units.freq @ units.dense,
-        None if units.pairs is None else np.asarray(units.pairs.T @ units.freq).ravel(),
+        units.freq @ dense0,
+        None if pairs0 is None else np.asarray(pairs0.T @ units.freq).ravel(),
     )
     values = {nm: _categorical_from_sums(S0, nm, K, R) for nm in names}
     reps: dict[str, list[np.ndarray]] = {nm: [] for nm in names}
-    for dense, pairs in _resampled_sums(units, n_boot, seed):
+    for dense, pairs in resampled_sums(units, n_boot, seed, method="auto"):
         S = sums(dense, pairs)
         for nm in names:
             reps[nm].append(_categorical_from_sums(S, nm, K, R))
-    out = {}
-    for nm in names:
-        shape = np.shape(values[nm])
-        r = np.concatenate(reps[nm]) if reps[nm] else np.zeros((0, *shape))
-        if n_boot:
-            lo, hi, nv = _percentile(r, level)
-        else:
-            lo = hi = np.full(shape, np.nan)
-            nv = np.zeros(shape, np.int64)
-        scal = shape == ()
-        out[nm] = BootstrapResult(
-            value=float(values[nm]) if scal else values[nm],
-            ci_low=float(lo) if scal else lo,
-            ci_high=float(hi) if scal else hi,
-            n_valid=int(nv) if scal else nv,
-            n_boot=n_boot,
-            level=level,
-            seed=seed,
-            unit=units.kind,
-            n_units=len(units.row_of),
-            replicates=r,
+    return {
+        nm: BootstrapResult.from_replicates(
+            values[nm], reps[nm], level=level, seed=seed, unit=units.kind, n_units=units.n_units
         )
-    return out
+        for nm in names
+    }
 
 
 def bootstrap_ci(
@@ -1320,15 +1206,15 @@ def bootstrap_ci(
     >>> bool(r.ci_low < r.value < r.ci_high)
     True
     """
-    K = _check_n_classes(n_classes)
-    x = _check_ratings(ratings, K)
+    K = check_n_classes(n_classes)
+    x = validate_ratings(ratings, K, min_readers=2, floats=False)
     if statistic not in BOOTSTRAP_STATISTICS:
         raise ValueError(f"statistic must be one of {BOOTSTRAP_STATISTICS}; got {statistic!r}")
     if statistic.startswith("gwet") and K < 2:
         raise ValueError("n_classes must be at least 2 for Gwet's AC")
-    n_boot = _check_n_boot(n_boot)
-    level = _check_level(level)
-    g = _check_groups(groups, len(x))
+    n_boot = check_n_boot(n_boot)
+    level = check_level(level)
+    g = group_codes(groups, len(x))
     if not ((x >= 0).sum(1) >= 2).any():
         raise ValueError("no item has at least two reads, so there is no agreement to measure")
     return _categorical_bootstrap(
@@ -1366,11 +1252,6 @@ _PAIRWISE_NOTE = (
 )
 
 
-def _num(v: Any) -> float | None:
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
 def _entry(
     value: float,
     lo: float,
@@ -1382,7 +1263,7 @@ def _entry(
 ) -> dict[str, Any]:
     """One JSON entry; every None comes with the reason in "note"."""
     if not math.isfinite(value):
-        return {"value": None, "ci": None, "n": int(n), "note": f"undefined: {why}"}
+        return Estimate(None, None, n, f"undefined: {why}").to_json()
     note = None
     ci = None
     if n_boot == 0:
@@ -1390,21 +1271,21 @@ def _entry(
     elif n_valid == 0:
         note = "no interval: the statistic was undefined in every bootstrap replicate"
     else:
-        ci = [float(lo), float(hi)]
+        ci = (float(lo), float(hi))
         if n_valid < n_boot:
             note = (
                 f"{n_boot - n_valid} of {n_boot} bootstrap replicates were undefined "
                 f"({why}) and are left out of the interval"
             )
-    return {"value": float(value), "ci": ci, "n": int(n), "note": note}
+    return Estimate(float(value), ci, n, note).to_json()
 
 
 def _none_entry(n: int, note: str) -> dict[str, Any]:
-    return {"value": None, "ci": None, "n": int(n), "note": note}
+    return Estimate(None, None, n, note).to_json()
 
 
 def _matrix(a: np.ndarray) -> list[list[float | None]]:
-    return [[_num(v) for v in row] for row in np.asarray(a, dtype=np.float64)]
+    return [[finite(v) for v in row] for row in np.asarray(a, dtype=np.float64)]
 
 
 def categorical_summary(
@@ -1448,11 +1329,11 @@ def categorical_summary(
     :func:`gwet_ac`, :func:`specific_agreement`, :func:`cohen_kappa`,
     :func:`bootstrap_ci`.
     """
-    K = _check_n_classes(n_classes)
-    x = _check_ratings(ratings, K, min_readers=1)
-    level = _check_level(level)
-    n_boot = _check_n_boot(n_boot)
-    g = _check_groups(groups, len(x))
+    K = check_n_classes(n_classes)
+    x = validate_ratings(ratings, K, floats=False)
+    level = check_level(level)
+    n_boot = check_n_boot(n_boot)
+    g = group_codes(groups, len(x))
     R = x.shape[1]
     valid = x >= 0
     reads = valid.sum(1)
@@ -1538,7 +1419,7 @@ def categorical_summary(
 
 def _interval_alpha_units(
     x: np.ndarray, groups: np.ndarray | None
-) -> tuple[_Units, dict[str, slice]]:
+) -> tuple[Units, dict[str, slice]]:
     read = np.isfinite(x).any(1)
     y = x[read]
     fin = np.isfinite(y)
@@ -1556,9 +1437,8 @@ def _interval_alpha_units(
         "do": ((2 * m * s2 - 2 * s1 * s1) / r1 * h2)[:, None],
     }
     dense, layout = _stack(feats)
-    n = len(y)
     g = None if groups is None else np.unique(groups[read], return_inverse=True)[1].ravel()
-    return _make_units(dense, None, np.arange(n), np.ones(n, np.int64), g), layout
+    return resampling_units([dense], groups=g), layout
 
 
 def _interval_alpha_from_sums(S: dict[str, np.ndarray]) -> np.ndarray:
@@ -1601,9 +1481,9 @@ def continuous_summary(
     :func:`bootstrap_ci`.
     """
     x = _check_values(values, min_readers=1)
-    level = _check_level(level)
-    n_boot = _check_n_boot(n_boot)
-    g = _check_groups(groups, len(x))
+    level = check_level(level)
+    n_boot = check_n_boot(n_boot)
+    g = group_codes(groups, len(x))
     R = x.shape[1]
     fin = np.isfinite(x)
     m = fin.sum(1)
@@ -1648,17 +1528,13 @@ def continuous_summary(
     except ValueError as e:  # includes UndefinedStatisticError
         out["icc"] = {f: _none_entry(complete, str(e)) for f in ICC_FORMS}
     units, layout = _interval_alpha_units(x, g)
-    S0 = _split(units.freq @ units.dense, layout)
+    S0 = _split(units.freq @ units.blocks[0], layout)
     a0 = float(_interval_alpha_from_sums(S0))
     reps = [
         _interval_alpha_from_sums(_split(d, layout))
-        for d, _ in _resampled_sums(units, n_boot, seed)
+        for (d,) in resampled_sums(units, n_boot, seed, method="auto")
     ]
-    if n_boot:
-        lo, hi, nv = _percentile(np.concatenate(reps), level)
-    else:
-        lo = hi = math.nan
-        nv = 0
+    lo, hi, nv = percentile_interval(np.concatenate(reps) if reps else np.zeros(0), level)
     out["krippendorff_alpha_interval"] = _entry(a0, lo, hi, int(nv), n_boot, n_items, _WHY_ALPHA)
     ba: list[list[dict[str, Any] | None]] = [[None] * R for _ in range(R)]
     for a in range(R):  # loop over reader pairs only

@@ -25,6 +25,8 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats as _st
 
+from multireader.stats.estimates import finite, fmt_num, fmt_p, fmt_pct
+
 __all__ = [
     "cluster_embeddings",
     "cluster_enrichment",
@@ -481,16 +483,6 @@ def cramers_v(table: Any) -> float:
 # --------------------------------------------------------------------------- enrichment
 
 
-def _num(v: Any, digits: int | None = None) -> float | None:
-    """A finite Python float, or None."""
-    if v is None:
-        return None
-    f = float(v)
-    if not math.isfinite(f):
-        return None
-    return round(f, digits) if digits is not None else f
-
-
 def _bh(p: list[float | None]) -> list[float | None]:
     """Benjamini-Hochberg adjusted p-values over the non-None entries."""
     idx = [i for i, v in enumerate(p) if v is not None]
@@ -500,23 +492,6 @@ def _bh(p: list[float | None]) -> list[float | None]:
         for i, a in zip(idx, adj, strict=True):
             out[i] = float(a)
     return out
-
-
-def _fmt(v: float) -> str:
-    """A short human number: 3 significant digits, no exponent for ordinary sizes."""
-    if v == 0:
-        return "0"
-    if abs(v) >= 1e5 or abs(v) < 1e-3:
-        return f"{v:.2g}"
-    return f"{v:.3g}"
-
-
-def _fmt_p(p: float) -> str:
-    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
-
-
-def _pct(v: float) -> str:
-    return f"{100 * v:.0f}%"
 
 
 def _word(effect: float, words: tuple[tuple[float, str], ...]) -> str:
@@ -554,16 +529,18 @@ def _numeric_test(
     if why:
         return None, why
     if np.ptp(np.concatenate([a, b])) == 0:
-        return None, f"{name}: not tested, it takes one value ({_fmt(a[0])}) everywhere"
+        only = fmt_num(a[0], 3, significant=True)
+        return None, f"{name}: not tested, it takes one value ({only}) everywhere"
     p = float(_st.mannwhitneyu(a, b, alternative="two-sided").pvalue)
     delta = cliffs_delta(a, b)
     d = cohens_d(a, b)
     med_a, med_b = float(np.median(a)), float(np.median(b))
+    med_text = f"{fmt_num(med_a, 3, significant=True)} vs {fmt_num(med_b, 3, significant=True)}"
     direction = "higher" if delta > 0 else "lower"
     d_text = f"; Cohen's d = {d:.2f}" if math.isfinite(d) else ""
     sentence = (
         f"{phrase} is {_word(delta, _DELTA_WORDS)} {direction} in this cluster "
-        f"(Cliff's delta = {delta:.2f}{d_text}; median {_fmt(med_a)} vs {_fmt(med_b)} "
+        f"(Cliff's delta = {delta:.2f}{d_text}; median {med_text} "
         "in the rest)"
     )
     if delta == 0:
@@ -573,7 +550,7 @@ def _numeric_test(
         "kind": "numeric",
         "effect": delta,
         "effect_name": "cliffs_delta",
-        "cohens_d": _num(d),
+        "cohens_d": finite(d),
         "cluster_value": med_a,
         "rest_value": med_b,
         "value_name": "median",
@@ -614,8 +591,8 @@ def _categorical_test(
     cat = str(cats[top])
     sentence = (
         f"{phrase} '{cat}' is {_word(v, _V_WORDS)} over-represented in this cluster "
-        f"(Cramer's V = {v:.2f}; {_pct(share_a[top])} of the cluster vs "
-        f"{_pct(share_b[top])} of the rest)"
+        f"(Cramer's V = {v:.2f}; {fmt_pct(share_a[top])} of the cluster vs "
+        f"{fmt_pct(share_b[top])} of the rest)"
     )
     out = {
         "feature": name,
@@ -685,7 +662,7 @@ def _rate_entry(
             notes.append("rate_ratio is infinite: the rest has no disagreement")
         else:
             notes.append("rate_ratio undefined: no disagreement in the cluster or the rest")
-        o = _num(res.statistic)
+        o = finite(res.statistic)
         entry["odds_ratio"] = o
         if o is None:
             notes.append("odds_ratio undefined or infinite: a cell of the 2 x 2 table is 0")
@@ -1021,8 +998,8 @@ def _summary(
             key=lambda e: (e["rate"], -e["cluster"]),
             default=top,
         )
-        rr = "" if best["rest_rate"] is None else f" vs {_pct(best['rest_rate'])} elsewhere"
-        rate = "n/a" if best["rate"] is None else _pct(best["rate"])
+        rr = "" if best["rest_rate"] is None else f" vs {fmt_pct(best['rest_rate'])} elsewhere"
+        rate = "n/a" if best["rate"] is None else fmt_pct(best["rate"])
         return (
             f"No cluster has significantly more disagreement than the rest (BH-adjusted "
             f"one-sided Fisher p >= {alpha:g} for all {len(entries)} clusters); the highest "
@@ -1031,8 +1008,8 @@ def _summary(
     rr = "infinite" if top["rate_ratio"] is None else f"{top['rate_ratio']:.1f}"
     s = (
         f"Cluster {top['cluster']} ({top['size']} samples) has the most disagreement: "
-        f"{_pct(top['rate'])} of its samples are {outcome} vs {_pct(top['rest_rate'])} "
-        f"elsewhere (rate ratio {rr}, BH-adjusted p = {_fmt_p(top['p_adj'])})"
+        f"{fmt_pct(top['rate'])} of its samples are {outcome} vs {fmt_pct(top['rest_rate'])} "
+        f"elsewhere (rate ratio {rr}, BH-adjusted {fmt_p(top['p_adj'], 'p')})"
     )
     if top["distinguishing"]:
         s += "; " + top["distinguishing"][0]["sentence"]

@@ -20,66 +20,13 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
-__all__ = ["MajorityVote", "DawidSkene", "validate_ratings"]
+from multireader.stats.ratings import MISSING, class_counts, validate_ratings
 
-MISSING = -1
+__all__ = ["MajorityVote", "DawidSkene"]
 
 # the floor put under probabilities before a log; the same value crowd-kit uses, so that
 # matched runs give matched numbers
 _FLOOR = 1e-10
-
-
-def validate_ratings(ratings: ArrayLike, n_classes: int, name: str = "ratings") -> np.ndarray:
-    """Check a ratings matrix and return it as a C-contiguous int64 array.
-
-    Parameters
-    ----------
-    ratings : array-like of shape (n_items, n_readers)
-        Class codes ``0..n_classes-1``; ``-1`` for a missing read. Floats are accepted
-        when every value is a whole number (no NaN: a missing read is ``-1``).
-    n_classes : int
-        Number of classes, at least 1.
-    name : str
-        The argument's name, used in error messages.
-
-    Raises
-    ------
-    ValueError
-        Naming ``name`` or ``n_classes`` and what is wrong with it.
-    """
-    if isinstance(n_classes, bool) or not isinstance(n_classes, int | np.integer):
-        raise ValueError(f"n_classes must be an int >= 1, got {n_classes!r}")
-    if n_classes < 1:
-        raise ValueError(f"n_classes must be an int >= 1, got {n_classes}")
-    arr = np.asarray(ratings)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_items, n_readers), got shape {arr.shape}")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name} has NaN or infinite values; mark a missing read with -1")
-        if np.any(arr != np.round(arr)):
-            raise ValueError(f"{name} must hold whole class codes, found a fractional value")
-    elif arr.dtype.kind not in "iub":
-        raise ValueError(f"{name} must be an integer array, got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.int64)
-    if arr.size:
-        lo, hi = int(arr.min()), int(arr.max())
-        if lo < MISSING or hi >= n_classes:
-            bad = lo if lo < MISSING else hi
-            raise ValueError(
-                f"{name} holds {bad}: codes must be in 0..{n_classes - 1}, or -1 for missing"
-            )
-    return arr
-
-
-def _class_counts(ratings: np.ndarray, n_classes: int) -> np.ndarray:
-    """(n_items, n_classes) number of reads of each class per item, one bincount."""
-    n_items = ratings.shape[0]
-    item = np.broadcast_to(np.arange(n_items)[:, None], ratings.shape)
-    seen = ratings >= 0
-    flat = item[seen] * n_classes + ratings[seen]
-    counts = np.bincount(flat, minlength=n_items * n_classes)
-    return counts.reshape(n_items, n_classes)
 
 
 class MajorityVote:
@@ -126,7 +73,7 @@ class MajorityVote:
     def fit(self, ratings: ArrayLike) -> MajorityVote:
         """Count the votes of ``ratings`` (n_items, n_readers), ``-1`` missing."""
         r = validate_ratings(ratings, self.n_classes)
-        counts = _class_counts(r, self.n_classes)
+        counts = class_counts(r, self.n_classes)
         n_reads = counts.sum(axis=1)
         top = counts.max(axis=1) if counts.shape[1] else np.zeros(len(counts), np.int64)
         n_top = (counts == top[:, None]).sum(axis=1)
@@ -324,7 +271,7 @@ class DawidSkene:
         total_reads = float(w @ n_reads)
 
         # initial T: vote shares, pooled over readers (the paper's start)
-        votes = _class_counts(pattern, K).astype(float)
+        votes = class_counts(pattern, K).astype(float)
         T = votes / np.maximum(n_reads, 1)[:, None]
 
         priors, conf, counts = self._m_step(T, w, n_t, n_readers)

@@ -23,6 +23,10 @@ measure: its score is None (not 0), so it never sorts as a confident agreement.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
+
 import numpy as np
 
 
@@ -75,7 +79,7 @@ def categorical_disagreement(codes: np.ndarray, n_classes: int, ordered: bool) -
     }
     if ordered:
         ranks = np.where(codes >= 0, codes, np.nan).astype(float)
-        with np.errstate(invalid="ignore"), _quiet():
+        with np.errstate(invalid="ignore"), quiet_nan_warnings():
             hi = np.nanmax(np.where(m[:, None] > 0, ranks, 0), axis=1)
             lo = np.nanmin(np.where(m[:, None] > 0, ranks, 0), axis=1)
             std = np.nanstd(ranks, axis=1)
@@ -87,7 +91,7 @@ def categorical_disagreement(codes: np.ndarray, n_classes: int, ordered: bool) -
 def score_spread(scores: np.ndarray) -> dict:
     """Range and standard deviation of the readers' numeric scores per item (NaN missing)."""
     n_scored = (~np.isnan(scores)).sum(axis=1)
-    with _quiet():
+    with quiet_nan_warnings():
         rng = np.nanmax(scores, axis=1) - np.nanmin(scores, axis=1)
         std = np.nanstd(scores, axis=1)
     return {
@@ -106,16 +110,9 @@ def combine(parts: list[np.ndarray]) -> np.ndarray:
         return np.where(n > 0, total / np.where(n > 0, n, 1), np.nan)
 
 
-class _quiet:
+@contextlib.contextmanager
+def quiet_nan_warnings() -> Iterator[None]:
     """Silence numpy's all-NaN slice warnings: those items are masked out afterwards."""
-
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return self
-
-    def __exit__(self, *exc):
-        return self._w.__exit__(*exc)
+        yield

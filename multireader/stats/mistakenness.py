@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from multireader.stats.consensus import _class_counts
+from multireader.stats.ratings import class_counts
 
 #: lower bound CROWDLAB clips weights and error rates to (as in the paper's code)
 _CLIP = 1e-6
@@ -98,7 +98,7 @@ def majority_vote_with_model(labels: np.ndarray, probs: np.ndarray) -> np.ndarra
     untied majority (CROWDLAB's initial consensus). -1 where nobody read the item."""
     y, p = _check(labels, probs)
     k = p.shape[1]
-    counts = _class_counts(y, k)
+    counts = class_counts(y, k)
     has = counts.sum(axis=1) > 0
     top = counts.max(axis=1, keepdims=True)
     tied = (counts == top) & has[:, None]

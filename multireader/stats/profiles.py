@@ -25,7 +25,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from multireader.stats.consensus import DawidSkene, MajorityVote, _class_counts, validate_ratings
+from multireader.stats.consensus import DawidSkene, MajorityVote
+from multireader.stats.estimates import finite, fmt_p, fmt_pct
+from multireader.stats.ratings import class_counts, validate_ratings
 
 __all__ = [
     "reader_confusion",
@@ -233,7 +235,7 @@ def prevalence_bias(
         ref = np.full(n_items, -1)
     shape = (n_readers, K)
     rate, cons_rate, oth_rate, p = (np.full(shape, np.nan) for _ in range(4))
-    counts = _class_counts(r, K)
+    counts = class_counts(r, K)
     n_more, n_less = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
     n_used = np.zeros(n_readers, np.int64)
     for j in range(n_readers):
@@ -447,18 +449,8 @@ def _check_fraction(value: float, name: str) -> None:
         raise ValueError(f"{name} must be in [0, 1], got {value!r}")
 
 
-def _num(x: float, digits: int = 6) -> float | None:
-    """A finite float rounded for JSON, or None for NaN / inf."""
-    x = float(x)
-    return round(x, digits) if math.isfinite(x) else None
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
-
-
-def _fmt_p(p: float) -> str:
-    return f"{p:.2g}" if p >= 1e-3 else f"{p:.0e}"
+#: decimals stored for rates and statistics (p-values keep 12)
+_DIGITS = 6
 
 
 def reader_profiles(
@@ -546,7 +538,7 @@ def reader_profiles(
     for j, name in enumerate(readers):
         notes: list[str] = []
         n_ref = int(conf[j].sum())
-        acc = _num(np.trace(conf[j]) / n_ref) if n_ref else None
+        acc = finite(np.trace(conf[j]) / n_ref, _DIGITS) if n_ref else None
         if n_ref == 0:
             notes.append("accuracy is None: no read of this reader has a reference label")
         prev: dict[str, Any] = {}
@@ -554,14 +546,14 @@ def reader_profiles(
             notes.append("call rates are None: no image read by this reader and another")
         for k, cname in enumerate(classes):
             prev[cname] = {
-                "rate": _num(bias["rate"][j, k]),
-                "consensus_rate": _num(bias["consensus_rate"][j, k]),
-                "others_rate": _num(bias["others_rate"][j, k]),
-                "difference": _num(bias["difference"][j, k]),
+                "rate": finite(bias["rate"][j, k], _DIGITS),
+                "consensus_rate": finite(bias["consensus_rate"][j, k], _DIGITS),
+                "others_rate": finite(bias["others_rate"][j, k], _DIGITS),
+                "difference": finite(bias["difference"][j, k], _DIGITS),
                 "n_more": int(bias["n_more"][j, k]),
                 "n_less": int(bias["n_less"][j, k]),
-                "p": _num(bias["p"][j, k], 12),
-                "p_holm": _num(bias["p_holm"][j, k], 12),
+                "p": finite(bias["p"][j, k], 12),
+                "p_holm": finite(bias["p_holm"][j, k], 12),
                 "flagged": bool(bias["flagged"][j, k]),
             }
             if bias["flagged"][j, k]:
@@ -572,13 +564,13 @@ def reader_profiles(
                         "kind": "bias",
                         "class": cname,
                         "direction": "more" if d > 0 else "fewer",
-                        "p_holm": _num(bias["p_holm"][j, k], 12),
+                        "p_holm": finite(bias["p_holm"][j, k], 12),
                         "detail": (
-                            f"{name} calls {cname} on {_pct(bias['rate'][j, k])} of images vs "
-                            f"{_pct(bias['consensus_rate'][j, k])} for the panel's consensus "
-                            f"and {_pct(bias['others_rate'][j, k])} for the other readers "
+                            f"{name} calls {cname} on {fmt_pct(bias['rate'][j, k])} of images vs "
+                            f"{fmt_pct(bias['consensus_rate'][j, k])} for the panel's consensus "
+                            f"and {fmt_pct(bias['others_rate'][j, k])} for the other readers "
                             f"on the same {int(bias['n_items'][j])} images "
-                            f"(p={_fmt_p(float(bias['p_holm'][j, k]))}, Holm)"
+                            f"({fmt_p(float(bias['p_holm'][j, k]), 'p')}, Holm)"
                         ),
                     }
                 )
@@ -597,7 +589,7 @@ def reader_profiles(
                 {
                     "session": sessions_named[s],
                     "n": int(dr["n"][j, s]),
-                    "agreement": _num(dr["rate"][j, s]),
+                    "agreement": finite(dr["rate"][j, s], _DIGITS),
                 }
                 for s in range(dr["n"].shape[1])
             ]
@@ -606,11 +598,11 @@ def reader_profiles(
                 notes.append("drift p is None: reads in fewer than two sessions")
             entry["drift"] = {
                 "sessions": per_session,
-                "slope_per_session": _num(dr["slope"][j]),
-                "fitted_decline": _num(dr["decline"][j]),
-                "z": _num(dr["z"][j]),
-                "p": _num(dr["p"][j], 12),
-                "p_holm": _num(dr["p_holm"][j], 12),
+                "slope_per_session": finite(dr["slope"][j], _DIGITS),
+                "fitted_decline": finite(dr["decline"][j], _DIGITS),
+                "z": finite(dr["z"][j], _DIGITS),
+                "p": finite(dr["p"][j], 12),
+                "p_holm": finite(dr["p_holm"][j], 12),
                 "flagged": bool(dr["flagged"][j]),
             }
             if dr["flagged"][j]:
@@ -621,13 +613,13 @@ def reader_profiles(
                         "reader": name,
                         "kind": "drift",
                         "direction": "decline",
-                        "p_holm": _num(dr["p_holm"][j], 12),
+                        "p_holm": finite(dr["p_holm"][j], 12),
                         "detail": (
                             f"{name}'s agreement with {reference_name} falls from "
-                            f"{_pct(dr['rate'][j, first])} in {sessions_named[first]} to "
-                            f"{_pct(dr['rate'][j, last])} in {sessions_named[last]} "
+                            f"{fmt_pct(dr['rate'][j, first])} in {sessions_named[first]} to "
+                            f"{fmt_pct(dr['rate'][j, last])} in {sessions_named[last]} "
                             f"(fitted {100 * dr['slope'][j]:+.1f} points per session, "
-                            f"p={_fmt_p(float(dr['p_holm'][j]))}, Holm)"
+                            f"{fmt_p(float(dr['p_holm'][j]), 'p')}, Holm)"
                         ),
                     }
                 )
