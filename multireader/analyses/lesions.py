@@ -397,7 +397,7 @@ def _jobs(view, rs, params: dict, consensus_root: str) -> tuple[list[dict], list
 
 
 def _run_jobs(jobs: list[dict], num_workers: int | None, progress) -> list[dict]:
-    import multiprocessing as mp
+    from multireader.core.parallel import mp_context
 
     n = len(jobs)
     workers = min(num_workers or os.cpu_count() or 1, n)
@@ -410,7 +410,7 @@ def _run_jobs(jobs: list[dict], num_workers: int | None, progress) -> list[dict]
         return results
     with ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn"),
+        mp_context=mp_context(),
     ) as pool:
         futures = [pool.submit(analyse_series, job) for job in jobs]
         for k, fut in enumerate(as_completed(futures)):
@@ -525,24 +525,17 @@ def compute_lesion_agreement(
 # ------------------------------------------------------------------ statistics
 
 
-def _group_boot(fn, groups: np.ndarray, n_boot: int, seed: int, level: float):
-    """Percentile interval of ``fn(weights)`` over patient resamples (weights = how often
-    each patient was drawn); None without resamples or with fewer than two patients."""
-    groups = np.asarray(groups)
-    n = int(groups.max()) + 1 if groups.size else 0
-    if n_boot <= 0 or n < 2:
-        return None
-    rng = np.random.default_rng(seed)
-    w = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
-    reps = np.stack([np.asarray(fn(x), dtype=float) for x in w])
-    tail = (1 - level) / 2 * 100
-    with np.errstate(all="ignore"):
-        import warnings
+def _interval(features: np.ndarray, statistic, groups, n_boot: int, seed: int, level: float):
+    """(low, high) of ``statistic`` of summed ``features`` over patient resamples
+    (:func:`multireader.stats.bootstrap.bootstrap`); None without resamples, rows or
+    with fewer than two patients."""
+    from multireader.stats.bootstrap import bootstrap
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lo, hi = np.nanpercentile(reps, [tail, 100 - tail], axis=0)
-    return lo, hi
+    g = np.asarray(groups)
+    if n_boot <= 0 or len(features) == 0 or np.unique(g).size < 2:
+        return None
+    r = bootstrap(features, statistic, groups=g, n_boot=n_boot, level=level, seed=seed)
+    return np.asarray(r.ci_low), np.asarray(r.ci_high)
 
 
 def summarise(
@@ -642,17 +635,16 @@ def summarise(
         pair_n[pat_codes[s]] += pr * n_les[s][:, None]
     point = _pair_detection(pair_n.sum(0), m_p.sum(0))
 
-    def det_stat(w):
-        return np.stack(
-            [
-                v.ravel()
-                for v in _pair_detection(
-                    np.tensordot(w, pair_n, 1), np.tensordot(w, m_p, 1)
-                ).values()
-            ]
-        )
+    rr = R * R
+    det_features = np.c_[pair_n.reshape(n_p, rr), m_p.reshape(n_p, rr)]
 
-    det_ci = _group_boot(det_stat, np.arange(n_p), n_boot, seed, level)
+    def det_stat(S):
+        pn = S[..., :rr].reshape(*S.shape[:-1], R, R)
+        mm = S[..., rr:].reshape(*S.shape[:-1], R, R)
+        d = _pair_detection(pn, mm)
+        return np.stack([d["f1"], d["sensitivity"], d["ppv"]], axis=-3)
+
+    det_ci = _interval(det_features, det_stat, np.arange(n_p), n_boot, seed, level)
     detection = {}
     for k, (name, val) in enumerate(point.items()):
         lo = det_ci[0][k].reshape(R, R) if det_ci is not None else np.full((R, R), np.nan)
@@ -708,11 +700,12 @@ def summarise(
     rms, cv = L.within_lesion_cv(vols) if len(lesions) else (float("nan"), np.zeros(0))
     ok = np.isfinite(cv)
 
-    def cv_stat(w):
-        ww = w[les_groups[ok]]
-        return np.array([np.sqrt(np.sum(ww * cv[ok] ** 2) / ww.sum()) if ww.sum() else np.nan])
+    cv_features = np.c_[cv[ok] ** 2, np.ones(int(ok.sum()))]
 
-    ci = _group_boot(cv_stat, les_groups[ok], n_boot, seed, level) if ok.sum() >= 2 else None
+    def cv_stat(S):
+        return np.sqrt(S[..., 0] / S[..., 1])
+
+    ci = _interval(cv_features, cv_stat, les_groups[ok], n_boot, seed, level)
     volume["rms_cv"] = {
         "value": rms,
         "ci": None if ci is None else [ci[0][0], ci[1][0]],
@@ -784,13 +777,16 @@ def summarise(
 
 def _pair_detection(pair_n: np.ndarray, matched: np.ndarray) -> dict:
     """F1, sensitivity and PPV of each pair from lesion counts on the series both read
-    (``pair_n[a, b]``: a's lesions on series b also read)."""
+    (``pair_n[..., a, b]``: a's lesions on the series b also read; leading axes are
+    bootstrap replicates). Reader a is the reference of entry (a, b)."""
+    pn_t = np.swapaxes(pair_n, -1, -2)
     with np.errstate(invalid="ignore", divide="ignore"):
         sens = matched / pair_n
-        ppv = matched / pair_n.T
-        f1 = 2 * matched / (pair_n + pair_n.T)
+        ppv = matched / pn_t
+        f1 = 2 * matched / (pair_n + pn_t)
+    eye = np.eye(pair_n.shape[-1], dtype=bool)
     for x in (sens, ppv, f1):
-        np.fill_diagonal(x, np.nan)
+        x[..., eye] = np.nan
     return {"f1": f1, "sensitivity": sens, "ppv": ppv}
 
 
@@ -799,17 +795,14 @@ def _mean_with_ci(
 ) -> dict:
     if not vals.size:
         return {"value": None, "ci": None, "n": 0}
-    codes = np.unique(groups, return_inverse=True)[1]
-    sums = np.bincount(codes, weights=vals)
-    counts = np.bincount(codes).astype(float)
 
-    def stat(w):
-        return np.array([np.dot(w, sums) / np.dot(w, counts)])
+    def stat(S):
+        return S[..., 0] / S[..., 1]
 
-    ci = _group_boot(stat, np.arange(len(sums)), n_boot, seed, level) if len(sums) >= 2 else None
+    ci = _interval(np.c_[vals, np.ones(vals.size)], stat, groups, n_boot, seed, level)
     return {
         "value": float(vals.mean()),
-        "ci": None if ci is None else [float(ci[0][0]), float(ci[1][0])],
+        "ci": None if ci is None else [float(ci[0]), float(ci[1])],
         "n": int(vals.size),
     }
 
