@@ -7,28 +7,21 @@ lesion); peers are statsmodels (Fleiss' kappa), numpy (Dice) and scipy (Wilcoxon
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
-import os
 
+import helpers_lesions
 import numpy as np
 import pytest
-from PIL import Image
+from helpers_lesions import _ball
 
 from multireader.errors import MultireaderError
 from multireader.stats import lesions as L
 
+#: the real DICOM series with three readers' outlines (shared with the panel test)
+lesion_study = helpers_lesions.lesion_study
+
 # --------------------------------------------------------------------------- pure
-
-
-def _ball(shape, center, radii):
-    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
-    return (
-        ((z - center[0]) / radii[0]) ** 2
-        + ((y - center[1]) / radii[1]) ** 2
-        + ((x - center[2]) / radii[2]) ** 2
-    ) <= 1.0
 
 
 def test_components_follow_connectivity():
@@ -130,41 +123,6 @@ def test_reader_volume_ratio_finds_the_reader_who_draws_larger():
 # --------------------------------------------------------------- on a real series
 
 
-@pytest.fixture
-def lesion_study(dataset, tmp_path):
-    from helpers_dicom import make_study
-
-    from multireader.ingest import readers
-
-    study = make_study(dataset, str(tmp_path), n_slices=12, rows=40, columns=48, n_frames=2)
-    shape = (12, 40, 48)
-    big = _ball(shape, (4, 14, 14), (2.2, 6, 7))
-    small = _ball(shape, (9, 30, 36), (1.0, 2.5, 3))
-    from scipy.ndimage import binary_dilation
-
-    outlines = {
-        "R1": big | small,
-        "R2": binary_dilation(big | small, iterations=1) & ~np.zeros(shape, bool),
-        "R3": big,  # misses the small lesion
-    }
-    rows = []
-    for reader, vol in outlines.items():
-        os.makedirs(tmp_path / "masks" / reader, exist_ok=True)
-        for k in range(shape[0]):
-            rel = f"masks/{reader}/{k}.png"
-            Image.fromarray(vol[k].astype(np.uint8)).save(tmp_path / rel)
-            rows.append({"sop_instance_uid": study.sop_uids[k], "frame": 0, "reader": reader,
-                         "mask_path": rel})  # fmt: skip
-    manifest = tmp_path / "masks.csv"
-    with open(manifest, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    rep = readers.import_reader_labels(dataset, str(manifest))
-    assert not rep.errors, rep.errors
-    return dataset, study, outlines, shape
-
-
 def _reader_hashes(dataset):
     from multireader.core import fields as F
 
@@ -233,6 +191,35 @@ def test_lesion_agreement_on_a_real_series(lesion_study):
     assert len(set(scores)) == 1 and 0 < scores[0] < 1
 
 
+def test_3d_consensus_equals_staple_and_majority_on_the_whole_volume(lesion_study):
+    """The driver fits STAPLE on the union voxels with the rest as background: that must
+    equal STAPLE on the full stacked volume, and the majority a direct vote count."""
+    from PIL import Image
+
+    from multireader.analyses import lesions as AL
+    from multireader.stats import masks as M
+
+    dataset, study, outlines, shape = lesion_study
+    res = AL.compute_lesion_agreement(dataset, n_boot=0, num_workers=1)
+    cons = res["series"][0]["consensus"]
+    stack = np.stack([outlines[r] for r in ("R1", "R2", "R3")])
+    full = M.Staple().fit(stack.reshape(3, shape[0] * shape[1], shape[2]))
+    np.testing.assert_allclose(cons["staple"]["sensitivity"], full.sensitivity_, rtol=1e-9)
+    np.testing.assert_allclose(cons["staple"]["specificity"], full.specificity_, rtol=1e-9)
+    ids = dataset.select_by("series_instance_uid", [study.series_uid]).sort_by("slice_index")
+    written = np.stack(
+        [np.asarray(Image.open(p)) > 0 for p in ids.values("consensus_staple_volume.mask_path")]
+    )
+    np.testing.assert_array_equal(written, (full.probability_ > 0.5).reshape(shape))
+    majority = np.stack(
+        [np.asarray(Image.open(p)) > 0 for p in ids.values("consensus_majority_volume.mask_path")]
+    )
+    np.testing.assert_array_equal(majority, stack.sum(0) * 2 > 3)
+    assert cons["majority"]["volume_ml"] == pytest.approx(
+        (stack.sum(0) * 2 > 3).sum() * 2.5 * 0.8 * 0.6 / 1000
+    )
+
+
 def test_lesion_agreement_errors_name_the_problem(dataset, lesion_study):
     from multireader.analyses import lesions as AL
 
@@ -243,3 +230,25 @@ def test_lesion_agreement_errors_name_the_problem(dataset, lesion_study):
         AL.compute_lesion_agreement(ds, rule="nearest", n_boot=0)
     with pytest.raises(MultireaderError, match="no masks"):
         AL.compute_lesion_agreement(ds, readers=["R9"], n_boot=0)
+
+
+def test_operator_from_the_sdk_the_form_and_a_delegated_worker(lesion_study):
+    from helpers_plugin import form, op, run_queued
+
+    from multireader.lineage import audit
+
+    dataset = lesion_study[0]
+    props = form("compute_lesion_agreement", dataset)
+    assert {"readers", "rule", "min_overlap", "connectivity", "instances", "run_key"} <= set(props)
+    assert "max_distance_mm" in form("compute_lesion_agreement", dataset, {"rule": "centroid"})
+    out = op("compute_lesion_agreement")(dataset, n_boot=50)
+    assert out["n_lesions"] == 2 and out["found_by"] == "0 by 1, 1 by 2, 1 by 3"
+    assert {r["reader"] for r in out["readers"]} == {"R1", "R2", "R3"}
+    assert len(json.dumps(out)) < 20_000  # small, JSON-safe
+    op("compute_lesion_agreement")(dataset, n_boot=0, run_key="lesions_queued", delegate=True)
+    queued = run_queued("compute_lesion_agreement", dataset)
+    assert queued["run_key"] == "lesions_queued" and queued["n_lesions"] == 2
+    actions = [e["action"] for e in audit.entries(dataset)]
+    assert actions.count(f"{op('compute_lesion_agreement').uri}") >= 2 or any(
+        "compute_lesion_agreement" in a for a in actions
+    )

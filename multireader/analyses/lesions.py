@@ -36,6 +36,7 @@ from multireader.core import collect as C
 from multireader.core import fields as F
 from multireader.core import runs as RUNS
 from multireader.core.bulk import write_sample_fields
+from multireader.core.results import AnalysisResults
 from multireader.errors import MultireaderError
 from multireader.io import mask_volume as MV
 from multireader.io import volume as VOL
@@ -156,7 +157,6 @@ def analyse_series(job: dict) -> dict:
         box = tuple(slice(0, 1) for _ in shape)
     origin = tuple(b.start for b in box)
     crop_shape = tuple(b.stop - b.start for b in box)
-    background = int(np.prod(shape)) - int(np.prod(crop_shape))
     crops = [None if v is None else v[box] for v in volumes]
     del volumes
     lesions: list[L.Lesions | None] = []
@@ -167,8 +167,8 @@ def analyse_series(job: dict) -> dict:
             lab, n, values = L.instances_from_labels(v)
             lesions.append(L.lesions_of(lab, n, spacing, values))
         else:
-            lab, n = L.label_lesions(v, job["connectivity"])
-            lesions.append(L.lesions_of(lab, n, spacing))
+            lab, n, boxes = L.label_lesions(v, job["connectivity"], return_boxes=True)
+            lesions.append(L.lesions_of(lab, n, spacing, bbox=boxes))
     rule = job["rule"]
     threshold = job["max_distance_mm"] if rule == "centroid" else job["min_overlap"]
     scores: dict = {}
@@ -235,27 +235,30 @@ def analyse_series(job: dict) -> dict:
             }
         )
     out["candidates"] = cands
-    # whole-series overlap of the readers' foregrounds (a reader who found nothing
-    # still read: an empty volume)
-    fg = [(v > 0) if v is not None else None for v in crops]
-    idx = [r for r in range(n_readers) if fg[r] is not None]
+    # whole-series overlap and consensus work on the voxels some reader outlined (the
+    # union); every other voxel of the series is background for every reader
+    idx = [r for r in range(n_readers) if crops[r] is not None]
+    union = np.zeros(crop_shape, dtype=bool)
+    for r in idx:
+        union |= crops[r] > 0
+    where = np.flatnonzero(union)
+    votes_of = {r: (crops[r].reshape(-1)[where] > 0) for r in idx}
+    n_total = int(np.prod(shape))
     dices = []
     for a, b in combinations(idx, 2):
-        s = fg[a].sum() + fg[b].sum()
-        dices.append(2 * np.logical_and(fg[a], fg[b]).sum() / s if s else 1.0)
+        s = votes_of[a].sum() + votes_of[b].sum()
+        dices.append(2 * np.logical_and(votes_of[a], votes_of[b]).sum() / s if s else 1.0)
     out["series_dice"] = float(np.mean(dices)) if dices else None
-    # consensus of the volumes: STAPLE has no spatial term, so the (R, Z, H, W) stack is
-    # fitted as an (R, Z*H, W) image with the voxels outside the crop as background,
-    # which gives the estimate of the whole volume
+    # STAPLE has no spatial term: the union voxels are fitted as a (R, n, 1) image with
+    # every other voxel of the series as background, the estimate of the whole volume
     out["consensus"] = {}
     if len(idx) >= 2 and job.get("consensus"):
-        stack = np.stack([fg[r] for r in idx])
-        flat = stack.reshape(len(idx), crop_shape[0] * crop_shape[1], crop_shape[2])
+        stack = np.stack([votes_of[r] for r in idx])
         for method in job["consensus"]:
             entry = {"readers": [readers[r] for r in idx]}
             if method == "staple":
-                st = M.Staple().fit(flat, background=background)
-                fused = (st.probability_ > 0.5).reshape(crop_shape)
+                st = M.Staple().fit(stack[:, :, None], background=n_total - where.size)
+                fused_u = st.probability_[:, 0] > 0.5
                 entry.update(
                     sensitivity=[float(x) for x in st.sensitivity_],
                     specificity=[float(x) for x in st.specificity_],
@@ -263,18 +266,24 @@ def analyse_series(job: dict) -> dict:
                     n_iter=int(st.n_iter_),
                 )
             else:
-                votes = stack.sum(0, dtype=np.uint8 if len(idx) < 255 else np.int32)
-                fused = votes.astype(np.int32) * 2 > len(idx)
-                pos = int(fused.sum())
-                neg = int(np.prod(shape)) - pos
+                votes = stack.sum(0)
+                fused_u = votes * 2 > len(idx)
+                pos = int(fused_u.sum())
+                neg = n_total - pos
                 entry.update(
-                    sensitivity=[float((fg[r] & fused).sum() / pos) if pos else None for r in idx],
+                    sensitivity=[
+                        float((votes_of[r] & fused_u).sum() / pos) if pos else None for r in idx
+                    ],
                     specificity=[
-                        float(((~fg[r]) & (~fused)).sum() + background) / neg if neg else None
+                        float((n_total - where.size) + ((~votes_of[r]) & (~fused_u)).sum()) / neg
+                        if neg
+                        else None
                         for r in idx
                     ],
-                    tied_voxels=int((votes.astype(np.int32) * 2 == len(idx)).sum()),
+                    tied_voxels=int((votes * 2 == len(idx)).sum()),
                 )
+            fused = np.zeros(crop_shape, dtype=bool)
+            fused.reshape(-1)[where] = fused_u
             entry["volume_ml"] = float(fused.sum() * np.prod(spacing) / 1000.0)
             entry["paths"] = _write_consensus(
                 fused, origin, shape, job["consensus_dir"], method, job["slice_ids"]
@@ -438,7 +447,7 @@ def compute_lesion_agreement(
     run_key: str = "lesions",
     num_workers: int | None = None,
     progress: ProgressFn | None = None,
-) -> dict:
+) -> LesionAgreementResults:
     """Lesion-level agreement of the readers' masks on ``samples``, stored as run ``run_key``.
 
     ``rule`` matches lesions across readers: "dice" or "iou" (an overlap of at least
@@ -448,7 +457,7 @@ def compute_lesion_agreement(
     distinct mask value (SEG segments, RTSTRUCT ROIs, NIfTI labels imported as values).
     NSD is at ``nsd_tolerance_mm``. Intervals resample patients (``n_boot``, ``seed``).
 
-    Returns the stored results (JSON-ready dict; see docs/lesions.md).
+    Returns the stored results as :class:`LesionAgreementResults` (see docs/lesions.md).
     """
     t0 = time.perf_counter()
     consensus = list(consensus or ())
@@ -519,7 +528,7 @@ def compute_lesion_agreement(
     }
     RUNS.save(view, run_key, RUN_KIND, config, results)
     report(progress, 1.0, f"{results['n_lesions']} lesions in {len(jobs)} series")
-    return results
+    return LesionAgreementResults(results, run_key=run_key, config=config)
 
 
 # ------------------------------------------------------------------ statistics
@@ -896,55 +905,188 @@ def _r(v, digits: int = 3):
     return None if v is None or not np.isfinite(v) else round(float(v), digits)
 
 
-def summary(results: dict) -> dict:
-    """The small, JSON-safe summary an operator returns (the run holds everything)."""
-    readers = results["readers"]
-    det = results["detection"]
-    fk = results["fleiss_kappa_found"]
-    rows = []
-    for p in results["reader_profiles"]:
-        rows.append(
-            {
-                "reader": p["reader"],
-                "n_lesions": p["n_lesions"],
-                "sensitivity": _r(p["sensitivity_vs_others"]),
-                "volume_ratio": _r(p["volume_ratio"]),
-                "flags": ", ".join(p["flags"]),
-            }
+def _est(matrix: dict, a: int, b: int) -> dict:
+    """Entry (a, b) of a stored ``{"value", "ci_low", "ci_high"}`` matrix as an estimate."""
+
+    def at(m):
+        return None if m is None else _r(np.asarray(m, float)[a, b], 6)
+
+    lo, hi = at(matrix.get("ci_low")), at(matrix.get("ci_high"))
+    return {"value": at(matrix.get("value")), "ci": None if lo is None or hi is None else [lo, hi]}
+
+
+class LesionAgreementResults(AnalysisResults):
+    """What :func:`compute_lesion_agreement` found: the lesions matched across readers,
+    detection, boundary and volume agreement, and each reader's profile.
+
+    Tables (:meth:`rows`): for the operator ``readers`` (lesions, sensitivity against the
+    others, volume ratio, flags), ``pairs`` (F1, Dice, HD95, NSD per pair, rounded) and
+    ``skipped``; for the report, as stored estimates with their intervals,
+    ``found_by`` (lesions found by k of n readers), ``detection`` (F1, sensitivity, PPV
+    per pair; the first reader of the pair is the reference), ``boundary`` (Dice, IoU,
+    HD95, ASSD, NSD per pair over the lesions both found), ``volume_icc`` (the six ICC
+    forms of the lesion volumes), ``bland_altman`` (per pair, mL) and ``profiles``
+    (every reader, with the flags).
+    """
+
+    run_kind = RUN_KIND
+    sections = (
+        "readers",
+        "pairs",
+        "skipped",
+        "found_by",
+        "detection",
+        "boundary",
+        "volume_icc",
+        "bland_altman",
+        "profiles",
+    )
+
+    @property
+    def readers(self) -> list[str]:
+        return list(self.results.get("readers") or [])
+
+    def _pairs(self):
+        r = self.readers
+        return [(a, b, r[a], r[b]) for a, b in combinations(range(len(r)), 2)]
+
+    @property
+    def fleiss_kappa_found(self) -> dict:
+        """Fleiss' kappa on found / not found: ``{"value", "ci", "n", "note"}``."""
+        return dict(self.results.get("fleiss_kappa_found") or {})
+
+    @property
+    def rms_cv(self) -> dict:
+        """RMS within-lesion coefficient of variation of the volumes: ``{"value", "ci", "n"}``."""
+        return dict((self.results.get("volume") or {}).get("rms_cv") or {})
+
+    @property
+    def nsd_tolerance_mm(self) -> float | None:
+        return self.config.get(
+            "nsd_tolerance_mm", (self.results.get("config") or {}).get("nsd_tolerance_mm")
         )
-    pairs = []
-    for a, b in combinations(range(len(readers)), 2):
-        key = f"{readers[a]}|{readers[b]}"
-        bd = results["boundary"].get(key, {})
-        pairs.append(
-            {
-                "pair": f"{readers[a]} vs {readers[b]}",
-                "f1": _r(np.asarray(det["f1"]["value"], float)[a, b]),
-                "dice": _r((bd.get("dice") or {}).get("value")),
-                "hd95": _r((bd.get("hd95") or {}).get("value"), 2),
-                "nsd": _r((bd.get("nsd") or {}).get("value")),
-                "n": bd.get("n", 0),
-            }
-        )
-    k = results["found_by_k"]
-    return {
-        "run_key": results.get("run_key"),
-        "n_series": results["n_series"],
-        "n_lesions": results["n_lesions"],
-        "found_by": ", ".join(f"{n} by {j}" for j, n in k.items()),
-        "fleiss_kappa_found": "n/a"
-        if fk["value"] is None
-        else f"{fk['value']:.3f}"
-        + (
-            f" [{fk['ci'][0]:.3f}, {fk['ci'][1]:.3f}]"
-            if fk.get("ci") and None not in fk["ci"]
-            else ""
-        ),
-        "readers": rows,
-        "pairs": pairs,
-        "flagged": {p["reader"]: p["flags"] for p in results["reader_profiles"] if p["flags"]},
-        "fields_written": results.get("fields_written", []),
-        "skipped": results.get("skipped", [])[:20],
-        "n_skipped": results.get("n_skipped", 0),
-        "seconds": _r(results.get("seconds"), 1),
-    }
+
+    @property
+    def level(self) -> float:
+        return float(self.results.get("level") or self.config.get("level") or 0.95)
+
+    @property
+    def outputs(self) -> dict[str, list[str]]:
+        return self._outputs(fields=self.results.get("fields_written") or [])
+
+    def summary(self) -> dict:
+        """The small, JSON-safe summary an operator returns (the run holds everything)."""
+        results = self.results
+        fk = self.fleiss_kappa_found
+        k = results.get("found_by_k") or {}
+        return {
+            "run_key": self.run_key,
+            "n_series": results["n_series"],
+            "n_lesions": results["n_lesions"],
+            "found_by": ", ".join(f"{n} by {j}" for j, n in k.items()),
+            "fleiss_kappa_found": "n/a"
+            if fk.get("value") is None
+            else f"{fk['value']:.3f}"
+            + (
+                f" [{fk['ci'][0]:.3f}, {fk['ci'][1]:.3f}]"
+                if fk.get("ci") and None not in fk["ci"]
+                else ""
+            ),
+            "readers": self.rows("readers"),
+            "pairs": self.rows("pairs"),
+            "flagged": {p["reader"]: p["flags"] for p in results["reader_profiles"] if p["flags"]},
+            "fields_written": results.get("fields_written", []),
+            "skipped": self.rows("skipped"),
+            "n_skipped": results.get("n_skipped", 0),
+            "seconds": _r(results.get("seconds"), 1),
+            "outputs": self.outputs,
+        }
+
+    def _rows(self, section: str) -> list[dict]:
+        res = self.results
+        det = res.get("detection") or {}
+        if section == "readers":
+            return [
+                {
+                    "reader": p["reader"],
+                    "n_lesions": p["n_lesions"],
+                    "sensitivity": _r(p["sensitivity_vs_others"]),
+                    "volume_ratio": _r(p["volume_ratio"]),
+                    "flags": ", ".join(p["flags"]),
+                }
+                for p in res.get("reader_profiles") or []
+            ]
+        if section == "pairs":
+            out = []
+            for a, b, ra, rb in self._pairs():
+                bd = (res.get("boundary") or {}).get(f"{ra}|{rb}", {})
+                out.append(
+                    {
+                        "pair": f"{ra} vs {rb}",
+                        "f1": _r(_est(det.get("f1") or {}, a, b)["value"]),
+                        "dice": _r((bd.get("dice") or {}).get("value")),
+                        "hd95": _r((bd.get("hd95") or {}).get("value"), 2),
+                        "nsd": _r((bd.get("nsd") or {}).get("value")),
+                        "n": bd.get("n", 0),
+                    }
+                )
+            return out
+        if section == "skipped":
+            return list(res.get("skipped") or [])[:20]
+        if section == "found_by":
+            n = len(self.readers)
+            return [
+                {"k": int(k), "n_readers": n, "n_lesions": v}
+                for k, v in (res.get("found_by_k") or {}).items()
+            ]
+        if section == "detection":
+            return [
+                {
+                    "pair": f"{ra} vs {rb}",
+                    "readers": [ra, rb],
+                    "n_lesions": [
+                        _r(np.asarray(det["n_lesions"], float)[a], 0),
+                        _r(np.asarray(det["n_lesions"], float)[b], 0),
+                    ]
+                    if det.get("n_lesions") is not None
+                    else None,
+                    "matched": _r(np.asarray(det["matched"], float)[a, b], 0)
+                    if det.get("matched") is not None
+                    else None,
+                    **{m: _est(det.get(m) or {}, a, b) for m in ("f1", "sensitivity", "ppv")},
+                }
+                for a, b, ra, rb in self._pairs()
+            ]
+        if section == "boundary":
+            out = []
+            for _, _, ra, rb in self._pairs():
+                bd = (res.get("boundary") or {}).get(f"{ra}|{rb}")
+                if bd is None:
+                    continue
+                out.append(
+                    {"pair": f"{ra} vs {rb}", "readers": [ra, rb], "n": bd.get("n", 0)}
+                    | {m: bd.get(m) for m in PAIR_METRICS}
+                )
+            return out
+        volume = res.get("volume") or {}
+        if section == "volume_icc":
+            icc = volume.get("icc") or {}
+            return [
+                {
+                    "form": f,
+                    "value": e.get("value"),
+                    "ci": e.get("ci"),
+                    "n": volume.get("icc_n_used"),
+                }
+                for f, e in icc.items()
+            ]
+        if section == "bland_altman":
+            return [
+                {
+                    "pair": f"{ra} vs {rb}",
+                    "readers": [ra, rb],
+                    **((volume.get("bland_altman") or {}).get(f"{ra}|{rb}") or {}),
+                }
+                for _, _, ra, rb in self._pairs()
+            ]
+        return [dict(p) for p in res.get("reader_profiles") or []]

@@ -101,7 +101,7 @@ def _occupied_boxes(fg: np.ndarray, box: tuple, out: list) -> None:
     out.append(box)
 
 
-def label_lesions(mask: Any, connectivity: int = 26) -> tuple[np.ndarray, int]:
+def label_lesions(mask: Any, connectivity: int = 26, return_boxes: bool = False):
     """The 3-D connected components of a mask's foreground (any value > 0).
 
     ``connectivity`` is 6 (voxels sharing a face), 18 (a face or an edge) or 26 (any
@@ -109,7 +109,8 @@ def label_lesions(mask: Any, connectivity: int = 26) -> tuple[np.ndarray, int]:
     touch diagonally is still one lesion). Returns ``(labels, n)``: int32 labels 1..n,
     0 background, numbered in the order ``scipy.ndimage.label`` would give within each
     part of the volume separated by empty planes (labelling those parts on their own
-    is what keeps a 300-slice series fast: lesions are small and sparse).
+    is what keeps a 300-slice series fast: lesions are small and sparse). With
+    ``return_boxes`` the lesions' bounding boxes come third.
     """
     arr = _check_volume(mask, "mask")
     if connectivity not in CONNECTIVITY:
@@ -120,6 +121,7 @@ def label_lesions(mask: Any, connectivity: int = 26) -> tuple[np.ndarray, int]:
     _occupied_boxes(fg, tuple(slice(0, n) for n in fg.shape), boxes)
     labels = np.zeros(fg.shape, dtype=np.int32)
     n = 0
+    found: list = []
     for box in sorted(boxes, key=lambda b: tuple(s.start for s in b)):
         lab, k = ndimage.label(fg[box], structure=structure)
         if k:
@@ -127,7 +129,14 @@ def label_lesions(mask: Any, connectivity: int = 26) -> tuple[np.ndarray, int]:
             hit = lab > 0
             view[hit] = lab[hit] + n
             n += k
-    return labels, int(n)
+            for sub in ndimage.find_objects(lab):
+                found.append(
+                    tuple(
+                        slice(b.start + x.start, b.start + x.stop)
+                        for b, x in zip(box, sub, strict=True)
+                    )
+                )
+    return (labels, int(n), found) if return_boxes else (labels, int(n))
 
 
 def instances_from_labels(volume: Any) -> tuple[np.ndarray, int, list[int]]:
@@ -181,11 +190,21 @@ class Lesions:
     values: list = field(default_factory=list)
 
 
-def lesions_of(labels: np.ndarray, n: int, spacing: Any, values: list | None = None) -> Lesions:
-    """Voxel counts, volumes, centroids and bounding boxes of labelled lesions."""
+def lesions_of(
+    labels: np.ndarray,
+    n: int,
+    spacing: Any,
+    values: list | None = None,
+    bbox: list | None = None,
+) -> Lesions:
+    """Voxel counts, volumes, centroids and bounding boxes of labelled lesions.
+
+    ``bbox``: the lesions' bounding boxes when already known (``label_lesions(...,
+    return_boxes=True)``), which saves a pass over the volume."""
     sp = _check_spacing(spacing)
     labels = _check_volume(labels, "labels")
-    bbox = ndimage.find_objects(labels, max_label=n) if n else []
+    if bbox is None:
+        bbox = ndimage.find_objects(labels, max_label=n) if n else []
     voxels = np.zeros(n, dtype=np.int64)
     cent = np.zeros((n, 3))
     for i, box in enumerate(bbox):
@@ -216,10 +235,15 @@ def intersections(a: Lesions, b: Lesions) -> np.ndarray:
             f"labels: the two readers' volumes differ in shape ({a.labels.shape} vs "
             f"{b.labels.shape})"
         )
-    both = (a.labels > 0) & (b.labels > 0)
-    codes = a.labels[both].astype(np.int64) * (b.n + 1) + b.labels[both]
-    table = np.bincount(codes, minlength=(a.n + 1) * (b.n + 1)).reshape(a.n + 1, b.n + 1)
-    return table[1:, 1:]
+    # lesion by lesion inside its bounding box: the cost follows the lesions' size, not
+    # the volume's
+    table = np.zeros((a.n, b.n), dtype=np.int64)
+    for i, box in enumerate(a.bbox):
+        if box is None or b.n == 0:
+            continue
+        under = b.labels[box][a.labels[box] == i + 1]
+        table[i] = np.bincount(under, minlength=b.n + 1)[1:]
+    return table
 
 
 def pair_scores(a: Lesions, b: Lesions, rule: MatchRule = "dice") -> np.ndarray:
