@@ -27,6 +27,7 @@ class ComputeAgreement(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="compute_agreement",
+            risk_level=types.RiskLevel.LOW,
             label="Compute reader agreement",
             description=(
                 "Chance-corrected agreement between readers (kappa, alpha, AC1, ICC, "
@@ -39,11 +40,14 @@ class ComputeAgreement(MultireaderOperator):
         )
 
     def resolve_input(self, ctx):
-        from multireader.analyses.agreement import STATISTIC_GROUPS
+        from multireader.analyses.agreement import AGREEMENT_KINDS, STATISTIC_GROUPS
         from multireader.core import fields
 
         inputs = types.Object()
-        kinds = sorted({m["kind"] for m in fields.reader_fields(ctx.dataset).values()})
+        # measurements and other kinds have their own analyses (RECIST, lesions)
+        kinds = sorted(
+            {m["kind"] for m in fields.reader_fields(ctx.dataset).values()} & set(AGREEMENT_KINDS)
+        )
         if not kinds:
             return I.no_reader_fields(inputs, "Compute reader agreement")
         kind_view = types.Dropdown(multiple=True)
@@ -78,7 +82,7 @@ class ComputeAgreement(MultireaderOperator):
             DEFAULTS["run_key"],
             description="Stored under this key (an existing agreement run is replaced)",
         )
-        I.analysis_target_input(inputs)
+        I.analysis_target_input(inputs, ctx=ctx)
         I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Compute reader agreement"))
 
@@ -98,13 +102,7 @@ class ComputeAgreement(MultireaderOperator):
             progress=_common.progress_for(ctx),
         )
         self.reload(ctx)
-        return {
-            "run_key": results.get("run_key"),
-            "fields_written": results.get("fields_written", []),
-            "n_disagree": results.get("per_sample", {}).get("n_disagree"),
-            "statistics": analysis.summary_rows(results),
-            "skipped": [{"kind": k, "reason": v} for k, v in results.get("skipped", {}).items()],
-        }
+        return results.summary()
 
     def resolve_output(self, ctx):
         outputs = types.Object()

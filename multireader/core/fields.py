@@ -65,7 +65,13 @@ READER_KIND_SUFFIX = {
     "boxes": "_boxes",
     "mask": "_mask",
     "series": "_series",
+    "measurements": "_measurements",  # RECIST calipers, fo.Polylines (ingest.measurements)
 }
+
+# --- longitudinal fields (written by ingest.measurements.assign_timepoints) -----------
+TIMEPOINT = "timepoint"  # int: 0 = baseline study of the patient, then follow-ups in order
+DAYS_FROM_BASELINE = "days_from_baseline"  # int, only when study dates are kept
+STUDY_DATE = "study_date"  # date, only when the user opts in (see METADATA_FIELDS)
 
 # --- per-sample disagreement fields (written by compute_agreement) -------------------
 DISAGREEMENT = "disagreement"  # one score in [0, 1], comparable across label kinds
