@@ -135,7 +135,10 @@ def test_pixels_are_hounsfield_units_per_tissue(headers, truth):
             tr = truth["images"][key]
             assert hu.shape == (256, 256)
             assert np.median(hu[:8, :8]) < -950  # air outside the body
-            assert -950 < np.median(hu[72:78, 80:86]) < -750  # lung parenchyma
+            # lung parenchyma, in whichever lung the slice's one nodule leaves free
+            x, y, w, h = tr["box"]
+            c0 = 80 if x > 86 + 2 or x + w < 80 - 2 or y > 78 + 2 else 170
+            assert -950 < np.median(hu[72:78, c0 : c0 + 6]) < -750
             assert -30 < np.median(hu[62:67, 124:132]) < 110  # soft tissue
             assert np.median(hu[186:190, 138:140]) > 400  # cortical bone of the spine
             r, c = (int(v) for v in tr["lesion"]["center_rc"])
@@ -299,7 +302,13 @@ def test_sessions_are_weeks_apart(reads):
 
 def test_boxes_are_in_bounds_and_on_the_lesion(study, truth):
     rows = _table(study.boxes_csv)[1]
-    assert len(rows) == len(_table(study.reads_csv)[1])
+    reads = _table(study.reads_csv)[1]
+    # one box per read, except where the missing reader read a slice of a nodule it missed
+    missing = truth["planted"]["missing_reader"]
+    missed = {(missing["reader"], k) for k in missing["keys"]}
+    assert not missed & {(r["reader"], r["key"]) for r in rows}
+    assert len(rows) == sum((r["reader"], r["key"]) not in missed for r in reads)
+    assert sum((r["reader"], r["key"]) in missed for r in reads) > 0
     ious = []
     for r in rows:
         x, y, w, h = (float(r[k]) for k in ("x", "y", "width", "height"))
@@ -314,9 +323,14 @@ def test_boxes_are_in_bounds_and_on_the_lesion(study, truth):
 def test_masks_match_the_image_shape_and_the_lesion(study, truth):
     rows = _table(study.masks_csv)[1]
     folder = os.path.dirname(study.masks_csv)
+    missing = truth["planted"]["missing_reader"]
+    missed = {(missing["reader"], k) for k in missing["keys"]}
     for r in rows[::5]:
         mask = np.asarray(Image.open(os.path.join(folder, r["mask_path"])))
         assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 1}
+        if (r["reader"], r["key"]) in missed:
+            assert not mask.any()  # read, and nothing drawn
+            continue
         x, y, w, h = truth["images"][r["key"]]["box"]
         # a reader's outline of the true lesion: tight, generous or a little shifted
         assert mask[y : y + h, x : x + w].sum() > 0
@@ -492,9 +506,13 @@ def test_planted_drifting_reader_gets_worse_by_session(reads, truth):
     acc = by_session(drifting)
     assert slope(acc) < -0.06  # loses more than 6 points of accuracy per weekly session
     assert np.mean(acc[:2]) > np.mean(acc[-2:]) + 0.25
+    # 0.065, not 0.045 as with independent slices: the slices of one nodule share a class
+    # and a session, so a session holds fewer independent lesions and the biased reader's
+    # accuracy (which depends on the benign share) swings more (up to 0.058 on seeds 0-5,
+    # against the drifting reader's -0.10 or steeper)
     for reader in truth["readers"]:
         if reader != drifting:
-            assert abs(slope(by_session(reader))) < 0.045, reader
+            assert abs(slope(by_session(reader))) < 0.065, reader
 
 
 def test_planted_clear_cut_errors_are_exactly_where_truth_says(reads, truth):
@@ -563,3 +581,201 @@ def test_truth_class_follows_visible_lesion_properties(truth):
         ].count(v["score"])
     for lo, hi in itertools.pairwise(CLASSES):
         assert max(radius[lo]) < min(radius[hi])
+
+
+# --- the 3-D nodules and the two lesion-level readers ------------------------------
+
+VOXEL_ML = 0.7 * 0.7 * 2.5 / 1000  # mm^3 -> mL at 256 px and 2.5 mm between slices
+
+
+@pytest.fixture(scope="module")
+def truth_stacks(study, truth):
+    """series UID -> (slice-ordered keys, stacked truth masks [slice, row, col])."""
+    by_series = {}
+    for key, v in truth["images"].items():
+        by_series.setdefault(v["series_instance_uid"], []).append((v["slice_index"], key))
+    out = {}
+    for uid, items in by_series.items():
+        keys = [k for _, k in sorted(items)]
+        masks = [
+            np.asarray(Image.open(os.path.join(study.root, truth["images"][k]["mask_path"])))
+            for k in keys
+        ]
+        out[uid] = (keys, np.stack(masks) > 0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reader_pngs(study):
+    """(reader, key) -> the reader's written mask (bool), for every masks.csv row."""
+    folder = os.path.dirname(study.masks_csv)
+    return {
+        (r["reader"], r["key"]): np.asarray(Image.open(os.path.join(folder, r["mask_path"]))) > 0
+        for r in _table(study.masks_csv)[1]
+    }
+
+
+def _png_ratios(truth, reader_pngs, reader):
+    """nodule id -> the reader's volume / the true volume, from the written PNGs, for the
+    nodules the reader read on every slice (a slice not read has no PNG)."""
+    out = {}
+    for nid, nod in truth["nodules"].items():
+        if all((reader, k) in reader_pngs for k in nod["keys"]):
+            out[nid] = sum(int(reader_pngs[reader, k].sum()) for k in nod["keys"]) / nod["voxels"]
+    return out
+
+
+def test_every_slice_belongs_to_one_nodule_of_adjacent_slices(truth):
+    images, nodules = truth["images"], truth["nodules"]
+    assert 60 <= len(nodules) <= 140
+    covered = {}
+    for nid, nod in nodules.items():
+        idx = nod["slice_indices"]
+        assert 2 <= len(idx) <= 6 and idx == list(range(idx[0], idx[0] + len(idx)))
+        assert [images[k]["slice_index"] for k in nod["keys"]] == idx
+        for k in nod["keys"]:
+            v = images[k]
+            assert k not in covered
+            covered[k] = nid
+            assert v["nodule_id"] == nid and v["lesion"]["nodule_id"] == nid
+            assert v["series_instance_uid"] == nod["series_instance_uid"]
+            # one class per nodule, and the class-dependent shape constant through it
+            assert v["class"] == nod["class"]
+            assert v["lesion"]["radius_px"] == nod["radius_px"]
+            assert v["lesion"]["center_rc"] == nod["center_rc"]
+        for field in ("lobulation", "spiculae", "density_hu"):
+            assert len({images[k]["lesion"][field] for k in nod["keys"]}) == 1
+        assert len({images[k]["score"] for k in nod["keys"]}) == 1
+        # an ellipsoid along z: the cross-section is largest inside, smaller at the ends
+        radii = [images[k]["lesion"]["slice_radius_px"] for k in nod["keys"]]
+        assert max(radii) <= nod["radius_px"] and radii[0] < nod["radius_px"]
+        assert radii[0] < max(radii) or len(radii) == 2
+        assert radii[0] == pytest.approx(radii[-1], abs=0.01)
+        # the true volume and its equivalent diameter, from the truth masks
+        voxels = sum(images[k]["lesion_pixels"] for k in nod["keys"])
+        assert nod["voxels"] == voxels
+        assert nod["volume_ml"] == pytest.approx(voxels * VOXEL_ML, abs=1e-5)
+        diameter = (6 * nod["volume_ml"] * 1000 / np.pi) ** (1 / 3)
+        assert nod["equivalent_diameter_mm"] == pytest.approx(diameter, abs=1e-2)
+    assert set(covered) == set(images)
+    # the class still follows size, now per nodule
+    diameters = {
+        c: [n["equivalent_diameter_mm"] for n in nodules.values() if n["class"] == c]
+        for c in CLASSES
+    }
+    for lo, hi in itertools.pairwise(CLASSES):
+        assert np.median(diameters[lo]) < np.median(diameters[hi])
+
+
+def test_truth_masks_stack_into_exactly_the_planted_nodules(truth, truth_stacks):
+    from scipy import ndimage
+
+    by_series = {}
+    for nid, nod in truth["nodules"].items():
+        by_series.setdefault(nod["series_instance_uid"], []).append(nid)
+    assert set(by_series) == set(truth_stacks)
+    for uid, (_keys, stack) in truth_stacks.items():
+        # 26-connectivity: consecutive nodules do not even touch at a corner
+        labels, n = ndimage.label(stack, structure=np.ones((3, 3, 3)))
+        assert n == len(by_series[uid]), uid
+        for nid in by_series[uid]:
+            nod = truth["nodules"][nid]
+            idx = nod["slice_indices"]
+            found = set(np.unique(labels[idx][stack[idx]]))
+            assert len(found) == 1  # one component on all its slices...
+            (label,) = found
+            zs = np.nonzero((labels == label).any(axis=(1, 2)))[0].tolist()
+            assert zs == idx  # ...and on no other slice
+            assert int((labels == label).sum()) == nod["voxels"]
+            # the in-plane centre is fixed through the nodule
+            centres = [ndimage.center_of_mass(stack[j]) for j in idx]
+            assert np.ptp(np.array(centres), axis=0).max() < 3.0
+
+
+def test_reader_outlines_are_one_consistent_3d_surface_per_nodule(truth, reader_pngs):
+    from scipy import ndimage
+
+    missed = set(truth["planted"]["missing_reader"]["missed"])
+    degraded = set(truth["planted"]["degraded_images"]["keys"])
+    checked = 0
+    for reader in truth["readers"]:
+        for nid, nod in truth["nodules"].items():
+            keys = nod["keys"]
+            if nid in missed or not all((reader, k) in reader_pngs for k in keys):
+                continue
+            stack = np.stack([reader_pngs[reader, k] for k in keys])
+            assert all(m.any() for m in stack)
+            _, n = ndimage.label(stack, structure=np.ones((3, 3, 3)))
+            assert n == 1, (reader, nid)
+            if keys[0] in degraded:
+                continue
+            # the reader's displacement of the outline is the same on every slice, not noise
+            r, c = nod["center_rc"]
+            offsets = np.array([ndimage.center_of_mass(m) for m in stack]) - [r, c]
+            assert np.ptp(offsets, axis=0).max() < 2.5, (reader, nid)
+            checked += 1
+    assert checked > 120
+
+
+def test_planted_boundary_reader_draws_nodules_10_to_15_percent_larger(truth, reader_pngs):
+    planted = truth["planted"]["boundary_reader"]
+    reader = planted["reader"]
+    lo, hi = planted["parameters"]["volume_ratio_range"]
+    assert (lo, hi) == (1.10, 1.15)
+    ratios = _png_ratios(truth, reader_pngs, reader)
+    assert len(ratios) >= 40
+    assert lo <= np.mean(list(ratios.values())) <= hi
+    # each nodule on target (to a voxel), and as recorded in truth.json
+    for nid, ratio in ratios.items():
+        assert lo - 0.01 <= ratio <= hi + 0.01, nid
+        assert ratio == pytest.approx(planted["volume_ratios"][nid], abs=1e-5)
+        assert ratio == pytest.approx(
+            truth["nodules"][nid]["reader_volume_ratio"][reader], abs=1e-5
+        )
+    assert lo <= planted["mean_volume_ratio"] <= hi
+    assert planted["mean_volume_ratio"] == pytest.approx(
+        np.mean(list(planted["volume_ratios"].values())), abs=1e-5
+    )
+
+
+def test_other_readers_volumes_stay_within_a_few_percent(truth, reader_pngs):
+    boundary = truth["planted"]["boundary_reader"]["reader"]
+    missed = set(truth["planted"]["missing_reader"]["missed"])
+    means = {}
+    for reader in truth["readers"]:
+        ratios = _png_ratios(truth, reader_pngs, reader)
+        kept = [v for nid, v in ratios.items() if nid not in missed]
+        assert len(kept) >= 40
+        means[reader] = float(np.mean(kept))
+    for reader, mean in means.items():
+        if reader != boundary:
+            assert abs(mean - 1) < 0.05, (reader, mean)
+    assert means[boundary] > max(v for r, v in means.items() if r != boundary) + 0.05
+
+
+def test_planted_missing_reader_misses_only_small_nodules(study, truth, reads, reader_pngs):
+    planted = truth["planted"]["missing_reader"]
+    reader, params = planted["reader"], planted["parameters"]
+    threshold = params["diameter_threshold_mm"]
+    nodules = truth["nodules"]
+    small = [nid for nid, n in nodules.items() if n["equivalent_diameter_mm"] < threshold]
+    missed = set(planted["missed"])
+    assert len(small) == planted["n_small"] >= 10
+    assert missed <= set(small) and len(missed) >= 5
+    assert 0.4 <= len(missed) / len(small) <= 0.95  # planted: probability 0.7
+    assert sorted(k for nid in missed for k in nodules[nid]["keys"]) == planted["keys"]
+    read = {(r["reader"], r["key"]) for r in reads}
+    assert sum((reader, k) in reader_pngs for k in planted["keys"]) >= 0.8 * len(planted["keys"])
+    for nid, nod in nodules.items():
+        assert nod["missed_by"] == ([reader] if nid in missed else [])
+        written = [reader_pngs[reader, k] for k in nod["keys"] if (reader, k) in reader_pngs]
+        if nid in missed:
+            # read (a reads row and a manifest row), nothing drawn: all-zero masks
+            assert not any(m.any() for m in written)
+            assert all(((reader, k) in read) == ((reader, k) in reader_pngs) for k in nod["keys"])
+        else:
+            assert all(m.any() for m in written)
+    # nobody else leaves a slice empty
+    for (r, key), mask in reader_pngs.items():
+        if r != reader:
+            assert mask.any(), (r, key)

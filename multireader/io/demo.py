@@ -2,16 +2,20 @@
 
 Everything here is made up: no patient, no scan. The plugin needs a study whose truth
 is known to show (and to test) that it finds what it claims to find, and no public
-multi-reader data set can be shipped with it. So this module draws chest CT slices with
-lesions whose class follows from what is visible (size, margin, density), simulates
-four radiologists reading them, and plants the problems the plugin exists to find,
-each listed with its parameters in ``truth.json`` (see docs/demo_study.md):
+multi-reader data set can be shipped with it. So this module draws chest CT series whose
+slices are covered by 3-D nodules (each spans 2-6 adjacent slices, one nodule per
+slice) whose class follows from what is visible (size, margin, density), simulates
+four radiologists reading them slice by slice and outlining each nodule in 3-D, and
+plants the problems the plugin exists to find, each listed with its parameters in
+``truth.json`` (see docs/demo_study.md):
 
 (a) blurred and low-dose images, where readers disagree far more;
 (b) a reader biased toward "suspicious";
 (c) a reader who drifts across reading sessions (weeks apart);
 (d) a handful of clear-cut errors by one reader on easy images;
-(e) a scanner model on which every reader is less reliable.
+(e) a scanner model on which every reader is less reliable;
+(f) a reader whose nodule outlines are 10-15 % larger in volume than the truth;
+(g) a reader who misses small nodules (all-zero masks on their slices).
 
 Run ``python -m multireader.io.demo OUT_DIR`` or call :func:`generate_demo_study`.
 """
@@ -35,6 +39,14 @@ from multireader.progress import ProgressFn, report
 CLASSES = ["benign", "probably_benign", "suspicious", "malignant"]
 READERS = ["R1", "R2", "R3", "R4"]
 STEADY_READER, BIASED_READER, DRIFTING_READER, ERROR_READER = READERS
+# the two lesion-level (outline) problems, on readers whose calls the outlines cannot
+# confound: R2 over-calls "suspicious" and over-draws boundaries (a generous reader, the
+# role R2's outlines always had; it is also the RTSTRUCT author, whose contours only
+# grow); R3 drifts in its calls and misses small nodules. Not R1: the steady reference
+# and the DICOM-SEG author (a missed nodule would leave empty SEG frames). Not R4: its
+# clear-cut errors are calls on easy images, half of them small benign nodules, and a
+# call on a nodule the reader did not see would be no clear-cut error.
+BOUNDARY_READER, MISSING_READER = "R2", "R3"
 SCANNERS = [
     {"manufacturer": "Acme Medical", "model": "Helix 64", "noise": 12.0, "kernel": "B45f"},
     {"manufacturer": "Acme Medical", "model": "Helix 128", "noise": 10.0, "kernel": "B45f"},
@@ -70,6 +82,12 @@ BIAS_RATE = 0.5  # share of the biased reader's benign / probably-benign calls t
 # and the share of reads that slip to a neighbouring class (fatigue, a looser threshold)
 DRIFT_SIGMA, DRIFT_SHIFT, DRIFT_LAPSE = 0.35, 0.3, 0.65
 MISSING_RATE = 0.06  # share of images a reader did not read
+# each reader's 3-D outline volume as a ratio of the true nodule volume, one ratio drawn
+# uniformly per reader and nodule; the boundary reader's 10-15 % is planted problem (f)
+VOLUME_RATIO = {"R1": (0.95, 0.99), "R2": (1.10, 1.15), "R3": (0.98, 1.02), "R4": (1.01, 1.05)}
+# planted problem (g): the missing reader overlooks a nodule whose volume-equivalent
+# diameter is below MISS_DIAMETER_MM with probability MISS_PROB, and never a larger one
+MISS_DIAMETER_MM, MISS_PROB = 7.0, 0.7
 
 _SPACING = 0.7  # mm per pixel at 256 px
 _THICKNESS = 2.5  # mm between slices
@@ -83,6 +101,11 @@ _CLASS_SHAPE = {
     2: ((8.0, 11.0), 0.18, 2, 40.0),  # suspicious: larger, lobulated, a few spiculae
     3: ((12.0, 16.0), 0.22, 7, 35.0),  # malignant: large, spiculated
 }
+# nodule classes are dealt from shuffled decks of 20 (9 benign, 5 probably benign, 3
+# suspicious, 3 malignant), so every study gets about the same mix; larger nodules span
+# more slices, so per slice the classes come out at about 30 / 26 / 20 / 24 %
+NODULE_DECK = [0] * 9 + [1] * 5 + [2] * 3 + [3] * 3
+EASY_SECTION = 0.8  # an "easy" slice shows at least this share of its nodule's radius
 
 
 @dataclass
@@ -121,15 +144,19 @@ class _Uids:
         )
 
 
-def _lesion_mask(shape, center, radius, lobes, spikes, rng):
-    """A lobulated blob with narrow spiculae, drawn in a window around its centre."""
+def _lesion_mask(shape, center, radius, lobes, phase, spike_angles):
+    """A lobulated blob with narrow spiculae, drawn in a window around its centre.
+
+    ``phase`` (of the lobulation) and ``spike_angles`` belong to the nodule, so every
+    cross-section of one nodule has the same shape at its own radius.
+    """
     reach = int(np.ceil(radius * (1 + lobes) * 1.7)) + 2
     r0, c0 = int(center[0]) - reach, int(center[1]) - reach
     yy, xx = np.mgrid[r0 : r0 + 2 * reach + 1, c0 : c0 + 2 * reach + 1]
     dy, dx = yy - center[0], xx - center[1]
     theta = np.arctan2(dy, dx)
-    r = radius * (1 + lobes * np.sin(3 * theta + rng.uniform(0, 2 * np.pi)))
-    for angle in rng.uniform(-np.pi, np.pi, spikes):
+    r = radius * (1 + lobes * np.sin(3 * theta + phase))
+    for angle in spike_angles:
         # narrow angular bumps: spiculae reaching ~60% beyond the margin
         delta = np.angle(np.exp(1j * (theta - angle)))
         r = r + 0.6 * radius * np.exp(-(delta**2) / (2 * 0.06**2))
@@ -139,6 +166,104 @@ def _lesion_mask(shape, center, radius, lobes, spikes, rng):
     keep = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
     mask[rr[keep], cc[keep]] = True
     return mask
+
+
+def _lung_fraction(mask, size, z, cx) -> float:
+    """The share of a mask's pixels inside the lung centred on column ``cx`` at ``z``
+    (the lung ellipse of :func:`_anatomy`, without drawing the whole slice)."""
+    s = size / 256.0
+    breath = 1 + 0.08 * np.sin(z / 12.0)
+    rr, cc = np.nonzero(mask)
+    inside = ((cc - cx) / (36 * s * breath)) ** 2 + ((rr - 122 * s) / (56 * s * breath)) ** 2 <= 1
+    return float(inside.mean()) if len(rr) else 0.0
+
+
+def _nodule_lengths(rng, n_slices: int, deck: list[int]) -> list[tuple[int, int, float]]:
+    """(class, number of slices, radius in px at 256 px) of the nodules that cover a
+    series, in order along z.
+
+    The class is dealt per nodule from ``deck`` (refilled with a shuffled
+    :data:`NODULE_DECK` when empty); its length follows its size (about a sphere of its
+    radius sampled every 2.5 mm), 2 to 6 slices, shortened where the series ends and
+    lengthened by one where a single slice would be left over (a nodule is never one
+    slice).
+    """
+    out, left = [], n_slices
+    while left > 0:
+        if not deck:
+            deck.extend(int(c) for c in rng.permutation(NODULE_DECK))
+        cls = deck.pop()
+        (rlo, rhi), *_ = _CLASS_SHAPE[cls]
+        radius_mm = float(rng.uniform(rlo, rhi)) * _SPACING
+        n = int(np.clip(np.rint(2 * radius_mm / _THICKNESS + rng.uniform(-0.6, 0.6)), 2, 6))
+        n = min(n, left)
+        if left - n == 1:  # never leave a single slice for the next nodule
+            n = n + 1 if n < 6 else n - 1
+        out.append((cls, n, radius_mm / _SPACING))
+        left -= n
+    return out
+
+
+def _plan_nodules(rng, size: int, z: list[float], k: int, deck: list[int]) -> list[dict]:
+    """The 3-D nodules of series ``k``: consecutive runs of slices, one nodule each.
+
+    Each nodule is an ellipsoid-like body: a fixed in-plane centre and shape (lobulation
+    phase, spiculae angles) whose cross-section radius shrinks along z as
+    ``R * sqrt(1 - (dz / c)**2)``; the z semi-axis ``c`` ends between the nodule's last
+    slice and the next, so the nodule is visible on its own slices only. Consecutive
+    nodules sit at clearly different in-plane positions, so they never touch in 3-D.
+    """
+    from scipy.ndimage import binary_dilation
+
+    s = size / 256.0
+    nodules, first, prev = [], 0, None
+    for m, (cls, n, radius_256) in enumerate(_nodule_lengths(rng, len(z), deck)):
+        _, lobes, spikes, density = _CLASS_SHAPE[cls]
+        radius = radius_256 * s
+        z_end = (n - 1) / 2 * _THICKNESS
+        c_mm = z_end + float(rng.uniform(0.6, 0.9)) * _THICKNESS
+        phase = float(rng.uniform(0, 2 * np.pi))
+        angles = rng.uniform(-np.pi, np.pi, spikes)
+        zc = (z[first] + z[first + n - 1]) / 2
+        radii = [
+            radius * float(np.sqrt(1 - ((z[j] - zc) / c_mm) ** 2)) for j in range(first, first + n)
+        ]
+        for _ in range(200):
+            side = int(rng.integers(2))
+            cx = (83 if side == 0 else 173) * s
+            center = (
+                float(rng.uniform(122 * s - 35 * s, 122 * s + 35 * s)),
+                float(rng.uniform(cx - 18 * s, cx + 18 * s)),
+            )
+            masks = [_lesion_mask((size, size), center, r, lobes, phase, angles) for r in radii]
+            ok = all(
+                mk.any() and _lung_fraction(mk, size, z[j], cx) > 0.97
+                for j, mk in zip(range(first, first + n), masks, strict=True)
+            )
+            if ok and prev is not None:
+                gap = np.hypot(center[0] - prev["center"][0], center[1] - prev["center"][1])
+                near = binary_dilation(prev["masks"][-1], iterations=max(2, int(3 * s)))
+                ok = gap >= 1.2 * (radius + prev["radius"]) + 4 * s and not (near & masks[0]).any()
+            if ok:
+                break
+        nodule = {
+            "id": f"S{k + 1:02d}N{m + 1}",
+            "series_index": k,
+            "slices": list(range(first, first + n)),
+            "class": cls,
+            "radius": radius,
+            "radius_256": radius_256,
+            "slice_radii": radii,
+            "z_semi_axis_mm": c_mm,
+            "center": center,
+            "lobulation": lobes,
+            "spiculae": spikes,
+            "density": density,
+            "masks": masks,
+        }
+        nodules.append(nodule)
+        prev, first = nodule, first + n
+    return nodules
 
 
 def _anatomy(size: int, z: float, contrast: bool):
@@ -172,39 +297,112 @@ def _anatomy(size: int, z: float, contrast: bool):
     return hu, lungs
 
 
-def _image(rng, size, z, cls, scanner, degradation, contrast):
-    """One slice in HU, its lesion mask, and the lesion's visible properties."""
+def _image(rng, size, z, mask, density, scanner, degradation, contrast):
+    """One slice in HU with its nodule's cross-section ``mask`` drawn at ``density``."""
     from scipy.ndimage import gaussian_filter
 
     s = size / 256.0
-    hu, lungs = _anatomy(size, z, contrast)
-    (rlo, rhi), lobes, spikes, density = _CLASS_SHAPE[cls]
-    radius_256 = float(rng.uniform(rlo, rhi))
-    radius = radius_256 * s
-    cx, lung = lungs[rng.integers(2)]
-    for _ in range(60):
-        center = (
-            float(rng.uniform(122 * s - 35 * s, 122 * s + 35 * s)),
-            float(rng.uniform(cx - 18 * s, cx + 18 * s)),
-        )
-        mask = _lesion_mask((size, size), center, radius, lobes, spikes, rng)
-        if mask.any() and lung[mask].mean() > 0.97:
-            break
+    hu, _ = _anatomy(size, z, contrast)
     hu[mask] = density
     if degradation == "blurred":  # motion: margins and spiculae smear out
         hu = gaussian_filter(hu, 2.6 * s)
     noise = scanner["noise"] * (5.0 if degradation == "low_dose" else 1.0)
     hu = hu + rng.normal(0, noise, hu.shape)
-    lesion = {
-        "radius_px": round(radius, 2),
-        "lobulation": lobes,
-        "spiculae": spikes,
-        "density_hu": density,
-        "center_rc": [round(center[0], 1), round(center[1], 1)],
-    }
-    # the ordinal score refines the class: a large suspicious lesion scores 4, not 3
-    score = {0: 1, 1: 2, 2: 3 if radius_256 < (rlo + rhi) / 2 else 4, 3: 5}[cls]
-    return np.clip(hu, -1024, 3071), mask, lesion, score
+    return np.clip(hu, -1024, 3071)
+
+
+def _score(nodule) -> int:
+    """The ordinal score refines the class: a large suspicious nodule scores 4, not 3."""
+    (rlo, rhi), *_ = _CLASS_SHAPE[nodule["class"]]
+    return {0: 1, 1: 2, 2: 3 if nodule["radius_256"] < (rlo + rhi) / 2 else 4, 3: 5}[
+        nodule["class"]
+    ]
+
+
+def _calibrated_outline(truth, ratio, spacing, rng, roughness=0.0):
+    """A reader's 3-D outline of one nodule whose volume is ``ratio`` times the truth's.
+
+    ``truth`` is the nodule's stack of cross-sections ``[slice, row, col]`` (a crop with
+    room around it). The reader grows (ratio > 1) or shrinks (ratio < 1) the whole
+    nodule by a 3-D distance: voxels are added in order of their anisotropic distance to
+    the nodule (mm, slice spacing 2.5), or removed in order of their distance to the
+    outside, until the voxel count is ``round(ratio * truth voxels)``. The outline stays
+    on the nodule's own slices and is one consistent surface, not per-slice noise.
+    ``roughness`` (mm) perturbs the distances with smooth noise: a wavy boundary at the
+    same volume (the degraded images).
+    """
+    from scipy.ndimage import distance_transform_edt, gaussian_filter, label
+
+    n_true = int(truth.sum())
+    k = int(round(ratio * n_true)) - n_true
+    if k == 0 or n_true == 0:
+        return truth.copy()
+    sampling = (_THICKNESS, spacing, spacing)
+    # an empty slice beyond each end: the nodule's ends face the outside along z too
+    padded = np.pad(truth, ((1, 1), (0, 0), (0, 0)))
+    # among voxels at the same distance, grow toward the nodule's axis first and shrink
+    # from the outermost first (spicula tips before their necks, so nothing breaks off)
+    _, rows, cols = np.indices(truth.shape)
+    rc = np.argwhere(truth)[:, 1:].mean(axis=0)
+    radial = np.hypot(rows - rc[0], cols - rc[1]) * spacing
+    jitter = 1e-3 * radial / (radial.max() + 1e-12) + 1e-6 * rng.random(truth.shape)
+    if roughness:
+        field = gaussian_filter(rng.normal(size=truth.shape), (0, 1.5, 1.5))
+        jitter = jitter + roughness * field / (field.std() + 1e-12)
+    out = truth.copy()
+    if k > 0:
+        dist = distance_transform_edt(~padded, sampling=sampling)[1:-1] + jitter
+        dist[truth] = np.inf
+        order = np.argsort(dist, axis=None, kind="stable")[:k]
+        out.flat[order] = True
+    else:
+        dist = distance_transform_edt(padded, sampling=sampling)[1:-1] - jitter
+        dist[~truth] = np.inf
+        order = np.argsort(dist, axis=None, kind="stable")[:-k]
+        out.flat[order] = False
+    # one piece: a spiculum cut at its neck, or a stray voxel of the wavy boundary, is
+    # dropped, and the count is made up from the voxels nearest to what remains
+    pieces, n_pieces = label(out, structure=np.ones((3, 3, 3)))
+    if n_pieces > 1:
+        sizes = np.bincount(pieces.ravel())[1:]
+        out = pieces == 1 + int(np.argmax(sizes))
+        allowed = ~out if k > 0 else truth & ~out
+        near = distance_transform_edt(~out, sampling=sampling) + 1e-6 * rng.random(truth.shape)
+        near[~allowed] = np.inf
+        deficit = int(round(ratio * n_true)) - int(out.sum())
+        if deficit > 0:
+            out.flat[np.argsort(near, axis=None, kind="stable")[:deficit]] = True
+    return out
+
+
+def _reader_outlines(nodule, size, reader_no, degradation, rng) -> tuple[np.ndarray, float]:
+    """One reader's outline of one nodule: per-slice masks (full size) and volume ratio.
+
+    Each reader has a volume ratio range (:data:`VOLUME_RATIO`) from which one ratio is
+    drawn per nodule; R3 also places the whole nodule a little off (one in-plane shift
+    for all its slices). On degraded images everyone's outline is displaced by up to
+    1 px more and its boundary is wavy, at the same intended volume.
+    """
+    spacing = _SPACING * 256 / size
+    truth = np.stack(nodule["masks"])
+    rows = np.nonzero(truth.any(axis=(0, 2)))[0]
+    cols = np.nonzero(truth.any(axis=(0, 1)))[0]
+    margin = int(np.ceil(0.3 * nodule["radius"])) + 6
+    r0, r1 = max(0, rows[0] - margin), min(size, rows[-1] + margin + 1)
+    c0, c1 = max(0, cols[0] - margin), min(size, cols[-1] + margin + 1)
+    crop = truth[:, r0:r1, c0:c1]
+    lo, hi = VOLUME_RATIO[READERS[reader_no]]
+    ratio = float(rng.uniform(lo, hi))
+    offset = np.zeros(2, int)
+    if reader_no == 2:
+        offset += rng.integers(-2, 3, 2)
+    if degradation:
+        offset += rng.integers(-1, 2, 2)
+    base = np.roll(crop, tuple(offset), axis=(1, 2)) if offset.any() else crop
+    out = _calibrated_outline(base, ratio, spacing, rng, 0.35 if degradation else 0.0)
+    full = np.zeros(truth.shape, bool)
+    full[:, r0:r1, c0:c1] = out
+    return full.astype(np.uint8), int(full.sum()) / int(truth.sum())
 
 
 def _ct_dataset(path: str, hu: np.ndarray, meta: dict) -> FileDataset:
@@ -308,26 +506,6 @@ def _reader_call(rng, reader, truth_class, image, session):
     score = {0: 1, 1: 2, 2: 3 if latent < 2.0 else 4, 3: 5}[call]
     confidence = float(np.clip(1 - abs(latent - call) - 0.1 * sigma, 0.3, 0.99))
     return call, score, round(confidence, 2)
-
-
-def _reader_mask(mask, reader_no, degradation, rng):
-    """Each reader draws the boundary their own way (tight, generous, shifted)."""
-    from scipy.ndimage import binary_dilation, binary_erosion
-    from scipy.ndimage import shift as nd_shift
-
-    out = mask
-    if reader_no == 0:
-        out = binary_erosion(mask, iterations=1) if mask.sum() > 30 else mask
-    elif reader_no == 1:
-        out = binary_dilation(mask, iterations=1)
-    elif reader_no == 2:
-        offset = (int(rng.integers(-2, 3)), int(rng.integers(-2, 3)))
-        out = nd_shift(mask.astype(np.uint8), offset, order=0) > 0
-    else:
-        out = binary_dilation(mask, iterations=2)
-    if degradation:
-        out = binary_dilation(out, iterations=int(rng.integers(1, 4)))
-    return out.astype(np.uint8)
 
 
 def _box_of(mask) -> list[int]:
@@ -444,6 +622,8 @@ def generate_demo_study(
 
     plan = _plan(n_series, rng)
     images: list[dict] = []
+    nodules: list[dict] = []
+    deck: list[int] = []  # the nodule classes still to deal
     datasets_by_series: dict[int, list] = {}
     base_date = dt.date(2025, 9, 1)
     for item in plan:
@@ -478,11 +658,21 @@ def generate_demo_study(
         names = [f"IM{n:04d}.dcm" for n in rng.permutation(slices_per_series) + 1]
         datasets_by_series[k] = []
         z0 = -150.0 + 40.0 * rng.random()
+        zs = [round(z0 + j * _THICKNESS, 2) for j in range(slices_per_series)]
+        series_nodules = _plan_nodules(rng, image_size, zs, k, deck)
+        nodule_of = {j: (nod, pos) for nod in series_nodules for pos, j in enumerate(nod["slices"])}
         for j in range(slices_per_series):
-            cls = int(rng.choice(4, p=[0.35, 0.25, 0.2, 0.2]))
-            z = round(z0 + j * _THICKNESS, 2)
-            hu, mask, lesion, score = _image(
-                rng, image_size, z, cls, item["scanner"], item["degradation"], item["contrast"]
+            nod, pos = nodule_of[j]
+            cls, z, mask = nod["class"], zs[j], nod["masks"][pos]
+            hu = _image(
+                rng,
+                image_size,
+                z,
+                mask,
+                nod["density"],
+                item["scanner"],
+                item["degradation"],
+                item["contrast"],
             )
             sop = uids("sop", k, j)
             meta = {**meta_base, "sop": sop, "instance": j + 1, "z": z}
@@ -491,6 +681,7 @@ def generate_demo_study(
             if not item["multiframe"]:
                 ds.save_as(path, enforce_file_format=True)
             datasets_by_series[k].append(ds)
+            nod.setdefault("image_idx", []).append(len(images))
             images.append(
                 {
                     "sop": sop,
@@ -502,19 +693,33 @@ def generate_demo_study(
                     "slice": j,
                     "z": z,
                     "class": cls,
-                    "score": score,
+                    "score": _score(nod),
                     "mask": mask,
-                    "lesion": lesion,
+                    "nodule": nod["id"],
+                    "lesion": {
+                        "nodule_id": nod["id"],
+                        "radius_px": round(nod["radius"], 2),
+                        "slice_radius_px": round(nod["slice_radii"][pos], 2),
+                        "lobulation": nod["lobulation"],
+                        "spiculae": nod["spiculae"],
+                        "density_hu": nod["density"],
+                        "center_rc": [round(nod["center"][0], 1), round(nod["center"][1], 1)],
+                    },
                     "box": _box_of(mask),
                     "scanner": item["scanner"],
                     "degradation": item["degradation"],
                     "contrast": item["contrast"],
-                    # unambiguous: a clear image, an extreme class, far from any boundary
+                    # unambiguous: a clear image, an extreme class, far from any boundary,
+                    # and a cross-section near the nodule's largest (not one of its ends)
                     "easy": item["degradation"] is None
                     and item["scanner"] is not UNRELIABLE_SCANNER
-                    and cls in (0, 3),
+                    and cls in (0, 3)
+                    and nod["slice_radii"][pos] >= EASY_SECTION * nod["radius"],
                 }
             )
+        for nod in series_nodules:
+            nod["degradation"] = item["degradation"]
+        nodules.extend(series_nodules)
         if item["multiframe"]:
             _write_multiframe(os.path.join(folder, "MF_SERIES.dcm"), item, datasets_by_series, uids)
             # the converter orders frames its own way; each frame names its source instance
@@ -542,6 +747,34 @@ def generate_demo_study(
     by_series: dict[int, list[int]] = {}
     for i, im in enumerate(images):
         by_series.setdefault(im["series_index"], []).append(i)
+
+    # every nodule's true volume, and each reader's 3-D outline of it, drawn in advance
+    # (one consistent surface per reader and nodule, never per-slice noise)
+    spacing = _SPACING * 256 / image_size
+    voxel_ml = spacing * spacing * _THICKNESS / 1000.0
+    for nod in nodules:
+        nod["voxels"] = int(sum(int(m.sum()) for m in nod["masks"]))
+        nod["volume_ml"] = nod["voxels"] * voxel_ml
+        nod["diameter_mm"] = float(np.cbrt(6 * nod["volume_ml"] * 1000 / np.pi))
+        nod["keys"] = [images[i]["key"] for i in nod["image_idx"]]
+    outlines: dict[tuple[str, int], np.ndarray] = {}
+    for reader_no, reader in enumerate(READERS):
+        orng = np.random.default_rng([seed, 100 + reader_no])
+        for nod in nodules:
+            stack, _ = _reader_outlines(nod, image_size, reader_no, nod["degradation"], orng)
+            missed = (
+                reader == MISSING_READER
+                and nod["diameter_mm"] < MISS_DIAMETER_MM
+                and orng.random() < MISS_PROB
+            )
+            if missed:  # read, and nothing drawn: an all-zero mask on each of its slices
+                stack = np.zeros_like(stack)
+                nod["missed_by"] = reader
+            for pos, i in enumerate(nod["image_idx"]):
+                if not (missed or stack[pos].any()):  # an end eroded away: keep the truth
+                    stack[pos] = images[i]["mask"]
+                outlines[(reader, i)] = stack[pos]
+            nod.setdefault("reader_ratio", {})[reader] = int(stack.sum()) / nod["voxels"]
 
     reads, boxes, mask_rows = [], [], []
     reader_masks: dict[tuple[str, int], np.ndarray] = {}
@@ -583,26 +816,28 @@ def generate_demo_study(
                         **stamp,
                     }
                 )
-                mask = _reader_mask(im["mask"], reader_no, im["degradation"], rrng)
-                if not mask.any():
-                    mask = im["mask"].astype(np.uint8)
+                mask = outlines[(reader, i)]
                 reader_masks[(reader, i)] = mask
-                # each edge of the reader's box is placed by hand, a little off their outline
-                x, y, w, h = _box_of(mask)
-                edge = rrng.normal(0, 0.8, 4) * (2.5 if im["degradation"] else 1)
-                x0, y0 = max(0.0, x + edge[0]), max(0.0, y + edge[1])
-                x1 = min(float(image_size), max(x0 + 2, x + w + edge[2]))
-                y1 = min(float(image_size), max(y0 + 2, y + h + edge[3]))
-                boxes.append(
-                    {
-                        **common,
-                        "label": CLASSES[call],
-                        "x": round(x0, 1),
-                        "y": round(y0, 1),
-                        "width": round(x1 - x0, 1),
-                        "height": round(y1 - y0, 1),
-                    }
-                )
+                if mask.any():  # a missed nodule gets no box: the reader saw no lesion
+                    # each edge of the box is placed by hand, a little off their outline
+                    x, y, w, h = _box_of(mask)
+                    edge = rrng.normal(0, 0.8, 4) * (2.5 if im["degradation"] else 1)
+                    # never off by more than about a third of the outline's extent
+                    lim = np.maximum(1.0, 0.3 * np.array([w, h, w, h], float))
+                    edge = np.clip(edge, -lim, lim)
+                    x0, y0 = max(0.0, x + edge[0]), max(0.0, y + edge[1])
+                    x1 = min(float(image_size), max(x0 + 2, x + w + edge[2]))
+                    y1 = min(float(image_size), max(y0 + 2, y + h + edge[3]))
+                    boxes.append(
+                        {
+                            **common,
+                            "label": CLASSES[call],
+                            "x": round(x0, 1),
+                            "y": round(y0, 1),
+                            "width": round(x1 - x0, 1),
+                            "height": round(y1 - y0, 1),
+                        }
+                    )
                 if complete:
                     continue  # their outlines of this series come as DICOM-SEG / RTSTRUCT
                 stem = im["sop"] if im["frame"] is None else f"{im['sop']}_f{im['frame']}"
@@ -631,7 +866,9 @@ def generate_demo_study(
     report(progress, 0.95, "wrote DICOM-SEG and RTSTRUCT")
 
     truth_path = os.path.join(root, "truth.json")
-    truth = _truth(seed, root, images, error_idx, seg_files, rt_files, seg_series, rt_series)
+    truth = _truth(
+        seed, root, images, nodules, error_idx, seg_files, rt_files, seg_series, rt_series
+    )
     with open(truth_path, "w") as f:
         json.dump(truth, f, indent=1)
     report(progress, 1.0, f"demo study: {len(images)} images, {len(reads)} reads")
@@ -647,7 +884,9 @@ def generate_demo_study(
     )
 
 
-def _truth(seed, root, images, error_idx, seg_files, rt_files, seg_series, rt_series) -> dict:
+def _truth(
+    seed, root, images, nodules, error_idx, seg_files, rt_files, seg_series, rt_series
+) -> dict:
     """What was planted, where, and with which parameters (keys: :func:`truth_key`)."""
     rel = os.path.relpath
     return {
@@ -659,6 +898,29 @@ def _truth(seed, root, images, error_idx, seg_files, rt_files, seg_series, rt_se
             "latent_sigma": READER_SIGMA,
             "missing_rate": MISSING_RATE,
             "description": "call = round(class + shift + N(0, sigma)), clipped to the scale",
+            "volume_ratio_range": {r: list(v) for r, v in VOLUME_RATIO.items()},
+            "outline": "one 3-D distance-based dilation or erosion per reader and nodule, "
+            "calibrated to a volume ratio drawn from volume_ratio_range; R3 also shifts the "
+            "whole nodule by up to 2 px, and on degraded images every outline is shifted by "
+            "up to 1 px more with a wavy boundary",
+        },
+        "nodules": {
+            nod["id"]: {
+                "series_index": nod["series_index"],
+                "series_instance_uid": images[nod["image_idx"][0]]["series"],
+                "slice_indices": nod["slices"],
+                "keys": nod["keys"],
+                "class": CLASSES[nod["class"]],
+                "radius_px": round(nod["radius"], 2),
+                "z_semi_axis_mm": round(nod["z_semi_axis_mm"], 2),
+                "center_rc": [round(nod["center"][0], 1), round(nod["center"][1], 1)],
+                "voxels": nod["voxels"],
+                "volume_ml": round(nod["volume_ml"], 5),
+                "equivalent_diameter_mm": round(nod["diameter_mm"], 3),
+                "reader_volume_ratio": {r: round(v, 6) for r, v in nod["reader_ratio"].items()},
+                "missed_by": [nod["missed_by"]] if "missed_by" in nod else [],
+            }
+            for nod in nodules
         },
         "images": {
             im["key"]: {
@@ -676,6 +938,7 @@ def _truth(seed, root, images, error_idx, seg_files, rt_files, seg_series, rt_se
                 "degradation": im["degradation"],
                 "contrast": im["contrast"],
                 "easy": im["easy"],
+                "nodule_id": im["nodule"],
                 "lesion": im["lesion"],
                 "box": im["box"],
                 "lesion_pixels": int(im["mask"].sum()),
@@ -720,6 +983,30 @@ def _truth(seed, root, images, error_idx, seg_files, rt_files, seg_series, rt_se
                     "reader_sigma": READER_SIGMA["unreliable_scanner"],
                     "image_noise_hu": UNRELIABLE_SCANNER["noise"],
                 },
+            },
+            "boundary_reader": {
+                "reader": BOUNDARY_READER,
+                "parameters": {
+                    "volume_ratio_range": list(VOLUME_RATIO[BOUNDARY_READER]),
+                    "method": "3-D distance-based dilation calibrated per nodule",
+                },
+                "volume_ratios": {
+                    nod["id"]: round(nod["reader_ratio"][BOUNDARY_READER], 6) for nod in nodules
+                },
+                "mean_volume_ratio": round(
+                    float(np.mean([nod["reader_ratio"][BOUNDARY_READER] for nod in nodules])), 6
+                ),
+            },
+            "missing_reader": {
+                "reader": MISSING_READER,
+                "parameters": {
+                    "diameter_threshold_mm": MISS_DIAMETER_MM,
+                    "miss_probability": MISS_PROB,
+                    "diameter": "volume-equivalent sphere diameter, (6 V / pi) ** (1 / 3)",
+                },
+                "n_small": sum(nod["diameter_mm"] < MISS_DIAMETER_MM for nod in nodules),
+                "missed": [nod["id"] for nod in nodules if "missed_by" in nod],
+                "keys": sorted(k for nod in nodules if "missed_by" in nod for k in nod["keys"]),
             },
         },
         "label_files": {
