@@ -770,9 +770,10 @@ def test_planted_missing_reader_misses_only_small_nodules(study, truth, reads, r
         assert nod["missed_by"] == ([reader] if nid in missed else [])
         written = [reader_pngs[reader, k] for k in nod["keys"] if (reader, k) in reader_pngs]
         if nid in missed:
-            # read (a reads row and a manifest row), nothing drawn: all-zero masks
+            # outlined as a volume (a manifest row on every slice, even where the class
+            # call is missing), nothing drawn: all-zero masks
             assert not any(m.any() for m in written)
-            assert all(((reader, k) in read) == ((reader, k) in reader_pngs) for k in nod["keys"])
+            assert all((reader, k) in reader_pngs for k in nod["keys"] if (reader, k) in read)
         else:
             assert all(m.any() for m in written)
     # nobody else leaves a slice empty

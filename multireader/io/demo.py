@@ -794,8 +794,21 @@ def generate_demo_study(
                 forced = reader == ERROR_READER and i in error_idx
                 # the SEG / RTSTRUCT authors outlined every slice of their series
                 complete = (reader, s) in (("R1", seg_series), ("R2", rt_series))
+                frame = "" if im["frame"] is None else im["frame"]
+                common = {"sop_instance_uid": im["sop"], "frame": frame, "reader": reader}
                 if not (forced or complete) and rrng.random() < MISSING_RATE:
-                    continue  # not read: a missing row, never a negative
+                    # no class call here (a missing row, never a negative), but the
+                    # reader outlined the series as a volume: the outline is still drawn
+                    if not complete:
+                        when = start + dt.timedelta(
+                            days=7 * session + reader_no, hours=reader_no, minutes=minutes[session]
+                        )
+                        stamp = {"timestamp": when.isoformat(), "session": f"S{session + 1}"}
+                        _write_outline(
+                            label_dir, reader, im, outlines[(reader, i)], common, stamp, mask_rows
+                        )
+                    reader_masks[(reader, i)] = outlines[(reader, i)]
+                    continue
                 call, score, confidence = _reader_call(rrng, reader, im["class"], im, session)
                 if forced:
                     call = 3 - im["class"]
@@ -804,8 +817,6 @@ def generate_demo_study(
                 when = start + dt.timedelta(
                     days=7 * session + reader_no, hours=reader_no, minutes=minutes[session]
                 )
-                frame = "" if im["frame"] is None else im["frame"]
-                common = {"sop_instance_uid": im["sop"], "frame": frame, "reader": reader}
                 stamp = {"timestamp": when.isoformat(), "session": f"S{session + 1}"}
                 reads.append(
                     {
@@ -840,10 +851,7 @@ def generate_demo_study(
                     )
                 if complete:
                     continue  # their outlines of this series come as DICOM-SEG / RTSTRUCT
-                stem = im["sop"] if im["frame"] is None else f"{im['sop']}_f{im['frame']}"
-                rel = f"masks/{reader}/{stem}.png"
-                Image.fromarray(mask).save(os.path.join(label_dir, rel))
-                mask_rows.append({**common, "mask_path": rel, **stamp})
+                _write_outline(label_dir, reader, im, mask, common, stamp, mask_rows)
         report(progress, 0.55 + 0.3 * (reader_no + 1) / len(READERS), f"simulated {reader}")
 
     # one reading order for every table: by reader, then by time
@@ -882,6 +890,16 @@ def generate_demo_study(
         seg_files=seg_files,
         rtstruct_files=rt_files,
     )
+
+
+def _write_outline(label_dir, reader, im, mask, common, stamp, mask_rows) -> None:
+    """One slice of a reader's 3-D outline: a PNG and its row in masks.csv."""
+    from PIL import Image
+
+    stem = im["sop"] if im["frame"] is None else f"{im['sop']}_f{im['frame']}"
+    rel = f"masks/{reader}/{stem}.png"
+    Image.fromarray(mask).save(os.path.join(label_dir, rel))
+    mask_rows.append({**common, "mask_path": rel, **stamp})
 
 
 def _truth(
