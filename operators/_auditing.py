@@ -7,8 +7,17 @@ logs when the worker runs it, not when it is queued.
 
 Per execution: the operator, its parameters, the dataset and view, who and when (in
 :mod:`multireader.lineage.audit`), whether it was delegated, how long it took, what it wrote
-(fields, runs and saved views that are new, plus the output fields and run keys its
-result names) and the counts in its result. An operator that raises gets a "failed"
+(fields, runs and saved views that are new, plus the outputs it names) and the counts in
+its result.
+
+What an operation names as its outputs comes, when it can, from the operation itself:
+an analysis operator returns its typed results' ``summary()``
+(:class:`multireader.core.results.AnalysisResults`), whose ``outputs`` entry lists the
+fields, runs and saved views it wrote; those are logged as they are
+(``wrote["outputs"]``, ``wrote["outputs_source"] == "declared"``). Only an operator
+without typed results, or one that failed before returning, has its outputs guessed
+from the names of its result's and parameters' keys (``..._field``, ``run_key``, ...;
+``outputs_source == "guessed"``). An operator that raises gets a "failed"
 entry with the error, and every field it created or named as output is marked
 ``incomplete`` in its field info (never deleted, and never a reader's field), so a
 half-written field cannot pass for a complete one; a later successful run that writes
@@ -21,6 +30,8 @@ import contextlib
 import functools
 import logging
 import time
+
+from . import _common
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +62,24 @@ def _plain_params(params: dict) -> dict:
     return out
 
 
+_OUTPUT_KINDS = ("fields", "runs", "saved_views")
+
+
+def _declared_outputs(result) -> dict[str, list[str]] | None:
+    """``{"fields", "runs", "saved_views"}`` the result declares in its ``outputs``
+    entry (a typed result's), or None when it declares none."""
+    out = result.get("outputs") if isinstance(result, dict) else getattr(result, "outputs", None)
+    if not isinstance(out, dict) or not any(k in out for k in _OUTPUT_KINDS):
+        return None
+    return {
+        k: [str(x) for x in dict.fromkeys(out.get(k) or []) if isinstance(x, str) and x]
+        for k in _OUTPUT_KINDS
+    }
+
+
 def _named_outputs(result, params) -> list[str]:
+    """The fallback: names under output-like keys (``_OUTPUT_KEYS`` and their
+    ``_<key>`` suffixes) of the result and the parameters."""
     names = []
     for source in (result or {}, params or {}):
         if not isinstance(source, dict):
@@ -124,7 +152,13 @@ def _record(ctx, dataset, before, started, result, error):
     if dataset is None:
         return None
     after = _snapshot(dataset)
-    named = _named_outputs(result, ctx.params)
+    declared = _declared_outputs(result)
+    if declared is not None:
+        named = list(dict.fromkeys(n for k in _OUTPUT_KINDS for n in declared[k]))
+        named_fields = declared["fields"]
+    else:
+        named = _named_outputs(result, ctx.params)
+        named_fields = named
     # top-level fields only: a new label field's subfields (label, confidence, ...) are it
     new_fields = sorted(f for f in after["fields"] - before["fields"] if "." not in f)
     wrote = {
@@ -132,7 +166,10 @@ def _record(ctx, dataset, before, started, result, error):
         "new_runs": sorted(after["runs"] - before["runs"]),
         "new_saved_views": sorted(after["views"] - before["views"]),
         "named_outputs": named,
+        "outputs_source": "declared" if declared is not None else "guessed",
     }
+    if declared is not None:
+        wrote["outputs"] = declared
     try:
         view = None if ctx.view is None or ctx.view._is_full_dataset() else ctx.view
     except Exception:
@@ -157,7 +194,7 @@ def _record(ctx, dataset, before, started, result, error):
         logger.warning("could not append to the audit log of %r: %s", dataset.name, e)
         return None
     # fields this run created or names as output: flagged if it failed, cleared if not
-    outputs = list(new_fields) + [n for n in named if n in after["fields"]]
+    outputs = list(new_fields) + [n for n in named_fields if n in after["fields"]]
     try:
         _mark(dataset, list(dict.fromkeys(outputs)), entry, error)
     except Exception as e:
@@ -174,7 +211,7 @@ def audited(cls):
     @functools.wraps(execute)
     def wrapper(self, ctx):
         started = time.time()
-        dataset = ctx.dataset
+        dataset = _common.current_dataset(ctx)  # None: the operator creates it (import_dicom)
         before = _snapshot(dataset)
         try:
             result = execute(self, ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from collections.abc import Iterable
@@ -22,6 +23,11 @@ class MultireaderOperator(foo.Operator):
     #: the operator's form offers the "Samples" choice (dataset or current view); from
     #: the SDK it then works on exactly the collection it is given
     on_samples = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "resolve_input" in cls.__dict__:
+            cls.resolve_input = _filling_required_defaults(cls.__dict__["resolve_input"])
 
     def resolve_delegation(self, ctx):
         # None lets the App offer both "Execute" and "Schedule"
@@ -53,6 +59,30 @@ class MultireaderOperator(foo.Operator):
         ``arguments`` (its ``locals()``): each becomes the form parameter of its name."""
         names = inspect.signature(type(self).__call__).parameters
         return self.run_sdk(**{name: arguments[name] for name in names if name != "self"})
+
+
+def _filling_required_defaults(resolve_input):
+    """``resolve_input`` that also puts the form's default into ``ctx.params`` for each
+    required field the caller left unset, as the App's form sends it.
+
+    FiftyOne's executor validates the params, not the form: an agent (the MCP server's
+    ``execute_operator``) or a script that sends only what it wants to change would
+    otherwise be refused with "Required property" for a field that has a default.
+    """
+
+    @functools.wraps(resolve_input)
+    def wrapper(self, ctx):
+        prop = resolve_input(self, ctx)
+        props = getattr(getattr(prop, "type", None), "properties", None) or {}
+        params = ctx.params if isinstance(ctx.params, dict) else None
+        for name, field in props.items():
+            if params is None or not field.required or field.default is None:
+                continue
+            if params.get(name) is None:
+                params[name] = field.default
+        return prop
+
+    return wrapper
 
 
 def _as_form_value(value):

@@ -9,6 +9,17 @@ from __future__ import annotations
 import fiftyone.operators.types as types
 
 
+def current_dataset(ctx):
+    """``ctx.dataset``, or None when the request names a dataset that does not exist yet
+    (an agent asking ``import_dicom`` to create it: the MCP server always sends a name)."""
+    from fiftyone.core.dataset import DatasetNotFoundError
+
+    try:
+        return ctx.dataset
+    except DatasetNotFoundError:
+        return None
+
+
 def progress_for(ctx):
     """A ``progress(fraction, message)`` callback that reports through ``ctx``."""
 

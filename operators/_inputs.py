@@ -64,26 +64,148 @@ def delegation_input(inputs: types.Object) -> None:
     )
 
 
+#: the "Samples" choices; SAVED_VIEW and TAG need no App, so an agent or a script that has
+#: only a dataset name and params can still work on part of a dataset
+TARGETS = {
+    "DATASET": "Whole dataset",
+    "CURRENT_VIEW": "Current view",
+    "SAVED_VIEW": "A saved view (param saved_view)",
+    "TAG": "Samples with a tag (param tag)",
+}
+
+
+def chosen_target(params: dict, default: str = DEFAULTS["target"]) -> str:
+    """The target the params ask for: ``target`` if given, else SAVED_VIEW when only
+    ``saved_view`` is given, TAG when only ``tag`` is, else ``default``."""
+    given = params.get("target")
+    if given is not None:
+        return given
+    if params.get("saved_view"):
+        return "SAVED_VIEW"
+    if params.get("tag"):
+        return "TAG"
+    return default
+
+
+def _target_error(dataset, params: dict, default: str) -> tuple[str, str] | None:
+    """(param, message) of what is wrong with the target params, or None."""
+    target = chosen_target(params, default)
+    if target not in TARGETS:
+        return "target", f"target must be one of {', '.join(TARGETS)}, not {target!r}"
+    for name, needs in (("saved_view", "SAVED_VIEW"), ("tag", "TAG")):
+        if params.get(name) and target != needs:
+            return name, f"{name} is only used with target {needs!r} (target is {target!r})"
+    if dataset is None:
+        return None
+    if target == "SAVED_VIEW":
+        name = params.get("saved_view")
+        if not name:
+            return "saved_view", "target 'SAVED_VIEW' needs saved_view, the name of a saved view"
+        names = dataset.list_saved_views()
+        if name not in names:
+            return "saved_view", (
+                f"no saved view {name!r} on dataset {dataset.name!r}; its saved views: "
+                f"{', '.join(names) or 'none'}"
+            )
+    if target == "TAG":
+        tag = params.get("tag")
+        if not tag:
+            return "tag", "target 'TAG' needs tag, a sample tag"
+        tags = sorted(dataset.distinct("tags"))
+        if tag not in tags:
+            return "tag", (
+                f"no sample of dataset {dataset.name!r} is tagged {tag!r}; its sample tags: "
+                f"{', '.join(tags) or 'none'}"
+            )
+    return None
+
+
 def target_input(
     inputs: types.Object,
     default: str = DEFAULTS["target"],
-    current_label: str = "Current view",
+    current_label: str = TARGETS["CURRENT_VIEW"],
+    ctx=None,
 ) -> None:
-    """The "whole dataset or current view" choice of operators that work on samples."""
+    """The "Samples" choice of operators that work on samples: the whole dataset, the
+    current view, a saved view (``saved_view``) or the samples with a tag (``tag``).
+
+    With ``ctx`` the form shows the saved view or tag field the choice needs and marks a
+    wrong one invalid with a message naming the param, so the executor refuses it
+    before ``execute``; :func:`target_view` checks the same again.
+    """
     target = types.RadioGroup()
-    target.add_choice("DATASET", label="Whole dataset")
-    target.add_choice("CURRENT_VIEW", label=current_label)
-    inputs.enum("target", target.values(), default=default, label="Samples", view=target)
+    for key, label in {**TARGETS, "CURRENT_VIEW": current_label}.items():
+        target.add_choice(key, label=label)
+    target_prop = inputs.enum(
+        "target",
+        target.values(),
+        default=default,
+        label="Samples",
+        description=(
+            "Without the App (an agent, a script) there is no current view: use the whole "
+            "dataset, a saved view (saved_view) or a sample tag (tag)"
+        ),
+        view=target,
+    )
+    params = dict(ctx.params or {}) if ctx is not None else {}
+    dataset = ctx.dataset if ctx is not None else None
+    chosen = chosen_target(params, default)
+    props = {}
+    if chosen == "SAVED_VIEW" or params.get("saved_view"):
+        names = dataset.list_saved_views() if dataset is not None else []
+        choice = types.AutocompleteView()
+        for n in names:
+            choice.add_choice(n, label=n)
+        props["saved_view"] = inputs.str(
+            "saved_view",
+            required=chosen == "SAVED_VIEW",
+            label="Saved view",
+            description=f"Saved views: {', '.join(names) or 'none'}",
+            view=choice,
+        )
+    if chosen == "TAG" or params.get("tag"):
+        tags = sorted(dataset.distinct("tags")) if dataset is not None else []
+        choice = types.AutocompleteView()
+        for t in tags:
+            choice.add_choice(t, label=t)
+        props["tag"] = inputs.str(
+            "tag",
+            required=chosen == "TAG",
+            label="Sample tag",
+            description=f"Sample tags: {', '.join(tags) or 'none'}",
+            view=choice,
+        )
+    error = _target_error(dataset, params, default) if ctx is not None else None
+    if error is not None:
+        name, message = error
+        prop = target_prop if name == "target" else props[name]
+        prop.invalid, prop.error_message = True, f"parameter {name}: {message}"
 
 
 def target_view(ctx, default: str = DEFAULTS["target"]):
-    """The samples the user chose with :func:`target_input`."""
-    return ctx.dataset if value(ctx, "target", {"target": default}) == "DATASET" else ctx.view
+    """The samples the params choose (see :func:`target_input`); raises
+    :class:`multireader.errors.MultireaderError` naming the param that is wrong."""
+    from multireader.errors import MultireaderError
+
+    params = dict(ctx.params or {})
+    error = _target_error(ctx.dataset, params, default)
+    if error is not None:
+        raise MultireaderError(f"parameter {error[0]}: {error[1]}")
+    target = chosen_target(params, default)
+    if target == "DATASET":
+        return ctx.dataset
+    if target == "SAVED_VIEW":
+        return ctx.dataset.load_saved_view(params["saved_view"])
+    if target == "TAG":
+        return ctx.dataset.match_tags(params["tag"])
+    return ctx.view
 
 
-def analysis_target_input(inputs: types.Object) -> None:
+def analysis_target_input(inputs: types.Object, ctx=None) -> None:
     """:func:`target_input` of the analyses: the current view by default."""
-    target_input(inputs, default=ANALYSIS_TARGET, current_label="Current view (e.g. one scanner)")
+    target_input(
+        inputs, default=ANALYSIS_TARGET, current_label="Current view (e.g. one scanner)", ctx=ctx
+    )
 
 
 def analysis_target_view(ctx):

@@ -30,6 +30,7 @@ class ComputeConsensus(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="compute_consensus",
+            risk_level=types.RiskLevel.LOW,
             label="Compute consensus labels",
             description=(
                 "A consensus label in its own field, beside the readers' labels (never "
@@ -89,7 +90,7 @@ class ComputeConsensus(MultireaderOperator):
             inputs.float("iou_threshold", default=0.55, min=0.05, max=1.0, label="IoU to fuse")
             inputs.int("min_readers", default=1, min=1, label="Keep boxes drawn by at least")
         I.run_key_input(inputs, ctx, "consensus", default_run_key(method, kind))
-        I.analysis_target_input(inputs)
+        I.analysis_target_input(inputs, ctx=ctx)
         I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Compute consensus labels"))
 
@@ -111,15 +112,7 @@ class ComputeConsensus(MultireaderOperator):
             progress=_common.progress_for(ctx),
         )
         self.reload(ctx)
-        return {
-            "run_key": results["run_key"],
-            "output_field": results["output_field"],
-            "n_contested": results.get("n_contested"),
-            "flags": [
-                {"reader": f["reader"], "kind": f["kind"], "detail": f["detail"]}
-                for f in results.get("flags", [])
-            ],
-        }
+        return results.summary()
 
     def resolve_output(self, ctx):
         outputs = types.Object()

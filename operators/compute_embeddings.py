@@ -132,6 +132,7 @@ class ComputeEmbeddings(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="compute_embeddings",
+            risk_level=types.RiskLevel.LOW,
             label="Compute embeddings",
             description=(
                 "A vector per image: weight-free radiomics on native HU, or any open_clip "
@@ -173,7 +174,7 @@ class ComputeEmbeddings(MultireaderOperator):
             description="FiftyOne Brain similarity (sort by similarity in the App)",
             view=types.CheckboxView(),
         )
-        I.target_input(inputs)
+        I.target_input(inputs, ctx=ctx)
         I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Compute embeddings"))
 

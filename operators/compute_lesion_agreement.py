@@ -42,6 +42,7 @@ class ComputeLesionAgreement(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="compute_lesion_agreement",
+            risk_level=types.RiskLevel.LOW,
             label=FORM_LABEL,
             description=(
                 "Each reader's 3-D lesions per series, matched across readers: who found "
@@ -127,7 +128,7 @@ class ComputeLesionAgreement(MultireaderOperator):
             DEFAULTS["run_key"],
             description="Stored under this key (an existing lesion run is replaced)",
         )
-        I.analysis_target_input(inputs)
+        I.analysis_target_input(inputs, ctx=ctx)
         I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label=FORM_LABEL))
 
@@ -151,7 +152,7 @@ class ComputeLesionAgreement(MultireaderOperator):
             progress=_common.progress_for(ctx),
         )
         self.reload(ctx)
-        return AL.summary(results)
+        return results.summary()
 
     def resolve_output(self, ctx):
         outputs = types.Object()

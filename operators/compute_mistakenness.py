@@ -58,6 +58,7 @@ class ComputeMistakenness(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="compute_mistakenness",
+            risk_level=types.RiskLevel.LOW,
             label="Compute mistakenness (label errors)",
             description=(
                 "Score every reader's label, and consensus, by how strongly the model and "
@@ -86,7 +87,7 @@ class ComputeMistakenness(MultireaderOperator):
             description="How many of the least credible labels the saved view label_error_queue holds",
         )
         I.run_key_input(inputs, ctx, "mistakenness", DEFAULTS["run_key"])
-        I.target_input(inputs)
+        I.target_input(inputs, ctx=ctx)
         I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Compute mistakenness"))
 
@@ -107,24 +108,7 @@ class ComputeMistakenness(MultireaderOperator):
         self.reload(ctx)
         if not ctx.delegated:
             ctx.ops.set_view(name=label_errors.QUEUE_VIEW)
-        return {
-            "run_key": result["run_key"],
-            "queue_view": result["queue"]["view"],
-            "n_in_queue": result["queue"]["n"],
-            "reader_rows": [
-                {
-                    "reader": r,
-                    "n_labels": v["n_labels"],
-                    "n_model_disagrees": v["n_model_disagrees"],
-                    "n_in_queue": v["n_in_queue"],
-                    "mean_label_quality": _round(v["mean_label_quality"]),
-                    "weight": _round(v["weight"]),
-                    "view": v["queue_view"],
-                }
-                for r, v in result["readers"].items()
-            ],
-            "fields": result["fields"],
-        }
+        return result.summary()
 
     def resolve_output(self, ctx):
         outputs = types.Object()
@@ -160,7 +144,3 @@ class ComputeMistakenness(MultireaderOperator):
     ):
         """Score labels from the SDK on a dataset or view; returns the summary dict."""
         return self.run_sdk_with(locals())
-
-
-def _round(v):
-    return None if v is None else round(float(v), 3)

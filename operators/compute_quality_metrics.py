@@ -34,6 +34,7 @@ class ComputeQualityMetrics(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="compute_quality_metrics",
+            risk_level=types.RiskLevel.LOW,
             label="Compute image quality metrics",
             description=(
                 "Measure brightness, contrast, sharpness, entropy, noise and clipping "
@@ -61,7 +62,7 @@ class ComputeQualityMetrics(MultireaderOperator):
             description="Each is written to the field quality_<metric>",
             view=choices,
         )
-        I.target_input(inputs)
+        I.target_input(inputs, ctx=ctx)
         inputs.bool(
             "skip_existing",
             default=False,

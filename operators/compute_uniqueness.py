@@ -18,6 +18,7 @@ class ComputeUniqueness(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="compute_uniqueness",
+            risk_level=types.RiskLevel.LOW,
             label="Compute uniqueness",
             description=(
                 "How unusual each image is, from a stored embedding (no model download): "
@@ -40,7 +41,7 @@ class ComputeUniqueness(MultireaderOperator):
             required=True,
             label="Output field",
         )
-        I.analysis_target_input(inputs)
+        I.analysis_target_input(inputs, ctx=ctx)
         I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Compute uniqueness"))
 

@@ -39,6 +39,7 @@ class ComputeVisualization(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="compute_visualization",
+            risk_level=types.RiskLevel.LOW,
             label="Compute embedding map (UMAP)",
             description=(
                 "A 2-D map of a stored embedding for the Embeddings panel, to colour by "
@@ -67,7 +68,7 @@ class ComputeVisualization(MultireaderOperator):
             label="Brain key",
             description="The map's name in the Embeddings panel (replaced if it exists)",
         )
-        I.analysis_target_input(inputs)
+        I.analysis_target_input(inputs, ctx=ctx)
         I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Compute embedding map"))
 

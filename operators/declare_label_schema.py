@@ -15,6 +15,7 @@ class DeclareLabelSchema(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="declare_label_schema",
+            risk_level=types.RiskLevel.MEDIUM,
             label="Declare label schema",
             description=(
                 "Declare once per dataset the class names, whether they are "

@@ -22,6 +22,7 @@ class EvaluateModel(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="evaluate_model",
+            risk_level=types.RiskLevel.LOW,
             label="Evaluate model on contested cases and slices",
             description=(
                 "Accuracy and kappa of a predictions field against consensus and each "
@@ -64,7 +65,7 @@ class EvaluateModel(MultireaderOperator):
         )
         I.n_boot_input(inputs, label="Bootstrap resamples (by patient)")
         I.run_key_input(inputs, ctx, "model_evaluation", DEFAULTS["run_key"])
-        I.target_input(inputs)
+        I.target_input(inputs, ctx=ctx)
         I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Evaluate model"))
 
@@ -80,12 +81,7 @@ class EvaluateModel(MultireaderOperator):
             run_key=I.run_key_param(ctx, DEFAULTS["run_key"]),
             progress=_common.progress_for(ctx),
         )
-        return {
-            "run_key": result["run_key"],
-            "headline": result["headline"],
-            "n_contested": result["n_contested"],
-            "rows": model_eval.summary_rows(result),
-        }
+        return result.summary()
 
     def resolve_output(self, ctx):
         outputs = types.Object()

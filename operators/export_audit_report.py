@@ -26,6 +26,7 @@ class ExportAuditReport(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="export_audit_report",
+            risk_level=types.RiskLevel.MEDIUM,
             label="Export audit report",
             description=(
                 "A self-contained HTML report (and the same content as JSON) for auditors: "

@@ -14,12 +14,6 @@ from .compute_visualization import embedding_field_input
 DEFAULTS = {**I.DEFAULTS, "run_key": "disagreement_clusters", "method": "hdbscan"}
 
 
-def _fmt(v, pct=False) -> str:
-    if v is None:
-        return ""
-    return f"{100 * v:.0f}%" if pct else f"{v:.2g}"
-
-
 class FindDisagreementClusters(MultireaderOperator):
     on_samples = True
 
@@ -27,6 +21,7 @@ class FindDisagreementClusters(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="find_disagreement_clusters",
+            risk_level=types.RiskLevel.LOW,
             label="Find disagreement clusters",
             description=(
                 "Cluster a stored embedding, rank clusters by how much more often readers "
@@ -73,7 +68,7 @@ class FindDisagreementClusters(MultireaderOperator):
             )
         I.alpha_input(inputs, "For the enrichment test (Benjamini-Hochberg across clusters)")
         I.run_key_input(inputs, ctx, "clusters", DEFAULTS["run_key"])
-        I.analysis_target_input(inputs)
+        I.analysis_target_input(inputs, ctx=ctx)
         I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Find disagreement clusters"))
 
@@ -92,28 +87,7 @@ class FindDisagreementClusters(MultireaderOperator):
             progress=_common.progress_for(ctx),
         )
         self.reload(ctx)
-        rows = []
-        for rank, cl in enumerate(res["clusters"], start=1):
-            top = (cl.get("distinguishing") or [{}])[0]
-            rows.append(
-                {
-                    "rank": rank,
-                    "cluster": cl["cluster"],
-                    "size": cl["size"],
-                    "rate": _fmt(cl.get("rate"), pct=True),
-                    "rest_rate": _fmt(cl.get("rest_rate"), pct=True),
-                    "p_adj": _fmt(cl.get("p_adj")),
-                    "enriched": "yes" if cl.get("enriched") else "",
-                    "why": top.get("sentence", ""),
-                    "view": cl.get("saved_view", ""),
-                }
-            )
-        return {
-            "run_key": res["run_key"],
-            "cluster_field": res["cluster_field"],
-            "summary": res.get("summary") or "",
-            "clusters": rows,
-        }
+        return res.summary()
 
     def resolve_output(self, ctx):
         outputs = types.Object()

@@ -73,6 +73,7 @@ class FitLabelModel(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="fit_label_model",
+            risk_level=types.RiskLevel.LOW,
             label="Fit label model (out-of-fold)",
             description=(
                 "Train a scikit-learn classifier on a stored embedding with patient-grouped "
@@ -125,7 +126,7 @@ class FitLabelModel(MultireaderOperator):
             label="Predictions field",
             description="Where the out-of-fold predictions go (never a reader's field)",
         )
-        I.target_input(inputs)
+        I.target_input(inputs, ctx=ctx)
         I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Fit label model"))
 

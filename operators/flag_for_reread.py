@@ -14,10 +14,12 @@ class FlagForReread(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="flag_for_reread",
+            risk_level=types.RiskLevel.MEDIUM,
             label="Flag for re-read",
             description=(
                 "Tag the selected samples 'reread' and record which reader's label is to be "
-                "re-read (by default the one the evidence doubts most)"
+                "re-read (by default the one the evidence doubts most). A grid button in the "
+                "App; without the App pass sample_ids"
             ),
             dynamic=True,
             allow_immediate_execution=True,
@@ -37,7 +39,10 @@ class FlagForReread(MultireaderOperator):
         from multireader.core.fields import reader_fields
 
         inputs = types.Object()
-        n = len(ctx.selected or [])
+        n = len(_sample_ids(ctx))
+        if n == 0 or ctx.params.get("sample_ids"):
+            # without the App's grid (an agent, a script) the samples come as sample_ids
+            _sample_ids_input(inputs, ctx)
         if n == 0:
             inputs.view(
                 "none",
@@ -68,7 +73,12 @@ class FlagForReread(MultireaderOperator):
         from multireader.analyses import label_errors
         from multireader.core import fields
 
-        ids = list(ctx.selected or ctx.params.get("sample_ids") or [])
+        ids = _sample_ids(ctx)
+        error = _sample_ids_error(ctx, ids)
+        if error:
+            from multireader.errors import MultireaderError
+
+            raise MultireaderError(error)
         reader = ctx.params.get("reader")
         result = label_errors.flag_for_reread(
             ctx.dataset,
@@ -99,3 +109,44 @@ class FlagForReread(MultireaderOperator):
     ):
         """Flag ``sample_ids`` from the SDK; returns the counts."""
         return self.run_sdk_with(locals())
+
+
+def _sample_ids(ctx) -> list:
+    """The samples to flag: the App's selection, else the ``sample_ids`` param."""
+    return list(ctx.selected or ctx.params.get("sample_ids") or [])
+
+
+def _sample_ids_error(ctx, ids: list) -> str | None:
+    if not ids:
+        return (
+            "parameter sample_ids: no samples to flag; select samples in the App's grid, "
+            "or pass sample_ids (a list of sample ids)"
+        )
+    if ctx.selected:
+        return None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return "parameter sample_ids: a list of sample id strings"
+    from bson import ObjectId
+
+    valid = [i for i in ids if ObjectId.is_valid(i)]
+    found = set(ctx.dataset.select(valid).values("id")) if valid else set()
+    missing = [i for i in ids if i not in found]
+    if missing:
+        return (
+            f"parameter sample_ids: {len(missing)} not on dataset {ctx.dataset.name!r}, "
+            f"e.g. {missing[0]!r}"
+        )
+    return None
+
+
+def _sample_ids_input(inputs: types.Object, ctx) -> None:
+    prop = inputs.list(
+        "sample_ids",
+        types.String(),
+        required=False,
+        label="Sample ids",
+        description="Without the App's grid: the ids of the samples to flag",
+    )
+    error = _sample_ids_error(ctx, _sample_ids(ctx)) if ctx.dataset is not None else None
+    if error:
+        prop.invalid, prop.error_message = True, error

@@ -39,6 +39,7 @@ class ImportDicom(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="import_dicom",
+            risk_level=types.RiskLevel.MEDIUM,
             label="Import DICOM",
             description=(
                 "Import DICOM files, folders, glob patterns or a DICOMDIR: every "
@@ -62,9 +63,12 @@ class ImportDicom(MultireaderOperator):
             ),
             view=types.TextFieldView(multiline=True),
         )
-        if ctx.dataset is None:
+        current = _common.current_dataset(ctx)
+        if current is None:
             inputs.str(
                 "dataset_name",
+                # the name the request gave (an agent's), else the user types one
+                default=ctx.dataset_name or None,
                 required=True,
                 label="New dataset name",
                 description="The dataset to create",
@@ -76,7 +80,7 @@ class ImportDicom(MultireaderOperator):
                 label="New dataset name (optional)",
                 description=(
                     f"Leave empty to import into the current dataset "
-                    f"({ctx.dataset.name}); files already imported are skipped"
+                    f"({current.name}); files already imported are skipped"
                 ),
             )
         window = types.Dropdown(label="Window")
@@ -132,7 +136,10 @@ class ImportDicom(MultireaderOperator):
         from multireader.ingest import importer
 
         name = (ctx.params.get("dataset_name") or "").strip()
-        dataset = _dataset_named(name) if name else ctx.dataset
+        current = _common.current_dataset(ctx)
+        if not name and current is None:
+            name = (ctx.dataset_name or "").strip()  # the request named a new dataset
+        dataset = _dataset_named(name) if name else current
         report = importer.import_dicom(
             dataset,
             _split_inputs(ctx.params["inputs"]),
@@ -146,7 +153,7 @@ class ImportDicom(MultireaderOperator):
         )
         fields.update_sidebar_groups(dataset)
         if not ctx.delegated:
-            if name and (ctx.dataset is None or ctx.dataset.name != name):
+            if name and (current is None or current.name != name):
                 ctx.trigger("open_dataset", {"dataset": name})
             else:
                 ctx.trigger("reload_dataset")

@@ -29,6 +29,7 @@ class ImportPredictions(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="import_predictions",
+            risk_level=types.RiskLevel.MEDIUM,
             label="Import model predictions",
             description=(
                 "Add a model's class probabilities (CSV or JSON) and optional masks to a "
@@ -95,7 +96,7 @@ class ImportPredictions(MultireaderOperator):
             ),
             view=types.CheckboxView(),
         )
-        I.target_input(inputs)
+        I.target_input(inputs, ctx=ctx)
         I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Import model predictions"))
 

@@ -34,6 +34,7 @@ class ImportReaderLabels(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="import_reader_labels",
+            risk_level=types.RiskLevel.MEDIUM,
             label="Import reader labels",
             description=(
                 "Add each radiologist's reads to their own reader_<id> field; "

@@ -52,6 +52,7 @@ class VerifyAuditLog(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="verify_audit_log",
+            risk_level=types.RiskLevel.LOW,
             label="Verify audit log",
             description="Check the hash chain of this dataset's audit log; say where it breaks",
             allow_immediate_execution=True,
@@ -96,6 +97,7 @@ class ExportAuditLog(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="export_audit_log",
+            risk_level=types.RiskLevel.MEDIUM,
             label="Export audit log",
             description="Write this dataset's audit log, with its verification, to a file",
             dynamic=True,
@@ -138,6 +140,7 @@ class ReviseLabel(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="revise_label",
+            risk_level=types.RiskLevel.HIGH,
             label="Revise a reader's label",
             description=(
                 "A reader's new version of one label, with a reason; every earlier version "
@@ -161,13 +164,22 @@ class ReviseLabel(MultireaderOperator):
         sample_id = ctx.params.get("sample_id") or (
             ctx.current_sample or (ctx.selected[0] if len(ctx.selected or []) == 1 else None)
         )
-        inputs.str(
+        sample_prop = inputs.str(
             "sample_id",
             default=sample_id,
             required=True,
             label="Sample",
-            description="Open or select one sample",
+            description="Open or select one sample in the App; without the App, its id",
         )
+        if sample_id and ctx.dataset is not None:
+            from bson import ObjectId
+
+            valid = isinstance(sample_id, str) and ObjectId.is_valid(sample_id)
+            if not valid or not len(ctx.dataset.select([sample_id])):
+                sample_prop.invalid = True
+                sample_prop.error_message = (
+                    f"parameter sample_id: no sample {sample_id!r} on dataset {ctx.dataset.name!r}"
+                )
         found = sorted(reader_fields(ctx.dataset, ["classification"])) if ctx.dataset else []
         field_view = types.DropdownView()
         for f in found:
@@ -208,6 +220,7 @@ class FreezeTrainingSet(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="freeze_training_set",
+            risk_level=types.RiskLevel.LOW,
             label="Freeze training set",
             description=(
                 "Record exactly which samples and labels train a model version: ids, a "
@@ -231,7 +244,7 @@ class FreezeTrainingSet(MultireaderOperator):
             label="Consensus field",
         )
         inputs.str("notes", label="Notes")
-        I.target_input(inputs, default=I.ANALYSIS_TARGET)
+        I.target_input(inputs, default=I.ANALYSIS_TARGET, ctx=ctx)
         I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Freeze training set"))
 
@@ -272,6 +285,7 @@ class VerifyTrainingSet(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="verify_training_set",
+            risk_level=types.RiskLevel.LOW,
             label="Verify training set",
             description="Every sample removed, relabelled or added since a freeze",
             dynamic=True,
@@ -332,6 +346,7 @@ class DiffTrainingSets(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="diff_training_sets",
+            risk_level=types.RiskLevel.LOW,
             label="Compare training sets",
             description="Samples added, removed or relabelled between two freezes",
             dynamic=True,
@@ -371,6 +386,7 @@ class DeleteTrainingSet(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="delete_training_set",
+            risk_level=types.RiskLevel.HIGH,
             label="Delete training set",
             description="Delete a freeze; its record stays in the audit log",
             dynamic=True,

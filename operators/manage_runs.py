@@ -41,6 +41,7 @@ class ManageRuns(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="manage_runs",
+            risk_level=types.RiskLevel.HIGH,
             label="Manage agreement and consensus runs",
             description="List, rename or delete the stored agreement and consensus runs",
             dynamic=True,

@@ -18,6 +18,7 @@ class RenderWindowPresets(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="render_window_presets",
+            risk_level=types.RiskLevel.LOW,
             label="Render window presets",
             description=(
                 "Re-render images from their native values (HU) with named "
@@ -37,7 +38,7 @@ class RenderWindowPresets(MultireaderOperator):
             label="Presets",
             description="Written to filepath_<preset>; the App's media settings switch between them",
         )
-        I.target_input(inputs)
+        I.target_input(inputs, ctx=ctx)
         I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Render window presets"))
 

@@ -45,6 +45,7 @@ class ZeroShotClassify(MultireaderOperator):
     def config(self):
         return foo.OperatorConfig(
             name="zero_shot_classify",
+            risk_level=types.RiskLevel.LOW,
             label="Zero-shot classify (open_clip)",
             description=(
                 "Predict the label schema's classes with an open_clip model and prompt "
@@ -132,7 +133,7 @@ class ZeroShotClassify(MultireaderOperator):
                 view=choice,
             )
         batch_input(inputs)
-        I.target_input(inputs)
+        I.target_input(inputs, ctx=ctx)
         I.delegation_input(inputs)
         return types.Property(inputs, view=types.View(label="Zero-shot classify (open_clip)"))
 

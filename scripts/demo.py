@@ -104,6 +104,17 @@ def analyse(dataset: fo.Dataset) -> None:
         for flag in res["flags"]:
             print(f"   FLAG {flag['reader']} {flag['kind']}: {flag['detail']}")
 
+    step("compute_lesion_agreement (3-D nodules matched across readers, volumes in mL)")
+    les = op("compute_lesion_agreement")(dataset)
+    print(f"   {les['n_lesions']} lesions in {les['n_series']} series; found by {les['found_by']}")
+    print(f"   Fleiss' kappa on found / not found: {les['fleiss_kappa_found']}")
+    for row in les["readers"]:
+        flags = f"  FLAG {row['flags']}" if row["flags"] else ""
+        print(
+            f"   {row['reader']}: {row['n_lesions']} lesions, found {row['sensitivity']} of "
+            f"the others' lesions, volumes x{row['volume_ratio']} the others'{flags}"
+        )
+
     step("compute_quality_metrics (on native HU values)")
     q = op("compute_quality_metrics")(dataset)
     print(f"   {q.get('n_computed')} images: {', '.join(q.get('fields', []))}")

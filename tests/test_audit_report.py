@@ -11,13 +11,16 @@ import os
 import re
 from html.parser import HTMLParser
 
+import helpers_lesions
 import numpy as np
 import pytest
 from helpers_browser import ROOT, browser_missing
 from helpers_plugin import op
 
-from multireader.lineage import report as AR
 from multireader.core import runs
+from multireader.lineage import report as AR
+
+lesion_study = helpers_lesions.lesion_study
 
 # what multireader/io/demo.py writes into the DICOM headers (PatientName, PatientID)
 DEMO_NAME = "DEMO^PATIENT^001"
@@ -100,13 +103,14 @@ def test_every_section_in_json_and_html(analysed):
     for sid, title in AR.SECTIONS:
         assert sid in report, sid
         assert f"<h2 id='{sid}'>{title}</h2>" in text
-        assert report[sid].get("available", True) is True, sid
+        # the demo study has no lesion run: that section says what to run
+        assert report[sid].get("available", True) is (sid != "lesions"), sid
     assert "<h2 id='how'>How to read this report</h2>" in text
     assert "<h2 id='glossary'>Glossary</h2>" in text
     for term in ("Fleiss' kappa", "Cohen's kappa", "95% CI", "Contested case"):
         assert f"<dt>{term}</dt>" in text.replace("&#x27;", "'")
-    # who generated it, and when
-    assert report["generated_by"] and report["generated"] in text
+    # who generated it, and when (as the report prints times: short, UTC)
+    assert report["generated_by"] and f"Generated {AR._t(report['generated'])} UTC" in text
 
 
 def test_numbers_equal_the_stored_runs(analysed):
@@ -188,6 +192,101 @@ def test_contested_list_equals_a_direct_query(analysed):
         assert f"<td>{r['file']}</td>" in analysed["html"]
 
 
+def _no_raw_json(rows: list[list[str]]) -> None:
+    for row in rows:
+        for cell in row:
+            assert not cell.lstrip().startswith(("{", "[{", "[[")), cell
+            assert not re.search(r"""['"]\w+['"]\s*:""", cell), cell
+
+
+def test_no_table_cell_holds_raw_json(analysed):
+    rows = _rows(analysed["html"])
+    _no_raw_json(rows)
+    # the consensus method's parameters are rows of their own, not a JSON string
+    params = analysed["report"]["consensus"]["params"]
+    assert params and "{" not in analysed["html"].split("id='consensus'")[1].split("<h2")[0]
+    for k, v in params.items():
+        assert [k.replace("_", " "), str(v)] in rows
+
+
+def test_lesion_section_prints_the_stored_run(lesion_study, tmp_path):
+    """The lesion-level section on a real series with three readers' 3-D outlines: every
+    number printed is the stored run's, each statistic defined, no raw JSON in a cell."""
+    from multireader.analyses.lesions import LesionAgreementResults, compute_lesion_agreement
+    from multireader.core.results import AnalysisResults
+    from multireader.stats.estimates import fmt_ci, fmt_pct
+
+    ds = lesion_study[0]
+    returned = compute_lesion_agreement(ds, n_boot=50, num_workers=1)
+    html_path, json_path = AR.write_report(ds, str(tmp_path / "lesions.html"))
+    report, text = json.loads(_read(json_path)), _read(html_path)
+    les = report["lesions"]
+    stored = runs.load(ds, "lesions")["results"]
+    typed = AnalysisResults.from_run(ds, "lesions")
+    assert isinstance(typed, LesionAgreementResults)
+    assert typed.summary() == json.loads(json.dumps(returned.summary()))
+    assert les["available"] and les["run_key"] == "lesions"
+    assert les["readers"] == stored["readers"] == ["R1", "R2", "R3"]
+    assert les["n_lesions"] == stored["n_lesions"] == 2
+    rows = _rows(text)
+    _no_raw_json(rows)
+    first = [r[:2] for r in rows]
+    for k, n in stored["found_by_k"].items():
+        assert [f"{k} of 3 readers", str(n)] in first
+    fk = stored["fleiss_kappa_found"]
+    assert les["fleiss_kappa_found"]["value"] == fk["value"]
+    printed = fmt_ci(fk) if fk["value"] is not None else fk["note"]
+    assert ["Fleiss' kappa on found / not found", printed] in first
+    readers = stored["readers"]
+    det = stored["detection"]
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        pair = f"{readers[a]} vs {readers[b]}"
+
+        def est(name, a=a, b=b):
+            m = det[name]
+            return fmt_ci(m["value"][a][b], [m["ci_low"][a][b], m["ci_high"][a][b]])
+
+        assert [pair, est("f1"), est("sensitivity"), est("ppv")] in [r[:4] for r in rows]
+        bd = stored["boundary"][f"{readers[a]}|{readers[b]}"]
+        expected = [pair, str(bd["n"])] + [
+            fmt_ci(bd[m]) for m in ("dice", "iou", "hd95", "assd", "nsd")
+        ]
+        assert expected in rows, expected
+    # R3 missed the small lesion: the R1-R3 detection, and the flag
+    assert det["sensitivity"]["value"][0][2] == pytest.approx(0.5)
+    prof = {p["reader"]: p for p in stored["reader_profiles"]}
+    for name, p in prof.items():
+        assert [name, str(p["n_lesions"]), fmt_pct(p["sensitivity_vs_others"])] in [
+            r[:3] for r in rows
+        ]
+    assert [f["reader"] for f in les["flagged"]] == [r for r, p in prof.items() if p["flags"]]
+    assert "R3" in [f["reader"] for f in les["flagged"]]
+    # volumes: Bland-Altman where two readers share lesions, else its note; RMS CV
+    vol = stored["volume"]
+    for key, ba in vol["bland_altman"].items():
+        pair = key.replace("|", " vs ")
+        if "bias" in ba:
+            lo, hi = ba["bias_ci"]
+            cell = f"{ba['bias']:.3g} [{lo:.3g}, {hi:.3g}]"
+            assert [pair, cell, f"{ba['loa_low']:.3g} to {ba['loa_high']:.3g}"] in [
+                r[:3] for r in rows
+            ]
+        else:
+            assert [pair, ba["note"]] in first
+    cv = vol["rms_cv"]
+    assert ["RMS within-lesion CV", fmt_ci(cv), str(cv["n"])] in [r[:3] for r in rows]
+    if vol["icc"] is None:
+        assert "Volume ICC not available" in text
+    # each statistic defined: HD95 as MONAI does, NSD at the run's tolerance
+    plain = text.replace("&#x27;", "'")
+    assert "directed 95th percentiles" in plain and "MONAI" in plain
+    assert "Nikolov et al. 2021" in plain and "NSD at 2.0 mm" in plain
+    for name, definition in AR.LESION_STATISTICS.values():
+        assert [name, definition] in rows
+    line = {x["section"]: x["summary"] for x in AR.summary(report)}
+    assert line[dict(AR.SECTIONS)["lesions"]].startswith("2 lesions in 1 series")
+
+
 def test_self_contained_and_no_patient_identifiers(analysed):
     text, js = analysed["html"], _read(analysed["res"]["json"])
     HTMLParser().feed(text)  # parses
@@ -216,11 +315,16 @@ def test_unanalysed_dataset_says_what_to_run(demo_clone, tmp_path):
     assert report["model"]["available"] is False
     assert "Evaluate model" in report["model"]["note"]
     assert report["training_sets"]["training_sets"] == []
+    assert report["lesions"] == {
+        "available": False,
+        "note": "Not available: run 'Compute lesion agreement (3-D)' first.",
+    }
     for note in (
         "Not available: run &#x27;Compute agreement&#x27; first.",
         "Not available: run &#x27;Compute consensus labels&#x27; first.",
         "No predictions evaluated",
         "No frozen training sets",
+        "Not available: run &#x27;Compute lesion agreement (3-D)&#x27; first.",
     ):
         assert note in text
     for sid, title in AR.SECTIONS:

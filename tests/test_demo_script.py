@@ -40,6 +40,16 @@ def test_demo_builds_the_study_through_every_operator(dataset_name, tmp_path):
     # is written
     assert "1 relabelled, 0 removed, 0 added since the freeze" in out.stdout
     assert "Chain verified:" in out.stdout
+    # the two planted lesion-level readers are found (truth.json: planted.boundary_reader,
+    # planted.missing_reader)
+    flagged = {
+        line.split(":")[0].strip(): line
+        for line in out.stdout.splitlines()
+        if "lesions, found" in line and "FLAG" in line
+    }
+    assert "larger volumes" in flagged.get("R2", ""), out.stdout[-4000:]
+    assert "misses small lesions" in flagged.get("R3", ""), out.stdout[-4000:]
+    assert "lesions" in dataset.get_field_schema() and "lesion_disagreement" in dataset.get_field_schema()
     assert os.path.exists(tmp_path / "demo" / "audit_report.html")
     from multireader.lineage import audit
     from multireader.lineage import records as lineage

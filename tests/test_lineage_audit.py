@@ -156,6 +156,14 @@ def test_operator_runs_are_logged_with_what_they_wrote(clone, monkeypatch):
     assert e["params"]["method"] == "majority" and e["dataset_name"] == clone.name
     assert "consensus_majority" in e["wrote"]["new_fields"]
     assert "cons_maj" in e["wrote"]["new_runs"]
+    # typed results declare what they wrote: logged as declared, not guessed from keys
+    assert e["wrote"]["outputs_source"] == "declared"
+    assert e["wrote"]["outputs"] == {
+        "fields": ["consensus_majority"],
+        "runs": ["cons_maj"],
+        "saved_views": [],
+    }
+    assert e["wrote"]["named_outputs"] == ["consensus_majority", "cons_maj"]
     assert e["counts"]["n_contested"] == sum(
         bool(c) for c in clone.values("consensus_majority.contested")
     )
@@ -167,6 +175,9 @@ def test_operator_runs_are_logged_with_what_they_wrote(clone, monkeypatch):
     run_queued("freeze_training_set", clone)
     ops = [x for x in audit.entries(clone, action="freeze_training_set") if "detail" in x]
     assert any(x["detail"].get("delegated") for x in ops)
+    # an operator without typed results: its outputs are still guessed from key names
+    ran = [x for x in ops if "outputs_source" in (x.get("wrote") or {})]
+    assert ran and all(x["wrote"]["outputs_source"] == "guessed" for x in ran)
     assert audit.verify(clone)["ok"]
 
 
@@ -367,8 +378,9 @@ def test_audit_report_content_and_browser(clone, tmp_path):
     import krippendorff
     import numpy as np
 
-    from multireader.lineage import report as audit_report
     from multireader.core import runs
+    from multireader.lineage import report as audit_report
+    from multireader.stats.estimates import fmt_ci
 
     empty = audit_report.build_report(clone)
     assert empty["agreement"]["note"].startswith("Not available: run 'Compute agreement'")
@@ -388,7 +400,7 @@ def test_audit_report_content_and_browser(clone, tmp_path):
     stored = runs.load(clone, "agreement")["results"]["kinds"]["classification"]["summary"]
     fleiss = next(o for o in report["agreement"]["overall"] if o["statistic"] == "Fleiss' kappa")
     assert fleiss["value"] == stored["overall"]["fleiss_kappa"]["value"]
-    assert audit_report._ci(fleiss) in text
+    assert fmt_ci(fleiss) in text  # printed as the report formats every estimate
     # a subgroup's nominal alpha from the peer matches ours on the same labels
     sub = report["agreement"]["subgroups"][0]
     assert sub["n"] > 0

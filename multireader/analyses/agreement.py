@@ -26,6 +26,7 @@ from multireader.core import collect as C
 from multireader.core import fields as F
 from multireader.core import runs as RUNS
 from multireader.core.bulk import write_sample_fields
+from multireader.core.results import AnalysisResults
 from multireader.errors import MultireaderError
 from multireader.progress import ProgressFn, report, scaled
 from multireader.stats import disagreement as D
@@ -372,7 +373,7 @@ def compute_agreement(
     write_fields: bool = True,
     run_key: str | None = "agreement",
     progress: ProgressFn | None = None,
-) -> dict:
+) -> AgreementResults:
     """Inter-reader agreement on ``samples`` (a dataset or any view), per label kind.
 
     For each kind (class calls, series calls, masks, boxes) with at least two readers
@@ -380,7 +381,7 @@ def compute_agreement(
     patients when ``by_patient`` and a ``patient_key`` exists, else over samples), and
     per-sample disagreement fields written in bulk on the view's samples (see
     :mod:`multireader.stats.disagreement`). The result is stored as run ``run_key`` (None:
-    not stored) and returned.
+    not stored) and returned as :class:`AgreementResults`.
 
     ``readers`` restricts the analysis to those reader ids (every kind must then have
     labels from each of them, or that kind is skipped with a note). ``statistics``
@@ -544,7 +545,7 @@ def compute_agreement(
         clock.lap("write_s")
         results["timings"] = dict(clock.t)
     report(progress, 1.0, "agreement done")
-    return RUNS.jsonable(results)
+    return AgreementResults(results, run_key=run_key, config=config)
 
 
 # --------------------------------------------------------------------------- consensus
@@ -597,7 +598,7 @@ def compute_consensus(
     min_readers: int = 1,
     by_label: bool = False,
     progress: ProgressFn | None = None,
-) -> dict:
+) -> ConsensusResults:
     """A consensus label from the readers' labels, written BESIDE them in its own field.
 
     Methods: class calls ``dawid_skene`` (default) or ``majority`` (ties are marked
@@ -682,7 +683,7 @@ def compute_consensus(
     RUNS.save(view, run_key, "consensus", config, results)
     results["run_key"] = run_key
     report(progress, 1.0, "consensus done")
-    return RUNS.jsonable(results)
+    return ConsensusResults(results, run_key=run_key, config=config)
 
 
 def _class_consensus(view, rs, method, provenance, want_profiles, alpha, max_iter, tol, progress):
@@ -921,8 +922,188 @@ def _box_consensus(view, rs, provenance, iou_threshold, min_readers, by_label, p
     }
 
 
+# --------------------------------------------------------------------------- results
+class AgreementResults(AnalysisResults):
+    """What :func:`compute_agreement` found: per label kind, the dataset-level
+    statistics with their intervals; the per-sample fields it wrote.
+
+    Tables (:meth:`rows`): ``statistics`` (every kind's all-reader statistics, formatted
+    to 3 decimals, as the operator shows them), ``skipped`` (kinds not analysed and why),
+    ``overall`` (the class calls' all-reader statistics as stored estimates, with their
+    key), ``pairwise`` (Cohen's kappa of every two readers on class calls, with CI and n),
+    ``per_class`` (Fleiss' kappa of each class).
+    """
+
+    run_kind = "agreement"
+    sections = ("statistics", "skipped", "overall", "pairwise", "per_class")
+
+    @property
+    def classification(self) -> dict | None:
+        """The class-call block (``readers``, ``classes``, ``summary``, ...) or None."""
+        return (self.results.get("kinds") or {}).get("classification")
+
+    @property
+    def readers(self) -> list[str]:
+        return list((self.classification or {}).get("readers") or [])
+
+    @property
+    def classes(self) -> list[str]:
+        return list((self.classification or {}).get("classes") or [])
+
+    @property
+    def n_boot(self) -> int | None:
+        return self.config.get("n_boot", self.results.get("config", {}).get("n_boot"))
+
+    def bootstrap(self) -> dict | None:
+        """``{"n_boot", "unit", "level"}`` of the class calls' intervals (None without)."""
+        cls = self.classification
+        if not cls:
+            return None
+        s = cls["summary"]
+        unit = {"group": "patient", "item": "image"}.get(s["bootstrap_unit"], s["bootstrap_unit"])
+        return {"n_boot": s["n_boot"], "unit": unit, "level": s.get("level", 0.95)}
+
+    def pairwise_kappa(self) -> dict | None:
+        """The class calls' Cohen's kappa matrices ``{"value", "ci_low", "ci_high", "n"}``."""
+        cls = self.classification
+        return (cls["summary"].get("pairwise") or {}).get("cohen_kappa") if cls else None
+
+    def overall(self, kind: str, statistic: str) -> dict | None:
+        """The stored estimate of dataset-level ``statistic`` for masks or boxes."""
+        k = (self.results.get("kinds") or {}).get(kind) or {}
+        return (k.get("overall") or {}).get(statistic)
+
+    @property
+    def outputs(self) -> dict[str, list[str]]:
+        return self._outputs(fields=self.results.get("fields_written") or [])
+
+    def summary(self) -> dict:
+        return {
+            "run_key": self.run_key,
+            "fields_written": self.results.get("fields_written", []),
+            "n_disagree": (self.results.get("per_sample") or {}).get("n_disagree"),
+            "statistics": self.rows("statistics"),
+            "skipped": self.rows("skipped"),
+            "outputs": self.outputs,
+        }
+
+    def _rows(self, section: str) -> list[dict]:
+        if section == "statistics":
+            return _statistic_rows(self.results)
+        if section == "skipped":
+            return [
+                {"kind": k, "reason": v} for k, v in (self.results.get("skipped") or {}).items()
+            ]
+        cls = self.classification
+        if not cls:
+            return []
+        s = cls["summary"]
+        if section == "overall":
+            return [{"key": k, **e} for k, e in (s.get("overall") or {}).items()]
+        if section == "per_class":
+            per = (s.get("per_class") or {}).get("fleiss_kappa") or []
+            return [{"class": c, **e} for c, e in zip(cls["classes"], per, strict=False)]
+        pk = self.pairwise_kappa()
+        if not pk:
+            return []
+        r = cls["readers"]
+        return [
+            {
+                "readers": [r[i], r[j]],
+                "value": pk["value"][i][j],
+                "ci": [pk["ci_low"][i][j], pk["ci_high"][i][j]],
+                "n": pk["n"][i][j],
+            }
+            for i in range(len(r))
+            for j in range(i + 1, len(r))
+        ]
+
+
+class ConsensusResults(AnalysisResults):
+    """What :func:`compute_consensus` built: the consensus field, its method and
+    parameters, the contested count, and (class calls) each reader's profile.
+
+    Tables: ``flags`` (readers flagged for bias or drift), ``readers`` (each reader
+    against the consensus: reads, accuracy, kappa, confusion, prevalence, drift),
+    ``params`` (the method's parameters, one per row).
+    """
+
+    run_kind = "consensus"
+    sections = ("flags", "readers", "params")
+
+    @property
+    def output_field(self) -> str | None:
+        return self.results.get("output_field") or self.config.get("output_field")
+
+    @property
+    def method(self) -> str | None:
+        return self.config.get("algorithm") or (self.results.get("provenance") or {}).get("method")
+
+    @property
+    def label_kind(self) -> str | None:
+        """The label kind the consensus is of (classification, series, mask, boxes)."""
+        return self.config.get("kind") or (self.results.get("provenance") or {}).get("kind")
+
+    @property
+    def readers(self) -> list[str]:
+        return list(self.config.get("readers") or self.results.get("readers") or [])
+
+    @property
+    def params(self) -> dict:
+        return dict(
+            self.config.get("params") or (self.results.get("provenance") or {}).get("params") or {}
+        )
+
+    @property
+    def profiles(self) -> dict:
+        return self.results.get("profiles") or {}
+
+    @property
+    def outputs(self) -> dict[str, list[str]]:
+        return self._outputs(fields=[self.output_field])
+
+    def summary(self) -> dict:
+        return {
+            "run_key": self.run_key,
+            "output_field": self.output_field,
+            "n_contested": self.results.get("n_contested"),
+            "flags": self.rows("flags"),
+            "outputs": self.outputs,
+        }
+
+    def _rows(self, section: str) -> list[dict]:
+        if section == "params":
+            return [{"parameter": k, "value": v} for k, v in self.params.items()]
+        if section == "flags":
+            return [
+                {
+                    "reader": f.get("reader"),
+                    "kind": f.get("kind"),
+                    "p_holm": f.get("p_holm"),
+                    "detail": f.get("detail"),
+                }
+                for f in self.results.get("flags") or self.profiles.get("flags") or []
+            ]
+        out = []
+        for r, p in (self.profiles.get("per_reader") or {}).items():
+            kvc = p.get("kappa_vs_consensus")
+            out.append(
+                {
+                    "reader": r,
+                    "n_reads": p.get("n_reads"),
+                    "accuracy_vs_consensus": p.get("accuracy"),
+                    "kappa_vs_consensus": kvc.get("value") if isinstance(kvc, dict) else kvc,
+                    "kappa_n": kvc.get("n") if isinstance(kvc, dict) else None,
+                    "confusion": p.get("confusion"),
+                    "prevalence": p.get("prevalence"),
+                    "drift": p.get("drift"),
+                }
+            )
+        return out
+
+
 # --------------------------------------------------------------------------- display
-def summary_rows(results: dict) -> list[dict]:
+def _statistic_rows(results) -> list[dict]:
     """Dataset-level statistics of an agreement result as flat table rows for display.
 
     ``{"kind", "statistic", "value", "ci", "n"}``: value and CI formatted to 3 decimals,

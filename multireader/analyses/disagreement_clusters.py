@@ -15,6 +15,7 @@ import numpy as np
 from multireader.core import fields as F
 from multireader.core import runs as RUNS
 from multireader.core.bulk import write_sample_fields
+from multireader.core.results import AnalysisResults
 from multireader.embed.maps import MapError, embedded_view
 from multireader.errors import MultireaderError
 from multireader.progress import ProgressFn, report
@@ -105,7 +106,7 @@ def find_disagreement_clusters(
     score_field: str | None = None,
     n_components: int | None = None,
     progress: ProgressFn | None = None,
-) -> dict:
+) -> ClusterResults:
     """Cluster ``embeddings`` on ``samples`` and rank the clusters by disagreement.
 
     Needs the ``readers_disagree`` / ``disagreement`` fields of ``compute_agreement``.
@@ -284,4 +285,60 @@ def find_disagreement_clusters(
     RUNS.save(present, run_key, "clusters", config, result)
     result["run_key"] = run_key
     report(progress, 1.0, "clusters done")
-    return RUNS.jsonable(result)
+    return ClusterResults(result, run_key=run_key, config=config)
+
+
+def _fmt(v, pct=False) -> str:
+    if v is None:
+        return ""
+    return f"{100 * v:.0f}%" if pct else f"{v:.2g}"
+
+
+class ClusterResults(AnalysisResults):
+    """What :func:`find_disagreement_clusters` found: clusters of the embedding ranked
+    by how enriched they are in contested images, and what sets each apart.
+
+    Tables: ``clusters`` (rank, size, disagreement rate in and outside, BH-adjusted p,
+    the distinguishing sentence, its saved view; most enriched first).
+    """
+
+    run_kind = "clusters"
+    sections = ("clusters",)
+
+    @property
+    def cluster_field(self) -> str | None:
+        return self.results.get("cluster_field") or self.config.get("cluster_field")
+
+    @property
+    def outputs(self) -> dict[str, list[str]]:
+        return self._outputs(
+            fields=[self.cluster_field], saved_views=self.results.get("saved_views") or []
+        )
+
+    def summary(self) -> dict:
+        return {
+            "run_key": self.run_key,
+            "cluster_field": self.cluster_field,
+            "summary": self.results.get("summary") or "",
+            "clusters": self.rows("clusters"),
+            "outputs": self.outputs,
+        }
+
+    def _rows(self, section: str) -> list[dict]:
+        rows = []
+        for rank, cl in enumerate(self.results.get("clusters") or [], start=1):
+            top = (cl.get("distinguishing") or [{}])[0]
+            rows.append(
+                {
+                    "rank": rank,
+                    "cluster": cl["cluster"],
+                    "size": cl["size"],
+                    "rate": _fmt(cl.get("rate"), pct=True),
+                    "rest_rate": _fmt(cl.get("rest_rate"), pct=True),
+                    "p_adj": _fmt(cl.get("p_adj")),
+                    "enriched": "yes" if cl.get("enriched") else "",
+                    "why": top.get("sentence", ""),
+                    "view": cl.get("saved_view", ""),
+                }
+            )
+        return rows

@@ -28,6 +28,7 @@ from multireader.core import fields as F
 from multireader.core import runs as RUNS
 from multireader.core.bulk import write_sample_fields
 from multireader.core.predictions import PredictionError, prediction_fields, read_probabilities
+from multireader.core.results import AnalysisResults
 from multireader.errors import MultireaderError
 from multireader.progress import ProgressFn, report
 from multireader.stats import mistakenness as M
@@ -110,7 +111,7 @@ def compute_mistakenness(
     queue_threshold: float | None = None,
     run_key: str = "mistakenness",
     progress: ProgressFn | None = None,
-) -> dict:
+) -> MistakennessResults:
     """Score every reader's (and consensus) label against ``pred_field``; see the module.
 
     The queue (saved view ``label_error_queue``, and ``label_errors_<reader>`` per
@@ -239,7 +240,64 @@ def compute_mistakenness(
     }
     RUNS.save(view, run_key, "mistakenness", config=config, results=results)
     report(progress, 1.0, f"{results['queue']['n']} labels in the re-read queue")
-    return {"run_key": run_key, "config": config, **results}
+    return MistakennessResults(results, run_key=run_key, config=config)
+
+
+class MistakennessResults(AnalysisResults):
+    """What :func:`compute_mistakenness` scored: per reader, how many of their labels
+    the model contests and how credible they are; the re-read queue.
+
+    Tables: ``readers`` (labels, model disagrees, in queue, mean label quality,
+    CROWDLAB weight, the reader's saved view), ``consensus`` (the same per consensus
+    field).
+    """
+
+    run_kind = "mistakenness"
+    sections = ("readers", "consensus")
+
+    @property
+    def queue(self) -> dict:
+        return dict(self.results.get("queue") or {})
+
+    @property
+    def outputs(self) -> dict[str, list[str]]:
+        views = [self.queue.get("view")] + [
+            r.get("queue_view") for r in (self.results.get("readers") or {}).values()
+        ]
+        return self._outputs(fields=self.results.get("fields") or [], saved_views=views)
+
+    def summary(self) -> dict:
+        return {
+            "run_key": self.run_key,
+            "queue_view": self.queue.get("view"),
+            "n_in_queue": self.queue.get("n"),
+            "reader_rows": self.rows("readers"),
+            "fields": self.results.get("fields") or [],
+            "outputs": self.outputs,
+        }
+
+    def _rows(self, section: str) -> list[dict]:
+        if section == "consensus":
+            return [
+                {"field": f, **{k: _round(v) if isinstance(v, float) else v for k, v in e.items()}}
+                for f, e in (self.results.get("consensus") or {}).items()
+            ]
+        return [
+            {
+                "reader": r,
+                "n_labels": v["n_labels"],
+                "n_model_disagrees": v["n_model_disagrees"],
+                "n_in_queue": v["n_in_queue"],
+                "mean_label_quality": _round(v["mean_label_quality"]),
+                "weight": _round(v["weight"]),
+                "view": v["queue_view"],
+            }
+            for r, v in (self.results.get("readers") or {}).items()
+        ]
+
+
+def _round(v):
+    return None if v is None else round(float(v), 3)
 
 
 def _cut(score: np.ndarray, size: int, threshold: float | None) -> float:

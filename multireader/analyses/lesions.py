@@ -717,7 +717,7 @@ def summarise(
     ci = _interval(cv_features, cv_stat, les_groups[ok], n_boot, seed, level)
     volume["rms_cv"] = {
         "value": rms,
-        "ci": None if ci is None else [ci[0][0], ci[1][0]],
+        "ci": None if ci is None else [float(ci[0]), float(ci[1])],
         "n": int(ok.sum()),
     }
     volume["n_complete"] = int(complete.sum())
@@ -1045,12 +1045,12 @@ class LesionAgreementResults(AnalysisResults):
                     "pair": f"{ra} vs {rb}",
                     "readers": [ra, rb],
                     "n_lesions": [
-                        _r(np.asarray(det["n_lesions"], float)[a], 0),
-                        _r(np.asarray(det["n_lesions"], float)[b], 0),
+                        int(np.asarray(det["n_lesions"], float)[a]),
+                        int(np.asarray(det["n_lesions"], float)[b]),
                     ]
                     if det.get("n_lesions") is not None
                     else None,
-                    "matched": _r(np.asarray(det["matched"], float)[a, b], 0)
+                    "matched": int(np.asarray(det["matched"], float)[a, b])
                     if det.get("matched") is not None
                     else None,
                     **{m: _est(det.get(m) or {}, a, b) for m in ("f1", "sensitivity", "ppv")},

@@ -21,6 +21,7 @@ from multireader.analyses.slice_confusion import MISSING, default_bins, slice_co
 from multireader.core import collect as C
 from multireader.core import runs as RUNS
 from multireader.core.predictions import PredictionError, read_probabilities
+from multireader.core.results import AnalysisResults
 from multireader.errors import MultireaderError
 from multireader.progress import ProgressFn, report
 from multireader.stats.agreement import kappa_from_confusion, weight_matrix
@@ -114,9 +115,10 @@ def evaluate_predictions(
     seed: int = 0,
     run_key: str = "model_evaluation",
     progress: ProgressFn | None = None,
-) -> dict:
+) -> EvaluationResults:
     """Evaluate ``pred_field`` against consensus and each reader, by contested/uncontested
-    and by slice; see the module docstring. Returns (and stores) the results."""
+    and by slice; see the module docstring. Returns (and stores) the results, as
+    :class:`EvaluationResults`."""
     from multireader.analyses.label_errors import default_prediction_field
     from multireader.core.schema import get_label_schema
     from multireader.embed.label_model import consensus_label_fields
@@ -226,7 +228,7 @@ def evaluate_predictions(
     }
     RUNS.save(view, run_key, "model_evaluation", config=config, results=results)
     report(progress, 1.0, results["headline"])
-    return {"run_key": run_key, **results}
+    return EvaluationResults(results, run_key=run_key, config=config)
 
 
 def headline(results: dict) -> str:
@@ -242,7 +244,69 @@ def headline(results: dict) -> str:
     )
 
 
-def summary_rows(results: dict) -> list[dict]:
+class EvaluationResults(AnalysisResults):
+    """What :func:`evaluate_predictions` measured: the model's accuracy and kappa with
+    intervals against each reference, on all, contested and uncontested cases and per
+    slice.
+
+    Tables: ``subsets`` (every reference x subset, CIs formatted, as the operator shows
+    them); ``consensus`` and ``readers`` (the same as stored estimates, against the
+    consensus fields or against each reader; a row's ``slice`` is None for the all,
+    contested and uncontested cases).
+    """
+
+    run_kind = "model_evaluation"
+    sections = ("subsets", "consensus", "readers")
+
+    @property
+    def headline(self) -> str | None:
+        return self.results.get("headline")
+
+    @property
+    def outputs(self) -> dict[str, list[str]]:
+        return self._outputs()
+
+    def summary(self) -> dict:
+        return {
+            "run_key": self.run_key,
+            "headline": self.headline,
+            "n_contested": self.results.get("n_contested"),
+            "rows": self.rows("subsets"),
+            "outputs": self.outputs,
+        }
+
+    def references(self, kind: str) -> dict:
+        """``{field: entry}`` of the references of ``kind`` ("consensus" or "reader")."""
+        return {
+            f: e
+            for f, e in (self.results.get("references") or {}).items()
+            if (e.get("kind") == "consensus") == (kind == "consensus")
+        }
+
+    def _rows(self, section: str) -> list[dict]:
+        if section == "subsets":
+            return _subset_rows(self.results)
+        out = []
+        for ref, e in self.references("consensus" if section == "consensus" else "reader").items():
+            parts = [(s, None, e.get(s) or {}) for s in ("all", "contested", "uncontested")]
+            for field, values in (e.get("slices") or {}).items():
+                parts += [(f"{field} = {v}", (field, v), cell) for v, cell in values.items()]
+            for subset, sl, cell in parts:
+                out.append(
+                    {
+                        "reference": e.get("label") or ref,
+                        "field": ref,
+                        "subset": subset,
+                        "slice": None if sl is None else {"field": sl[0], "value": sl[1]},
+                        "n": cell.get("n"),
+                        "accuracy": cell.get("accuracy"),
+                        "kappa": cell.get("kappa"),
+                    }
+                )
+        return out
+
+
+def _subset_rows(results: dict) -> list[dict]:
     """One row per reference and subset (all, contested, uncontested, each slice value)."""
     rows = []
     for e in results["references"].values():

@@ -20,7 +20,7 @@ import re
 from multireader import __version__
 from multireader.errors import MultireaderError
 
-#: run methods this plugin writes, e.g. ``multireader.stats.agreement``
+#: run methods this plugin writes are this prefix and the kind, e.g. ``multireader.agreement``
 METHOD_PREFIX = "multireader."
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

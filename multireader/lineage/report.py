@@ -11,9 +11,12 @@ No patient identifier is written: DICOM names and IDs are never read (not even t
 through the dataset's salted ``patient_key`` pseudonyms.
 
 Sections (ids in the HTML, keys in the JSON): ``dataset``, ``readers``, ``agreement``,
-``contested``, ``consensus``, ``model``, ``training_sets``, ``audit_log``. A section
-whose source is missing is still present, with ``available: False`` and a note naming
-the operator that produces it.
+``contested``, ``consensus``, ``lesions``, ``model``, ``training_sets``, ``audit_log``.
+A section whose source is missing is still present, with ``available: False`` and a note
+naming the operator that produces it. Sections built from analysis runs read them as
+typed results (:class:`multireader.core.results.AnalysisResults`, through ``newest`` /
+``from_run``) and take their tables from the results' ``rows``, never from the run's raw
+JSON; no table cell holds raw JSON (a mapping is written out as ``name: value`` pairs).
 
 >>> html_path, json_path = write_report(dataset, "/tmp/report.html")
 """
@@ -27,6 +30,9 @@ import os
 import re
 
 from multireader import __version__
+from multireader.analyses.agreement import AgreementResults, ConsensusResults
+from multireader.analyses.lesions import LesionAgreementResults
+from multireader.analyses.model_eval import EvaluationResults
 from multireader.core import runs
 from multireader.lineage import audit
 from multireader.stats.estimates import fmt_ci, fmt_num, fmt_p, fmt_pct
@@ -37,9 +43,10 @@ SECTIONS = [
     ("agreement", "3. Inter-reader agreement"),
     ("contested", "4. Contested cases"),
     ("consensus", "5. Consensus and reader profiles"),
-    ("model", "6. Model performance"),
-    ("training_sets", "7. Frozen training sets"),
-    ("audit_log", "8. Audit log"),
+    ("lesions", "6. Lesion-level agreement (3-D)"),
+    ("model", "7. Model performance"),
+    ("training_sets", "8. Frozen training sets"),
+    ("audit_log", "9. Audit log"),
 ]
 
 #: all-reader statistics of the agreement run: key -> (name, one-sentence definition)
@@ -70,8 +77,94 @@ STATISTICS = {
         "class is rare (Gwet 2008).",
     ),
 }
+#: the lesion section's statistics: key -> (name, one-sentence definition)
+LESION_STATISTICS = {
+    "found_by_k": (
+        "Lesions found by k of n readers",
+        "each lesion is matched across readers (3-D overlap, or centroid distance for "
+        "small lesions) and counted by how many of the readers who read its series "
+        "outlined it.",
+    ),
+    "fleiss_kappa_found": (
+        "Fleiss' kappa on found / not found",
+        "agreement of all readers on whether each lesion is there, beyond what chance "
+        "alone would give, treating every lesion any reader outlined as an item (Fleiss "
+        "1971).",
+    ),
+    "f1": (
+        "Detection F1",
+        "for two readers, twice the lesions they both found over the sum of the lesions "
+        "each found (one-to-one matches of that pair).",
+    ),
+    "sensitivity": (
+        "Detection sensitivity",
+        "the share of the first reader's lesions that the second reader also found.",
+    ),
+    "ppv": (
+        "Detection PPV",
+        "the share of the second reader's lesions that the first reader also found "
+        "(positive predictive value with the first reader as reference).",
+    ),
+    "dice": (
+        "Dice (3-D)",
+        "twice the volume two readers' outlines of a lesion share over the sum of their "
+        "volumes: 1 identical, 0 disjoint; averaged over the lesions both found.",
+    ),
+    "iou": (
+        "IoU (3-D)",
+        "the shared volume over the volume of the union of the two outlines (Jaccard).",
+    ),
+    "hd95": (
+        "HD95 (mm)",
+        "the 95th-percentile Hausdorff distance as MONAI defines it: the larger of the two "
+        "directed 95th percentiles of the distances from each outline's surface to the "
+        "other's, in millimetres.",
+    ),
+    "assd": (
+        "ASSD (mm)",
+        "the average symmetric surface distance: the mean over both surfaces of each "
+        "surface point's distance to the other outline's surface, in millimetres.",
+    ),
+    "nsd": (
+        "NSD",
+        "the normalised surface distance (Nikolov et al. 2021): the share of both "
+        "outlines' surface lying within the stated tolerance of the other outline's "
+        "surface.",
+    ),
+    "icc": (
+        "Volume ICC",
+        "intraclass correlation of the readers' lesion volumes (Shrout & Fleiss 1979) on "
+        "the lesions every reader outlined: the share of the variance in volume that is "
+        "between lesions rather than between readers.",
+    ),
+    "bland_altman": (
+        "Bland-Altman (mL)",
+        "for two readers, the mean difference of their volumes of the same lesion (bias) "
+        "and the range within which 95% of such differences fall (limits of agreement; "
+        "Bland & Altman 1986).",
+    ),
+    "rms_cv": (
+        "RMS within-lesion CV",
+        "the root mean square over lesions of the coefficient of variation (SD over "
+        "mean) of the readers' volumes of each lesion.",
+    ),
+    "volume_ratio": (
+        "Volume ratio",
+        "a reader's lesion volumes relative to the other readers' on the same lesions "
+        "(geometric mean ratio); flagged as larger or smaller volumes when a paired "
+        "Wilcoxon test is significant after Holm correction and the ratio is off 1 by at "
+        "least 5%.",
+    ),
+    "sensitivity_vs_others": (
+        "Found of the others' lesions",
+        "the share of the lesions at least half of the other readers found that this "
+        "reader found too; flagged as missing (small) lesions when clearly below the "
+        "panel's median.",
+    ),
+}
 GLOSSARY = {
     **dict(STATISTICS.values()),
+    **dict(LESION_STATISTICS.values()),
     "Cohen's kappa": "agreement of two readers beyond what chance alone would give, on "
     "the images both read: 1 perfect, 0 chance level, below 0 worse than chance "
     "(Cohen 1960).",
@@ -119,20 +212,6 @@ METHOD_NAMES = {
 _NOT_AVAILABLE = "Not available: run '{op}' first."
 #: fields never read into the report, even when present on the dataset
 _NEVER_READ = ("dicom_identifiers",)
-
-
-def _newest(dataset, kind: str):
-    """``(run_key, run)`` of the newest stored run of ``kind``, or None."""
-    best, t = None, ""
-    for key in runs.list_runs(dataset, kind):
-        try:
-            r = runs.load(dataset, key)
-        except Exception:
-            continue
-        created = str((r.get("config") or {}).get("created_at") or "")
-        if best is None or created >= t:
-            best, t = (key, r), created
-    return best
 
 
 def _who(dataset, action: str, last: int = 3) -> list[dict]:
@@ -250,54 +329,37 @@ def _readers_section(dataset) -> dict:
 
 
 def _agreement_section(dataset) -> dict:
-    found = _newest(dataset, "agreement")
-    if found is None:
+    res = AgreementResults.newest(dataset)
+    if res is None:
         return {"available": False, "note": _NOT_AVAILABLE.format(op="Compute agreement")}
-    key, run = found
-    cls = run["results"]["kinds"].get("classification")
     out = {
         "available": True,
-        "run_key": key,
-        "created_at": run["config"].get("created_at"),
+        "run_key": res.run_key,
+        "created_at": res.created_at,
         "run_by": _who(dataset, "compute_agreement"),
     }
-    if cls:
-        s = cls["summary"]
+    if res.classification:
+        overall = {o["key"]: o for o in res.rows("overall")}
         out["overall"] = [
-            {"statistic": name, "key": k, "definition": text, **s["overall"][k]}
+            {"statistic": name, "definition": text, **overall[k]}
             for k, (name, text) in STATISTICS.items()
-            if k in s["overall"]
+            if k in overall
         ]
-        out["n_items"] = s["n_items"]
-        unit = {"group": "patient", "item": "image"}.get(s["bootstrap_unit"], s["bootstrap_unit"])
-        out["bootstrap"] = {"n_boot": s["n_boot"], "unit": unit, "level": s.get("level", 0.95)}
-        out["readers"] = cls["readers"]
-        out["classes"] = cls["classes"]
-        pk = s["pairwise"]["cohen_kappa"]
-        out["pairwise_kappa"] = pk
-        R = len(cls["readers"])
-        out["pairwise"] = [
-            {
-                "readers": [cls["readers"][i], cls["readers"][j]],
-                "value": pk["value"][i][j],
-                "ci": [pk["ci_low"][i][j], pk["ci_high"][i][j]],
-                "n": pk["n"][i][j],
-            }
-            for i in range(R)
-            for j in range(i + 1, R)
-        ]
-        out["per_class"] = [
-            {"class": c, **e}
-            for c, e in zip(cls["classes"], s["per_class"]["fleiss_kappa"], strict=True)
-        ]
+        out["n_items"] = res.classification["summary"]["n_items"]
+        out["bootstrap"] = res.bootstrap()
+        out["readers"] = res.readers
+        out["classes"] = res.classes
+        out["pairwise_kappa"] = res.pairwise_kappa()
+        out["pairwise"] = res.rows("pairwise")
+        out["per_class"] = res.rows("per_class")
     for kind, stat, label in (
         ("mask", "mean_pairwise_dice", "Masks: mean Dice overlap between two readers' masks"),
         ("boxes", "mean_pairwise_f1", "Boxes: mean F1 of matched boxes between two readers"),
     ):
-        k = run["results"]["kinds"].get(kind)
-        if k and stat in k.get("overall", {}):
-            out[f"{kind}_overall"] = {"statistic": stat, "label": label, **k["overall"][stat]}
-    out["subgroups"] = _subgroups(dataset, n_boot=min(int(run["config"].get("n_boot", 500)), 500))
+        e = res.overall(kind, stat)
+        if e:
+            out[f"{kind}_overall"] = {"statistic": stat, "label": label, **e}
+    out["subgroups"] = _subgroups(dataset, n_boot=min(int(res.n_boot or 500), 500))
     return out
 
 
@@ -354,8 +416,8 @@ def _contested_section(dataset, limit: int) -> dict:
         else dataset.match(VF("readers_disagree"))
     )
     view = view.sort_by("disagreement", reverse=True)
-    cons = _newest(dataset, "consensus")
-    cons_field = cons[1]["config"].get("output_field") if cons else None
+    cons = ConsensusResults.newest(dataset)
+    cons_field = cons.output_field if cons else None
     n = view.count()
     top = view.limit(limit)
     key = "dicom_key" if dataset.has_field("dicom_key") else None
@@ -391,63 +453,98 @@ def _contested_section(dataset, limit: int) -> dict:
 
 
 def _consensus_section(dataset) -> dict:
-    found = _newest(dataset, "consensus")
-    if found is None:
+    res = ConsensusResults.newest(dataset)
+    if res is None:
         return {"available": False, "note": _NOT_AVAILABLE.format(op="Compute consensus labels")}
-    key, run = found
-    cfg = run["config"]
-    prof = (run["results"] or {}).get("profiles") or {}
-    readers = []
-    for r, p in (prof.get("per_reader") or {}).items():
-        kvc = p.get("kappa_vs_consensus")
-        readers.append(
-            {
-                "reader": r,
-                "n_reads": p.get("n_reads"),
-                "accuracy_vs_consensus": p.get("accuracy"),
-                "kappa_vs_consensus": kvc.get("value") if isinstance(kvc, dict) else kvc,
-                "kappa_n": kvc.get("n") if isinstance(kvc, dict) else None,
-                "confusion": p.get("confusion"),
-                "prevalence": p.get("prevalence"),
-                "drift": p.get("drift"),
-            }
-        )
+    prof = res.profiles
     return {
         "available": True,
-        "run_key": key,
-        "kind": cfg.get("kind"),
-        "method": cfg.get("algorithm"),
-        "output_field": cfg.get("output_field"),
-        "readers_used": cfg.get("readers"),
-        "params": cfg.get("params"),
-        "created_at": cfg.get("created_at"),
+        "run_key": res.run_key,
+        "kind": res.label_kind,
+        "method": res.method,
+        "output_field": res.output_field,
+        "readers_used": res.readers,
+        "params": res.params,
+        "param_rows": res.rows("params"),
+        "created_at": res.created_at,
         "run_by": _who(dataset, "compute_consensus"),
         "profiles_available": bool(prof),
         "classes": prof.get("classes"),
         "alpha": (prof.get("parameters") or {}).get("alpha"),
-        "readers": readers,
-        "flags": prof.get("flags") or [],
-        "other_runs": [k for k in runs.list_runs(dataset, "consensus") if k != key],
+        "readers": res.rows("readers"),
+        "flags": res.rows("flags") if prof else [],
+        "other_runs": [k for k in runs.list_runs(dataset, "consensus") if k != res.run_key],
+    }
+
+
+def _lesions_section(dataset) -> dict:
+    res = LesionAgreementResults.newest(dataset)
+    if res is None:
+        return {
+            "available": False,
+            "note": _NOT_AVAILABLE.format(op="Compute lesion agreement (3-D)"),
+        }
+    r = res.results
+    cfg = {**(r.get("config") or {}), **res.config}
+    rule = cfg.get("rule")
+    match = (
+        f"centroids within {cfg.get('max_distance_mm')} mm"
+        if rule == "centroid"
+        else f"3-D {'IoU' if rule == 'iou' else 'Dice'} of at least {cfg.get('min_overlap')}"
+    )
+    volume = r.get("volume") or {}
+    profiles = res.rows("profiles")
+    return {
+        "available": True,
+        "run_key": res.run_key,
+        "created_at": res.created_at,
+        "run_by": _who(dataset, "compute_lesion_agreement"),
+        "readers": res.readers,
+        "n_series": r.get("n_series"),
+        "n_patients": r.get("n_patients"),
+        "n_lesions": r.get("n_lesions"),
+        "level": res.level,
+        "n_boot": r.get("n_boot", cfg.get("n_boot")),
+        "match": match,
+        "connectivity": cfg.get("connectivity"),
+        "instances": cfg.get("instances"),
+        "nsd_tolerance_mm": res.nsd_tolerance_mm,
+        "definitions": {k: {"name": n, "definition": d} for k, (n, d) in LESION_STATISTICS.items()},
+        "found_by": res.rows("found_by"),
+        "fleiss_kappa_found": res.fleiss_kappa_found,
+        "detection": res.rows("detection"),
+        "boundary": res.rows("boundary"),
+        "volume": {
+            "icc": res.rows("volume_icc"),
+            "icc_note": volume.get("icc_note"),
+            "bland_altman": res.rows("bland_altman"),
+            "rms_cv": res.rms_cv,
+            "n_complete": volume.get("n_complete"),
+        },
+        "reader_profiles": profiles,
+        "flagged": [
+            {"reader": p["reader"], "flags": p["flags"]} for p in profiles if p.get("flags")
+        ],
     }
 
 
 def _model_section(dataset) -> dict:
-    found = _newest(dataset, "model_evaluation")
+    found = EvaluationResults.newest(dataset)
     if found is None:
         return {
             "available": False,
             "note": "No predictions evaluated: run 'Evaluate model' (after importing or "
             "fitting predictions).",
         }
-    key, run = found
-    res = run["results"]
     return {
         "available": True,
-        "run_key": key,
-        "created_at": run["config"].get("created_at"),
+        "run_key": found.run_key,
+        "created_at": found.created_at,
         "run_by": _who(dataset, "evaluate_model"),
-        "headline": res.get("headline"),
-        "results": res,
+        "headline": found.headline,
+        "against_consensus": found.rows("consensus"),
+        "against_readers": found.rows("readers"),
+        "results": found.results,
     }
 
 
@@ -518,6 +615,7 @@ def build_report(
         ("agreement", lambda: _agreement_section(dataset)),
         ("contested", lambda: _contested_section(dataset, contested_limit)),
         ("consensus", lambda: _consensus_section(dataset)),
+        ("lesions", lambda: _lesions_section(dataset)),
         ("model", lambda: _model_section(dataset)),
         ("training_sets", lambda: _training_section(dataset)),
         ("audit_log", lambda: _audit_section(dataset, audit_limit)),
@@ -540,6 +638,7 @@ def build_report(
 def summary(report: dict) -> list[dict]:
     """One line per section: whether its source exists and what it holds."""
     a, c, s, m = (report[k] for k in ("agreement", "contested", "consensus", "model"))
+    les = report["lesions"]
     t, g = report["training_sets"]["training_sets"], report["audit_log"]
     fleiss = next((o for o in a.get("overall", []) if o["key"] == "fleiss_kappa"), None)
     lines = {
@@ -556,6 +655,10 @@ def summary(report: dict) -> list[dict]:
         "consensus": f"{s['method']} ({s['run_key']}), {len(s['flags'])} reader flags"
         if s.get("available")
         else s["note"],
+        "lesions": f"{les['n_lesions']} lesions in {les['n_series']} series, Fleiss' kappa "
+        f"on found {fmt_ci(les['fleiss_kappa_found'])}; {len(les['flagged'])} readers flagged"
+        if les.get("available")
+        else les["note"],
         "model": m["headline"] if m.get("available") else m["note"],
         "training_sets": f"{len(t)} frozen, {sum(not x['verification']['ok'] for x in t)} "
         "changed since"
@@ -584,7 +687,23 @@ def _t(x) -> str:
     return f"{m.group(1)} {m.group(2)}" if m else ("" if x is None else str(x))
 
 
+def _plain(c) -> str:
+    """A cell's value as text a person reads: a mapping as ``name: value`` pairs, a list
+    as a comma-separated list, never raw JSON."""
+    if isinstance(c, dict):
+        return "; ".join(f"{k.replace('_', ' ')}: {_plain(v)}" for k, v in c.items())
+    if isinstance(c, (list, tuple)):
+        return ", ".join(_plain(v) for v in c)
+    if isinstance(c, bool):
+        return "yes" if c else "no"
+    if isinstance(c, float):
+        return fmt_num(c, 3, significant=True)
+    return "" if c is None else str(c)
+
+
 def _td(c) -> str:
+    if isinstance(c, (dict, list, tuple)):
+        c = _plain(c)
     text = _t(c) if isinstance(c, str) else c
     nowrap = isinstance(text, str) and (_CI_TEXT.match(text) or _TIME_TEXT.match(str(c)))
     return f"<td class='nw'>{_e(text)}</td>" if nowrap else f"<td>{_e(text)}</td>"
@@ -769,6 +888,7 @@ def render_html(r: dict) -> str:
     out += _html_agreement(r["agreement"])
     out += _html_contested(r["contested"])
     out += _html_consensus(r["consensus"])
+    out += _html_lesions(r["lesions"])
     out += _html_model(r["model"])
     out += _html_training(r["training_sets"])
     out += _html_audit(r["audit_log"])
@@ -1008,8 +1128,7 @@ def _html_consensus(s: dict) -> list[str]:
     out.append(
         f"<p>Method <b>{_e(METHOD_NAMES.get(s['method'], s['method']))}</b> on the {_e(s.get('kind'))} labels of readers "
         f"{_e(', '.join(s.get('readers_used') or []))}, written to "
-        f"<code>{_e(s['output_field'])}</code> beside the readers' labels (never over them). "
-        f"Parameters: <code>{_e(json.dumps(s['params'], default=str))}</code>.</p>"
+        f"<code>{_e(s['output_field'])}</code> beside the readers' labels (never over them).</p>"
         f"<p class='src'>Source: consensus run <code>{_e(s['run_key'])}</code>, created "
         f"{_e(_t(s['created_at']))} UTC; run by {_e(_who_text(s['run_by']))}."
         + (
@@ -1019,6 +1138,11 @@ def _html_consensus(s: dict) -> list[str]:
         )
         + "</p>"
     )
+    if s.get("param_rows"):
+        out.append(
+            "<p>Parameters of the method:</p>"
+            + _kv([[p["parameter"].replace("_", " "), p["value"]] for p in s["param_rows"]])
+        )
     if not s["readers"]:
         out.append("<p class='note'>No reader profiles stored with this run.</p>")
         return out
@@ -1128,6 +1252,203 @@ def _html_consensus(s: dict) -> list[str]:
     return out
 
 
+def _ml(v) -> str:
+    """A volume or volume difference in mL: tiny lesions need more than 2 decimals."""
+    return fmt_num(v, 3, significant=True)
+
+
+def _ml_ci(value, ci) -> str:
+    if value is None:
+        return fmt_num(None)
+    if not ci or None in ci:
+        return _ml(value)
+    return f"{_ml(value)} [{_ml(ci[0])}, {_ml(ci[1])}]"
+
+
+def _html_lesions(x: dict) -> list[str]:
+    out = [_h2("lesions")]
+    if not x.get("available"):
+        return out + [_note(x)]
+    d = {k: v["definition"] for k, v in x["definitions"].items()}
+    names = {k: v["name"] for k, v in x["definitions"].items()}
+    level = f"{x['level']:.0%}"
+    tol = x.get("nsd_tolerance_mm")
+    what = (
+        "one of the reader's own instance labels (SEG segment, RTSTRUCT ROI, label value)"
+        if x.get("instances") == "labels"
+        else f"a 3-D connected component of a reader's mask ({x.get('connectivity')}-connectivity)"
+    )
+    out.append(
+        f"<p class='src'>Source: lesion run <code>{_e(x['run_key'])}</code>, created "
+        f"{_e(_t(x['created_at']))} UTC; run by {_e(_who_text(x.get('run_by') or []))}.</p>"
+        f"<p>Readers {_e(', '.join(x['readers']))}: <b>{_e(x['n_lesions'])}</b> lesions in "
+        f"{_e(x['n_series'])} series of {_e(x['n_patients'])} patients. Each reader's "
+        f"outlines of a series are read as one 3-D volume; a lesion is {_e(what)}, and "
+        f"lesions are matched across readers when {_e(x['match'])}. {level} CIs from "
+        f"{_e(x['n_boot'])} bootstrap resamples of patients.</p>"
+    )
+    out.append(
+        "<h3>Who found each lesion</h3>"
+        + _table(
+            ["Found by", "Lesions"],
+            [[f"{f['k']} of {f['n_readers']} readers", f["n_lesions"]] for f in x["found_by"]],
+            "num",
+        )
+    )
+    fk = x["fleiss_kappa_found"]
+    out.append(
+        _table(
+            ["Statistic (all readers)", "Value [95% CI]", "n lesions", "What it measures"],
+            [
+                [
+                    names["found_by_k"],
+                    ", ".join(f"{f['n_lesions']} by {f['k']}" for f in x["found_by"]),
+                    x["n_lesions"],
+                    d["found_by_k"],
+                ],
+                [
+                    names["fleiss_kappa_found"],
+                    fmt_ci(fk) if fk.get("value") is not None else fk.get("note") or fmt_ci(None),
+                    fk.get("n"),
+                    d["fleiss_kappa_found"],
+                ],
+            ],  # fmt: skip
+            "num",
+        )
+    )
+    if x["detection"]:
+        out.append(
+            "<h3>Detection between every two readers</h3><p>One-to-one matches of each "
+            "pair's lesions on the series both read; the first reader of the pair is the "
+            "reference.</p>"
+            + _table(
+                [
+                    "Readers",
+                    "Detection F1 [95% CI]",
+                    "Sensitivity [95% CI]",
+                    "PPV [95% CI]",
+                    "Lesions (first, second)",
+                    "Matched",
+                ],
+                [
+                    [
+                        p["pair"],
+                        fmt_ci(p["f1"]),
+                        fmt_ci(p["sensitivity"]),
+                        fmt_ci(p["ppv"]),
+                        _plain(p.get("n_lesions") or []),
+                        p.get("matched"),
+                    ]
+                    for p in x["detection"]
+                ],
+                "num",
+            )  # fmt: skip
+        )
+    if x["boundary"]:
+        out.append(
+            "<h3>Boundaries of the lesions both readers found</h3><p>Mean over the pair's "
+            f"matched lesions, in millimetres; NSD at a tolerance of {_e(tol)} mm.</p>"
+            + _table(
+                [
+                    "Readers",
+                    "n lesions",
+                    "Dice [95% CI]",
+                    "IoU [95% CI]",
+                    "HD95 mm [95% CI]",
+                    "ASSD mm [95% CI]",
+                    f"NSD at {tol} mm [95% CI]",
+                ],
+                [
+                    [b["pair"], b["n"]]
+                    + [fmt_ci(b.get(m)) for m in ("dice", "iou", "hd95", "assd", "nsd")]
+                    for b in x["boundary"]
+                ],
+                "num",
+            )  # fmt: skip
+        )
+    v = x["volume"]
+    out.append(
+        "<h3>Lesion volumes</h3><p>Volumes in mL of the lesions the readers outlined; ICC on "
+        f"the {_e(v.get('n_complete'))} lesions every reader outlined.</p>"
+    )
+    if v["icc"]:
+        out.append(
+            _table(
+                ["ICC form", "Value [95% CI]", "n lesions"],
+                [[i["form"], fmt_ci(i), i.get("n")] for i in v["icc"]],
+                "num",
+            )
+        )
+    else:
+        out.append(f"<p class='note'>Volume ICC not available: {_e(v.get('icc_note'))}</p>")
+    ba = [
+        [b["pair"], _ml_ci(b.get("bias"), b.get("bias_ci")),
+         f"{_ml(b.get('loa_low'))} to {_ml(b.get('loa_high'))}", b.get("n")]
+        if b.get("bias") is not None
+        else [b["pair"], b.get("note") or fmt_num(None), "", b.get("n")]
+        for b in v["bland_altman"]
+    ]  # fmt: skip
+    if ba:
+        out.append(
+            _table(
+                [
+                    "Readers (first - second)",
+                    "Bias mL [95% CI]",
+                    "95% limits of agreement mL",
+                    "n lesions",
+                ],
+                ba,
+                "num",
+            )  # fmt: skip
+        )
+    cv = v.get("rms_cv") or {}
+    out.append(
+        _table(
+            ["Statistic", "Value [95% CI]", "n lesions", "What it measures"],
+            [[names["rms_cv"], fmt_ci(cv), cv.get("n"), d["rms_cv"]]],
+            "num",
+        )
+    )
+    out.append(
+        "<h3>Each reader</h3>"
+        + _table(
+            [
+                "Reader",
+                "Lesions",
+                "Found of the others' lesions",
+                "Volume ratio (p Holm)",
+                "Missed: small / large",
+                "Flags",
+            ],
+            [
+                [
+                    p["reader"],
+                    p["n_lesions"],
+                    fmt_pct(p.get("sensitivity_vs_others")),
+                    f"{fmt_num(p.get('volume_ratio'))} ({fmt_p(p.get('volume_ratio_p_holm'))})",
+                    f"{p.get('missed_small')} / {p.get('missed_large')}",
+                    ", ".join(p.get("flags") or []) or "-",
+                ]
+                for p in x["reader_profiles"]
+            ],
+            "num",
+        )  # fmt: skip
+    )
+    if x["flagged"]:
+        out.append(
+            "<p><b>Readers flagged:</b> "
+            + _e("; ".join(f"{f['reader']} ({', '.join(f['flags'])})" for f in x["flagged"]))
+            + ".</p>"
+        )
+    else:
+        out.append("<p>No reader flagged for larger or smaller volumes or missed lesions.</p>")
+    out.append(
+        "<h3>What each statistic measures</h3>"
+        + _table(["Statistic", "Definition"], [[names[k], d[k]] for k in d])
+    )
+    return out
+
+
 def _html_model(m: dict) -> list[str]:
     out = [_h2("model")]
     if not m.get("available"):
@@ -1142,17 +1463,15 @@ def _html_model(m: dict) -> list[str]:
         f"<p class='src'>Source: model evaluation run <code>{_e(m['run_key'])}</code>, created "
         f"{_e(_t(m['created_at']))} UTC; run by {_e(_who_text(m.get('run_by') or []))}.</p>"
     )
-    out.append(_model_tables(res))
+    out.append(_model_tables(m))
     return out
 
 
-def _model_tables(res: dict) -> str:
+def _model_tables(m: dict) -> str:
     """Accuracy and kappa with CIs: against the consensus for all, contested and
     uncontested cases and every subgroup; against each reader for the first three (the
     readers' subgroups are in the JSON)."""
-    refs = res.get("references") or {}
-    cons = {f: e for f, e in refs.items() if e.get("kind") == "consensus"}
-    readers = {f: e for f, e in refs.items() if e.get("kind") != "consensus"}
+    cons, readers = m.get("against_consensus") or [], m.get("against_readers") or []
     out = ""
     if cons:
         out += "<h3>Against the consensus</h3>" + _model_rows(cons, slices=True)
@@ -1164,28 +1483,22 @@ def _model_tables(res: dict) -> str:
     return out
 
 
-def _model_rows(refs: dict, slices: bool) -> str:
-    rows = []
-    for ref, e in refs.items():
-        name = e.get("label") or ref
-        for subset in ("all", "contested", "uncontested"):
-            cell = e.get(subset) or {}
-            rows.append(
-                [
-                    name,
-                    subset,
-                    cell.get("n"),
-                    fmt_ci(cell.get("accuracy")),
-                    fmt_ci(cell.get("kappa")),
-                ]
-            )
-        for field, values in (e.get("slices") or {}).items() if slices else ():
-            label = SUBGROUP_FIELDS.get(field, field)
-            for value, cell in values.items():
-                rows.append([name, f"{label}: {value}", cell.get("n"),
-                             fmt_ci(cell.get("accuracy")), fmt_ci(cell.get("kappa"))])  # fmt: skip
+def _model_rows(rows: list[dict], slices: bool) -> str:
+    body = []
+    for x in rows:
+        sl = x.get("slice")
+        if sl is not None and not slices:
+            continue
+        subset = (
+            x["subset"]
+            if sl is None
+            else f"{SUBGROUP_FIELDS.get(sl['field'], sl['field'])}: {sl['value']}"
+        )
+        body.append(
+            [x["reference"], subset, x.get("n"), fmt_ci(x.get("accuracy")), fmt_ci(x.get("kappa"))]
+        )
     return _table(
-        ["Reference", "Cases", "n", "Accuracy [95% CI]", "Cohen's kappa [95% CI]"], rows, "num"
+        ["Reference", "Cases", "n", "Accuracy [95% CI]", "Cohen's kappa [95% CI]"], body, "num"
     )
 
 
