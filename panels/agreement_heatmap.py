@@ -1,9 +1,11 @@
 """Panel ``agreement_heatmap``: a reader x reader matrix of agreement, click to drill in.
 
 A thin adapter over :mod:`multireader.figures.agreement_matrix`: the matrix of the chosen statistic
-(kappa, weighted kappa, percent agreement on the current view; Dice, IoU, F1 from the
-stored agreement run), overall or for one class against the rest, with the all-reader
-line (Fleiss, Krippendorff, AC1) under it. The Plotly trace goes to panel data, the few
+(kappa, weighted kappa, percent agreement, Dice, IoU, F1, all on the current view; Dice,
+IoU and F1 from the stored agreement run only when the view has too many masks or boxes
+to read, or mask files are missing), overall or for one class against the rest, with the
+all-reader line (Fleiss, Krippendorff, AC1; mean pairwise and generalised Dice; mean
+pairwise F1) under it. The Plotly trace goes to panel data, the few
 things a click needs to panel state.
 
 Clicking a cell sets the App's view to the samples behind it; the matrix stays put while
@@ -20,15 +22,17 @@ from multireader.figures import agreement_matrix as PD
 
 from ._common import DrillDown, OperatorButtons, take_choice
 
-HELP = """Agreement between every two readers on the current view.
+HELP = f"""Agreement between every two readers on the current view.
 
 Choose the statistic: Cohen's kappa (1 = perfect, 0 = chance, below 0 = worse than
-chance), weighted kappa for ordered classes, percent agreement, or Dice / IoU (masks) and
-F1 (boxes) from the stored agreement run. Choose a class to compare the readers on that
-class against all others. Hover a cell for its confidence interval and the number of
-samples both read; the diagonal gives each reader's number of labels. The line under the
-matrix gives Fleiss' kappa, Krippendorff's alpha and Gwet's AC1 over all readers.
-Click a cell to see its samples."""
+chance), weighted kappa for ordered classes, percent agreement, Dice / IoU (masks) or
+F1 (boxes), all on the current view (a view with more than {PD.MAX_VIEW_MASKS:,} masks
+or {PD.MAX_VIEW_BOX_SAMPLES:,} boxed samples shows the stored agreement run instead, and
+says so). Choose a class to compare the readers on that class against all others.
+Hover a cell for its confidence interval and the number of samples both read; the
+diagonal gives each reader's number of labels. The line under the matrix gives Fleiss'
+kappa, Krippendorff's alpha and Gwet's AC1 over all readers (for masks: mean pairwise
+and generalised Dice; for boxes: mean pairwise F1). Click a cell to see its samples."""
 
 ALL_CLASSES = "All classes"
 
@@ -141,7 +145,15 @@ class AgreementHeatmap(DrillDown, OperatorButtons, foo.Panel):
             stat = PD.STATISTICS[matrix["statistic"]]
             on = f" on {matrix['class_name']} vs all other classes" if matrix["class_name"] else ""
             source = matrix["source"]
-            if source["kind"] == "view":
+            if source["kind"] == "view" and stat.kind != "classification":
+                did = "segmented" if stat.kind == "mask" else "read for boxes"
+                where = (
+                    f"the {source['n_items_rated']} samples of the current view that two or "
+                    f"more readers {did}"
+                )
+                if stat.kind == "boxes":
+                    where += f" (boxes match at IoU ≥ {source['iou_threshold']:g})"
+            elif source["kind"] == "view":
                 where = f"the {matrix['n_items']} {items} of the current view"
             else:
                 where = (
@@ -153,13 +165,16 @@ class AgreementHeatmap(DrillDown, OperatorButtons, foo.Panel):
                 "click a cell to open its samples.",
                 name="summary_text",
             )
-            if source["kind"] == "run" and not source.get("of_this_view"):
+            if source["kind"] == "run":
+                why = source.get("reason") or "These numbers could not be computed on the view."
+                which = "" if source.get("of_this_view") else ", which is not of this view"
                 panel.md(
-                    "*Mask and box agreement comes from the stored run and does not follow "
-                    "the view; run 'Compute agreement' on this view to update it.*",
+                    f"*{why} Showing the stored run '{source['run_key']}'{which}.*",
                     name="run_note",
                 )
                 self.action_button(panel, "compute_agreement")
+            elif source.get("note"):
+                panel.md(f"*{source['note']}*", name="view_note")
         # the all-reader line first: it is the headline, and below the figure it would
         # sit under the plot's reserved height, out of sight
         panel.md(matrix["overall"], name="overall_text")

@@ -8,6 +8,7 @@ grid shows exactly the samples behind each cell.
 Set ``MULTIREADER_SCREENSHOTS=1`` to also write ``docs/panel_agreement_heatmap.png``.
 """
 
+import json
 import os
 import time
 
@@ -196,7 +197,7 @@ def _drive(page, session, dataset, shot, tmp_path, timings) -> None:
         f"() => {{ const p = ({_PLOT_JS})(); return p !== null && p.x.length === 4; }}",
         timeout=TIMEOUT_MS,
     )
-    _choices(page, dataset, readers, fields, tmp_path)
+    _choices(page, session, dataset, readers, fields, tmp_path)
 
 
 def _wait_plot(page, predicate_js: str) -> dict:
@@ -207,15 +208,36 @@ def _wait_plot(page, predicate_js: str) -> dict:
     return page.evaluate(_PLOT_JS)
 
 
-def _choices(page, dataset, readers, fields, tmp_path) -> None:
+def _wait_matrix(page, want: np.ndarray, name: str) -> dict:
+    """Wait until the one figure is ``name``'s and draws ``want`` off the diagonal (to
+    1e-6), checked in the page in one go: the App can draw the previous figure once
+    more while it swaps them, so a later read could see that one."""
+    w = json.dumps(
+        [
+            [None if i == j else float(want[i, j]) for j in range(len(want))]
+            for i in range(len(want))
+        ]
+    )
+    pred = (
+        f"p => {{ const w = {w}; if (p.n !== 1 || p.name !== '{name}') return false;"
+        " for (let i = 0; i < w.length; i++) for (let j = 0; j < w.length; j++)"
+        "   if (w[i][j] !== null && (p.z[i][j] === null || Math.abs(p.z[i][j] - w[i][j]) > 1e-6))"
+        "     return false;"
+        " return true; }"
+    )
+    return _wait_plot(page, pred)
+
+
+def _choices(page, session, dataset, readers, fields, tmp_path) -> None:
     """Percent agreement; one class against the rest (with its CI on hover and a click);
-    the all-reader line against peers; Dice with no agreement run yet (its button)."""
+    the all-reader line against peers; Dice on the whole dataset, then on one scanner's
+    samples (no agreement run needed: it follows the view)."""
     import krippendorff
     from sklearn.metrics import cohen_kappa_score
 
-    from multireader.stats import agreement as A
     from multireader.core import collect as C
     from multireader.core import schema as S
+    from multireader.stats import agreement as A
 
     classes = S.get_label_schema(dataset)["classes"]
     labels = [np.array(v, dtype=object) for v in dataset.values([f"{f}.label" for f in fields])]
@@ -230,9 +252,7 @@ def _choices(page, dataset, readers, fields, tmp_path) -> None:
                 both = ok[i] & ok[j]
                 pa[i, j] = np.mean(labels[i][both] == labels[j][both])
     choose(page, "Cohen's kappa", "Percent agreement")
-    plot = _wait_plot(page, f"p => p.n === 1 && Math.abs(p.z[0][1] - {pa[0, 1]}) < 1e-6")
-    off = ~np.eye(R, dtype=bool)
-    np.testing.assert_allclose(np.array(plot["z"], dtype=float)[off], pa[off], atol=1e-6)
+    _wait_matrix(page, pa, "percent_agreement")
 
     # one class against the rest: kappa of "called malignant" between two readers
     # (one choice at a time, each waited for, as a person would: choices made faster
@@ -248,15 +268,7 @@ def _choices(page, dataset, readers, fields, tmp_path) -> None:
                 a, b = labels[i][both] == "malignant", labels[j][both] == "malignant"
                 want[i, j] = cohen_kappa_score(a, b)
     # (a redraw can leave the previous figure in the page for a moment: wait for one)
-    plot = _wait_plot(
-        page,
-        f"p => p.n === 1 && Math.abs(p.z[0][1] - {want[0, 1]}) < 1e-6"
-        " && p.customdata[0][1].includes('malignant vs rest')",
-    )
-    for i in range(R):
-        for j in range(R):
-            if i != j:
-                assert plot["z"][i][j] == pytest.approx(want[i, j], abs=1e-6)
+    _wait_matrix(page, want, "cohen_kappa")
     # the hover's CI is the bootstrap interval of the same recoding over patients
     rs = C.select_readers(dataset, "classification")
     reads = C.categorical_reads(dataset, rs, scores=False, sessions=False)
@@ -294,15 +306,38 @@ def _choices(page, dataset, readers, fields, tmp_path) -> None:
     assert abs(summary["overall"]["krippendorff_alpha_nominal"]["value"] - alpha) < 1e-9
     page.screenshot(path=str(tmp_path / "class_malignant.png"))
 
-    # Dice needs an agreement run over the masks: a message and the button that runs it
+    # Dice is measured on the view (there is no agreement run): the numpy recount of the
+    # readers' mask files, on the whole dataset and then on one scanner's samples
+    from multireader.core import fields as F
+
+    found = F.reader_fields(dataset, ["mask"])
+    mask_fields = sorted(found, key=lambda f: found[f]["reader"])
     choose(page, "malignant", "All classes")
     _wait_plot(page, "p => p.n === 1 && !p.customdata[0][1].includes('malignant')")
     choose(page, "Cohen's kappa", "Dice (masks)")
-    page.get_by_text("No agreement run has measured", exact=False).first.wait_for()
-    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 0")
-    page.get_by_role("button", name="Compute agreement").click()
-    page.get_by_text("Whole dataset", exact=False).first.wait_for()  # the operator's form
-    page.screenshot(path=str(tmp_path / "dice_no_run.png"))
+    dice, _, _ = _numpy_dice(dataset, mask_fields)
+    _wait_matrix(page, dice, "dice")
+    helix = _helix64(dataset)
+    dice, _, n = _numpy_dice(helix, mask_fields)
+    session.view = helix
+    wait_count(page, len(helix))
+    _wait_matrix(page, dice, "dice")
+    for _ in range(20):  # as above: the previous figure may be drawn once more
+        r1r2 = hover_point(page, 0, 0, 1, 0)
+        if f"Dice = {dice[0, 1]:.2f}" in r1r2:
+            break
+        page.wait_for_timeout(1000)
+    from multireader.figures import agreement_matrix as PD
+
+    m = PD.agreement_matrix(helix, "dice")  # the interval: the stored run's bootstrap
+    assert f"Dice = {dice[0, 1]:.2f}95% CI {m.ci_low[0, 1]:.2f} to {m.ci_high[0, 1]:.2f}" in (
+        r1r2
+    ), r1r2
+    assert f"n = {n[0, 1]} samples both labelled" in r1r2, r1r2
+    page.get_by_text("two or more readers segmented", exact=False).first.wait_for()
+    page.get_by_text("mean pairwise Dice", exact=False).first.wait_for()
+    assert page.get_by_text("stored run", exact=False).count() == 0
+    page.screenshot(path=str(tmp_path / "dice_one_scanner.png"))
 
 
 @pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
@@ -381,38 +416,148 @@ def test_weighted_percent_and_class_matrices_match_peers(demo_dataset):
         PD.agreement_matrix(demo_dataset.view(), "fleiss")
 
 
-def test_mask_and_box_matrices_come_from_the_stored_run(demo_clone):
-    """Dice and F1 are the stored agreement run's numbers; with no run the panel says
-    which operator to run; the run's view is named when it is not the current one."""
+def _numpy_dice(view, fields):
+    """Independent answer: pairwise Dice and IoU of the readers' mask files (read with
+    PIL, compared with numpy), averaged over the samples both readers segmented, and
+    each reader's mask count."""
+    from PIL import Image
+
+    paths = view.values([f"{f}.mask_path" for f in fields])
+    R = len(fields)
+    dice, iou = np.full((R, R), np.nan), np.full((R, R), np.nan)
+    n = np.zeros((R, R), int)
+    for i in range(R):
+        for j in range(R):
+            d, u = [], []
+            for pa, pb in zip(paths[i], paths[j], strict=True):
+                if pa is None or pb is None:
+                    continue
+                a = np.asarray(Image.open(pa)) > 0
+                b = np.asarray(Image.open(pb)) > 0
+                inter, total, union = (a & b).sum(), a.sum() + b.sum(), (a | b).sum()
+                d.append(1.0 if total == 0 else 2 * inter / total)
+                u.append(1.0 if union == 0 else inter / union)
+            n[i, j] = len(d)
+            if i != j and d:
+                dice[i, j], iou[i, j] = np.mean(d), np.mean(u)
+    return dice, iou, n
+
+
+def _helix64(dataset):
+    from fiftyone import ViewField as VF
+
+    return dataset.match(VF("manufacturer_model") == "Helix 64")
+
+
+def _assert_like_run(m, pairwise: dict, overall: dict, keys: list[str]) -> None:
+    off = ~np.eye(len(m.readers), dtype=bool)
+    for k in ("value", "ci_low", "ci_high"):
+        want = np.array([[np.nan if v is None else v for v in r] for r in pairwise[k]], float)
+        np.testing.assert_allclose(getattr(m, k)[off], want[off], rtol=1e-12, err_msg=k)
+    assert (m.n[off] == np.array(pairwise["n"])[off]).all()
+    for e, k in zip(m.overall, keys, strict=True):
+        assert e["value"] == pytest.approx(overall[k]["value"], rel=1e-12), k
+        assert e["ci"] == pytest.approx(overall[k]["ci"], rel=1e-12), k
+        assert e["n"] == overall[k]["n"], k
+
+
+def test_mask_and_box_matrices_follow_the_view(demo_clone):
+    """Dice, IoU and F1 are computed on the current view: on the whole dataset they equal
+    the stored agreement run (values, CIs with the same replicates, n, the all-reader
+    line); on one scanner's samples a numpy recount and a run of that view."""
     from multireader.analyses import agreement as analysis
     from multireader.core import runs
     from multireader.figures import agreement_matrix as PD
 
-    with pytest.raises(PD.NoMatrix, match="No agreement run") as e:
-        PD.agreement_matrix(demo_clone.view(), "dice")
-    assert e.value.action == "compute_agreement"
+    PD.clear_cache()
+    # no agreement run needed any more: the view is measured
+    m = PD.agreement_matrix(demo_clone.view(), "dice", n_boot=0)
+    assert m.source["kind"] == "view" and m.source["n_items_rated"] > 0
     with pytest.raises(PD.NoMatrix) as e:
         PD.agreement_matrix(demo_clone.limit(0), "cohen_kappa")
     assert e.value.action == "clear_view"
 
-    analysis.compute_agreement(demo_clone, kinds=["mask", "boxes"], n_boot=20, run_key="agr_masks")
+    analysis.compute_agreement(demo_clone, kinds=["mask", "boxes"], n_boot=50, run_key="agr_masks")
     stored = runs.load(demo_clone, "agr_masks")["results"]["kinds"]
-    m = PD.agreement_matrix(demo_clone.view(), "dice")
-    np.testing.assert_allclose(m.value, np.array(stored["mask"]["pairwise"]["dice"]["value"]))
-    np.testing.assert_allclose(m.ci_high, np.array(stored["mask"]["pairwise"]["dice"]["ci_high"]))
-    assert m.source["run_key"] == "agr_masks" and m.source["of_this_view"] is True
-    assert m.overall[0]["value"] == stored["mask"]["overall"]["mean_pairwise_dice"]["value"]
-    f1 = PD.agreement_matrix(demo_clone.view(), "f1")
-    np.testing.assert_allclose(f1.value, np.array(stored["boxes"]["pairwise"]["f1"]["value"]))
+    mask_keys = ["mean_pairwise_dice", "generalized_dice"]
+    for stat in ("dice", "iou"):
+        m = PD.agreement_matrix(demo_clone.view(), stat, n_boot=50)
+        assert m.source["kind"] == "view" and m.n_boot == 50 and m.unit == "patient"
+        _assert_like_run(m, stored["mask"]["pairwise"][stat], stored["mask"]["overall"], mask_keys)
+    f1 = PD.agreement_matrix(demo_clone.view(), "f1", n_boot=50)
+    assert f1.source == {"kind": "view", "n_items_rated": 336, "iou_threshold": 0.5}
+    boxes = stored["boxes"]
+    _assert_like_run(f1, boxes["pairwise"]["f1"], boxes["overall"], ["mean_pairwise_f1"])
+
+    # one scanner: a numpy recount of every reader pair's Dice and IoU
+    helix = _helix64(demo_clone)
+    assert 0 < len(helix) < len(demo_clone)
+    m = PD.agreement_matrix(helix, "dice")
+    dice, iou, n = _numpy_dice(helix, m.fields)
+    off = ~np.eye(len(m.readers), dtype=bool)
+    np.testing.assert_allclose(m.value[off], dice[off], rtol=1e-12)
+    assert (m.n[off] == n[off]).all() and (m.diag == np.diag(n)).all()
+    assert (m.ci_low[off] <= m.value[off]).all() and (m.value[off] <= m.ci_high[off]).all()
+    np.testing.assert_allclose(PD.agreement_matrix(helix, "iou").value[off], iou[off])
+    has = np.array(
+        [[p is not None for p in v] for v in helix.values([f"{f}.mask_path" for f in m.fields])]
+    )
+    assert m.source["n_items_rated"] == int((has.sum(0) >= 2).sum())
+    # the hover has value, CI and n as for kappa; the matrix differs from the dataset's
+    hover = PD.heatmap_trace(m)["customdata"][0][1]
+    assert f"Dice = {dice[0, 1]:.2f}<br>95% CI " in hover and f"n = {n[0, 1]} samples" in hover
+    assert not np.allclose(
+        m.value[off], np.array(stored["mask"]["pairwise"]["dice"]["value"], float)[off]
+    )
+    # ... and the same samples' run (F1 included)
+    analysis.compute_agreement(
+        helix, kinds=["mask", "boxes"], n_boot=50, run_key="agr_helix", write_fields=False
+    )
+    run = runs.load(demo_clone, "agr_helix")["results"]["kinds"]
+    m = PD.agreement_matrix(helix, "dice", n_boot=50)
+    _assert_like_run(m, run["mask"]["pairwise"]["dice"], run["mask"]["overall"], mask_keys)
+    f1 = PD.agreement_matrix(helix, "f1", n_boot=50)
+    _assert_like_run(
+        f1, run["boxes"]["pairwise"]["f1"], run["boxes"]["overall"], ["mean_pairwise_f1"]
+    )
+
     # a mask cell opens the samples both readers segmented, least agreeing first
+    m = PD.agreement_matrix(demo_clone.view(), "dice", n_boot=0)
     state = m.state()
     view = PD.cell_view(demo_clone.view(), state, m.readers[1], m.readers[0])
-    f0, f1_ = m.fields[0], m.fields[1]
-    want = sum(
-        a is not None and b is not None for a, b in zip(*demo_clone.values([f0, f1_]), strict=True)
-    )
-    assert len(view) == want
-    dice = view.values("mean_pairwise_dice")
-    assert dice == sorted(dice, key=lambda d: (d is not None, d))
-    # on another view the stored numbers are marked as not of it
-    assert PD.agreement_matrix(demo_clone.limit(10), "dice").source["of_this_view"] is False
+    assert len(view) == m.n[0, 1]
+    d = view.values("mean_pairwise_dice")
+    assert d == sorted(d, key=lambda x: (x is not None, x))
+
+
+def test_mask_and_box_fallbacks_to_the_stored_run(demo_clone):
+    """Only when the view cannot be measured (too many masks or boxes, mask files
+    missing) do the numbers come from the stored run, saying why; without a run the
+    panel says what to do."""
+    from multireader.analyses import agreement as analysis
+    from multireader.figures import agreement_matrix as PD
+
+    PD.clear_cache()
+    with pytest.raises(PD.NoMatrix, match="up to 10 masks") as e:
+        PD.agreement_matrix(demo_clone.view(), "dice", max_masks=10)
+    assert e.value.action == "compute_agreement"
+    with pytest.raises(PD.NoMatrix, match="up to 10. Narrow"):
+        PD.agreement_matrix(demo_clone.view(), "f1", max_box_samples=10)
+
+    # a missing mask file and no run: measured without it, and named
+    sample = demo_clone.first()
+    lost = "/nonexistent/multireader/lost_mask.png"
+    sample["reader_r1_mask"].mask_path = lost
+    sample.save()
+    m = PD.agreement_matrix(demo_clone.view(), "dice", n_boot=0)
+    assert m.source["kind"] == "view" and lost in m.source["note"]
+
+    analysis.compute_agreement(demo_clone, kinds=["mask", "boxes"], n_boot=0, run_key="agr")
+    m = PD.agreement_matrix(demo_clone.view(), "dice")
+    assert m.source["kind"] == "run" and m.source["run_key"] == "agr"
+    assert m.source["of_this_view"] is True and lost in m.source["reason"]
+    m = PD.agreement_matrix(demo_clone.limit(40), "iou", max_masks=10)
+    assert m.source["kind"] == "run" and m.source["of_this_view"] is False
+    assert "up to 10 masks" in m.source["reason"]
+    # boxes have no files: the view is measured
+    assert PD.agreement_matrix(demo_clone.limit(40), "f1").source["kind"] == "view"

@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import threading
+import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +26,9 @@ import numpy as np
 from multireader.core import collect as C
 from multireader.errors import MultireaderError
 from multireader.stats import agreement as A
+from multireader.stats import boxes as B
+from multireader.stats import masks as M
+from multireader.stats.bootstrap import bootstrap
 from multireader.stats.estimates import fmt_ci, fmt_num
 
 #: the label kind the heatmap compares
@@ -166,6 +173,8 @@ def agreement_matrix(
     n_boot: int = 500,
     level: float = 0.95,
     seed: int = 0,
+    max_masks: int | None = None,
+    max_box_samples: int | None = None,
 ) -> AgreementMatrix:
     """The reader x reader matrix of ``statistic`` on ``view``.
 
@@ -175,13 +184,16 @@ def agreement_matrix(
     categorical_summary`, ``n_boot`` replicates). ``class_name`` compares the readers
     on that class against all others (each label recoded "class" / "not class"): the
     overall line then gives Fleiss' kappa_j for the class (Fleiss 1971) and its
-    specific agreement. Mask and box statistics (Dice, IoU, F1) come from the newest
-    stored agreement run that has them: reading every mask of a large view on each view
-    change would be too slow for a panel, so ``source`` says which run, and whether it
-    was computed on this view.
+    specific agreement. Mask and box statistics (Dice, IoU, F1) are computed on the view
+    too, as 'Compute agreement' defines them (:func:`view_mask_agreement`,
+    :func:`view_box_agreement`), with the same bootstrap. Only when that is impossible
+    (more than ``max_masks`` masks or ``max_box_samples`` boxed samples to read, or mask
+    files missing) do they come from the newest stored agreement run, with
+    ``source["reason"]`` saying why.
 
     Raises :class:`NoMatrix` when the view has no samples, no reader labels of the
-    statistic's kind, a single reader, or (masks, boxes) no agreement run yet.
+    statistic's kind, a single reader, or (masks, boxes) cannot be computed on the view
+    and no agreement run has them.
     """
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r}; choose one of {list(STATISTICS)}")
@@ -207,7 +219,11 @@ def agreement_matrix(
         )
     if kind == "classification":
         return _class_matrix(view, reader_set, statistic, class_name, n_boot, level, seed)
-    return _run_matrix(view, reader_set, statistic)
+    if kind == "mask":
+        limit = MAX_VIEW_MASKS if max_masks is None else max_masks
+        return _mask_matrix(view, reader_set, statistic, n_boot, level, seed, limit)
+    limit = MAX_VIEW_BOX_SAMPLES if max_box_samples is None else max_box_samples
+    return _box_matrix(view, reader_set, statistic, n_boot, level, seed, limit)
 
 
 def _entry(label: str, e: dict | None) -> dict:
@@ -281,6 +297,438 @@ def _class_matrix(view, reader_set, statistic, class_name, n_boot, level, seed):
         ci_level=level,
         n_boot=s["n_boot"],
         unit="patient" if reads.groups is not None else "sample",
+    )
+
+
+# ------------------------------------------------------------------ masks and boxes on the view
+#: the most reader masks one refresh reads (on the samples two or more readers
+#: segmented, e.g. 500 samples of 4 readers); a view with more shows the stored run
+#: instead. Decoding and comparing a 256 x 256 mask takes 0.5-0.8 ms on the shared
+#: 2-core machine, so a refresh at the bound stays under 2 s (docs/panels.md, "How fast")
+MAX_VIEW_MASKS = 2000
+#: the most samples with two or more readers' boxes one refresh matches (about 2 ms a
+#: sample of 4 readers: 6 Hungarian matchings)
+MAX_VIEW_BOX_SAMPLES = 750
+#: IoU two boxes need to match when no stored run chose another ('Compute agreement''s)
+DEFAULT_IOU_THRESHOLD = 0.5
+#: missing or unreadable files named in a message
+_NAMED = 3
+
+
+@dataclass(frozen=True)
+class _Overlap:
+    """One sample's pairwise Dice and IoU (R x R, NaN where a reader has no mask)."""
+
+    dice: np.ndarray
+    iou: np.ndarray
+    mean_dice: float  # mean pairwise Dice over the readers present (NaN if < 2)
+    gdice: float  # generalised Dice (NaN if < 2)
+    errors: tuple  # ((reader index, reason), ...) masks that could not be read
+    problem: str | None = None  # why the sample is left out (masks of different shapes)
+
+
+class _OverlapCache:
+    """A bounded, thread-safe LRU of per-sample results. Mask overlaps are keyed by the
+    readers' mask files (path, size, mtime): a refresh on an overlapping view, or IoU
+    after Dice, decodes no mask twice, and a file written again gets a new key."""
+
+    def __init__(self, max_entries: int = 50_000):
+        self.max_entries = max_entries
+        self._d: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            v = self._d.get(key)
+            if v is not None:
+                self._d.move_to_end(key)
+            return v
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            while len(self._d) > self.max_entries:
+                self._d.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+
+
+_OVERLAPS = _OverlapCache()
+#: per-sample pairwise box F1 keyed by the IoU threshold and the readers' boxes
+_BOX_F1 = _OverlapCache()
+
+
+def clear_cache() -> None:
+    """Forget the per-sample mask overlaps and box F1 kept between refreshes."""
+    _OVERLAPS.clear()
+    _BOX_F1.clear()
+
+
+def _sample_overlap(key: tuple) -> _Overlap:
+    """Load one sample's masks (``key``: per reader ``(path, size, mtime)`` or None) and
+    compare every pair with :func:`multireader.stats.masks.pairwise_overlap`."""
+    R = len(key)
+    masks, errors = [], []
+    for j, k in enumerate(key):
+        try:
+            masks.append(None if k is None else C.load_mask(k[0]))
+        except Exception as e:  # noqa: BLE001 - an unreadable mask is named, never fatal
+            masks.append(None)
+            errors.append((j, str(e)))
+    nan = np.full((R, R), np.nan)
+    present = [m for m in masks if m is not None]
+    if len(present) < 2:
+        return _Overlap(nan, nan, math.nan, math.nan, tuple(errors))
+    shapes = {m.shape for m in present}
+    if len(shapes) > 1:
+        why = f"readers' masks differ in shape: {sorted(shapes)}"
+        return _Overlap(nan, nan, math.nan, math.nan, tuple(errors), why)
+    try:
+        o = M.pairwise_overlap(masks)
+    except ValueError as e:  # e.g. a mask that is not 2-D
+        return _Overlap(nan, nan, math.nan, math.nan, tuple(errors), str(e))
+    dice, iou = _nan(o["dice"]), _nan(o["iou"])
+    idx = [j for j, m in enumerate(masks) if m is not None]
+    iu = np.triu_indices(len(idx), 1)
+    sub = dice[np.ix_(idx, idx)]
+    # generalised Dice (Crum et al. 2006) from the pairwise Dice and the mask sizes:
+    # 2 sum |A_i n A_j| / sum (|A_i| + |A_j|), with 2 |A_i n A_j| = Dice_ij (|A_i| + |A_j|)
+    sizes = np.array([np.count_nonzero(masks[j]) for j in idx], dtype=np.float64)
+    pair_sum = (sizes[:, None] + sizes[None, :])[iu]
+    den = pair_sum.sum()
+    gdice = 1.0 if den == 0 else float((sub[iu] * pair_sum).sum() / den)
+    return _Overlap(dice, iou, float(sub[iu].mean()), gdice, tuple(errors))
+
+
+def _overlaps(keys: list[tuple]) -> list[_Overlap]:
+    """The overlaps of each sample's masks, decoding only what is not cached (one thread:
+    at 256 x 256 a second one was slower on the 2-core machine, the work holds the GIL)."""
+    have = {k: _OVERLAPS.get(k) for k in set(keys)}
+    for k, v in have.items():
+        if v is None:
+            have[k] = _sample_overlap(k)
+            _OVERLAPS.put(k, have[k])
+    return [have[k] for k in keys]
+
+
+def _mean_of_sums(sums: np.ndarray) -> np.ndarray:
+    """(..., 2) summed (value, count) -> the mean."""
+    return sums[..., 0] / np.maximum(sums[..., 1], 1e-12)
+
+
+def _mean_ci(values: np.ndarray, groups, level: float, n_boot: int, seed: int) -> dict:
+    """Mean of the defined per-sample values with its percentile bootstrap CI over
+    patients (``groups``) or samples: the stored run's definition, seed for seed."""
+    ok = ~np.isnan(values)
+    v = values[ok]
+    if v.size == 0:
+        return {"value": None, "ci": None, "n": 0}
+    mean = float(v.mean())
+    if n_boot <= 0 or v.size < 2:
+        return {"value": mean, "ci": None, "n": int(v.size)}
+    r = bootstrap(
+        np.column_stack([v, np.ones(v.size)]),
+        _mean_of_sums,
+        groups=None if groups is None else groups[ok],
+        n_boot=n_boot,
+        level=level,
+        seed=seed,
+    )
+    ci = [None if math.isnan(x) else float(x) for x in (r.ci_low, r.ci_high)]
+    return {"value": mean, "ci": ci, "n": int(v.size)}
+
+
+def _pairwise_means(per_item: np.ndarray, groups, level: float, n_boot: int, seed: int):
+    """(n, R, R) per-sample values -> value, ci_low, ci_high (NaN) and n matrices; the
+    pair (a, b) is bootstrapped with seed ``seed + 31 a + b`` as in the stored run."""
+    R = per_item.shape[1]
+    value, lo, hi = (np.full((R, R), np.nan) for _ in range(3))
+    n = np.zeros((R, R), dtype=np.int64)
+    for a in range(R):
+        for b in range(a + 1, R):
+            e = _mean_ci(per_item[:, a, b], groups, level, n_boot, seed + 31 * a + b)
+            ci = e["ci"] or [None, None]
+            for x, y in ((a, b), (b, a)):
+                value[x, y] = np.nan if e["value"] is None else e["value"]
+                lo[x, y] = np.nan if ci[0] is None else ci[0]
+                hi[x, y] = np.nan if ci[1] is None else ci[1]
+                n[x, y] = e["n"]
+    return value, lo, hi, n
+
+
+def _some(items: list[str]) -> str:
+    """A few names of a list, for a message."""
+    head = ", ".join(str(x) for x in items[:_NAMED])
+    return head + (f" and {len(items) - _NAMED} more" if len(items) > _NAMED else "")
+
+
+def view_mask_agreement(
+    view,
+    reader_set,
+    *,
+    n_boot: int = 500,
+    level: float = 0.95,
+    seed: int = 0,
+    reads: C.MaskReads | None = None,
+) -> dict:
+    """Pairwise Dice and IoU of the readers' masks on ``view``, as 'Compute agreement'
+    (:mod:`multireader.analyses.agreement`) defines them, and the all-reader line.
+
+    Per sample, every reader's mask is loaded (:func:`multireader.core.collect.load_mask`)
+    and each pair compared with :func:`multireader.stats.masks.pairwise_overlap` (two
+    empty masks agree: 1.0); a reader whose file cannot be read counts as not having
+    segmented, and a sample whose masks differ in shape is left out. The pair's statistic
+    is the mean over the samples both readers segmented (the sample has two or more
+    readable masks), with a percentile bootstrap CI over patients where a
+    ``patient_key`` exists (:func:`multireader.stats.bootstrap.bootstrap`, features
+    ``(value, 1)`` per sample). The all-reader line: each sample's mean pairwise Dice and
+    generalised Dice (Crum et al. 2006), averaged the same way.
+
+    Returns a dict: ``readers``, ``fields``, ``dice`` and ``iou`` (each ``value``,
+    ``ci_low``, ``ci_high``, ``n`` arrays), ``overall``, ``diag`` (each reader's masks),
+    ``n_items`` (samples of the view), ``n_rated`` (with two or more readable masks),
+    ``n_masks``, ``missing`` (paths that do not exist), ``errors`` (unreadable masks,
+    samples left out), ``unit``. Files are only decoded when not already compared on an
+    earlier call (a cache keyed by path, size and modification time). ``reads``: the
+    view's :func:`multireader.core.collect.mask_reads`, when the caller has them.
+    """
+    reads = C.mask_reads(view, reader_set) if reads is None else reads
+    R = len(reads.fields)
+    rows = list(zip(*reads.paths, strict=True)) if R else []
+    has = np.array([[p is not None for p in row] for row in rows], dtype=bool).reshape(-1, R)
+    rated = np.flatnonzero(has.sum(1) >= 2)
+    keys, missing = [], []
+    for i in rated:
+        key = []
+        for p in rows[i]:
+            if p is None:
+                key.append(None)
+                continue
+            try:
+                st = os.stat(p)
+            except OSError:
+                missing.append(p)
+                key.append(None)
+                continue
+            key.append((p, st.st_size, st.st_mtime_ns))
+        keys.append(tuple(key))
+    res = _overlaps(keys)
+    errors = []
+    for i, o in zip(rated, res, strict=True):
+        for j, why in o.errors:
+            errors.append({"sample_id": reads.item_ids[i], "field": reads.fields[j], "reason": why})
+        if o.problem:
+            errors.append({"sample_id": reads.item_ids[i], "field": None, "reason": o.problem})
+    n = len(res)
+    dice = np.stack([o.dice for o in res]) if n else np.zeros((0, R, R))
+    iou = np.stack([o.iou for o in res]) if n else np.zeros((0, R, R))
+    groups = None if reads.groups is None else reads.groups[rated]
+    out = {}
+    for name, per in (("dice", dice), ("iou", iou)):
+        v, lo, hi, k = _pairwise_means(per, groups, level, n_boot, seed)
+        out[name] = {"value": v, "ci_low": lo, "ci_high": hi, "n": k}
+    mean_dice = np.array([o.mean_dice for o in res], dtype=np.float64)
+    gdice = np.array([o.gdice for o in res], dtype=np.float64)
+    return {
+        "readers": list(reads.readers),
+        "fields": list(reads.fields),
+        **out,
+        "overall": {
+            "mean_pairwise_dice": _mean_ci(mean_dice, groups, level, n_boot, seed),
+            "generalized_dice": _mean_ci(gdice, groups, level, n_boot, seed),
+        },
+        "diag": has.sum(0).astype(np.int64),
+        "n_items": len(rows),
+        "n_rated": int((~np.isnan(mean_dice)).sum()),
+        "n_masks": int(has[rated].sum()),
+        "missing": missing,
+        "errors": errors,
+        "unit": "patient" if reads.groups is not None else "sample",
+    }
+
+
+def view_box_agreement(
+    view,
+    reader_set,
+    *,
+    iou_threshold: float = DEFAULT_IOU_THRESHOLD,
+    n_boot: int = 500,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict:
+    """Pairwise box F1 on ``view``, as 'Compute agreement' defines it: per sample,
+    :func:`multireader.stats.boxes.pairwise_box_agreement` of the readers' boxes (a box
+    matches at IoU >= ``iou_threshold``; two readers who drew no box agree: 1.0); the
+    pair's F1 is the mean over the samples both readers read (boxes or an empty list)
+    when two or more readers did, with the same bootstrap as :func:`view_mask_agreement`.
+    The all-reader line is each sample's mean pairwise F1, averaged.
+    """
+    reads = C.box_reads(view, reader_set)
+    R = len(reads.fields)
+    n_all = len(reads.item_ids)
+    has = np.array(
+        [[reads.boxes[j][i] is not None for j in range(R)] for i in range(n_all)], dtype=bool
+    ).reshape(-1, R)
+    rated = np.flatnonzero(has.sum(1) >= 2)
+    f1 = np.full((len(rated), R, R), np.nan)
+    for x, i in enumerate(rated):
+        boxes = [reads.boxes[j][i] for j in range(R)]
+        key = (float(iou_threshold), *(None if b is None else b.tobytes() for b in boxes))
+        got = _BOX_F1.get(key)
+        if got is None:
+            res = B.pairwise_box_agreement(
+                boxes,
+                labels_per_reader=[reads.labels[j][i] for j in range(R)],
+                iou_threshold=iou_threshold,
+            )
+            got = _nan(res["f1"])
+            _BOX_F1.put(key, got)
+        f1[x] = got
+    iu = np.triu_indices(R, 1)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a sample with one pair read
+        mean_f1 = np.nanmean(f1[:, iu[0], iu[1]], axis=1) if len(rated) else np.zeros(0)
+    groups = None if reads.groups is None else reads.groups[rated]
+    v, lo, hi, k = _pairwise_means(f1, groups, level, n_boot, seed)
+    return {
+        "readers": list(reads.readers),
+        "fields": list(reads.fields),
+        "f1": {"value": v, "ci_low": lo, "ci_high": hi, "n": k},
+        "overall": {"mean_pairwise_f1": _mean_ci(mean_f1, groups, level, n_boot, seed)},
+        "diag": has.sum(0).astype(np.int64),
+        "n_items": n_all,
+        "n_rated": len(rated),
+        "iou_threshold": float(iou_threshold),
+        "unit": "patient" if reads.groups is not None else "sample",
+    }
+
+
+def _fallback(view, reader_set, statistic: str, reason: str) -> AgreementMatrix:
+    """The stored run's matrix, with ``reason`` saying why the view could not be used."""
+    try:
+        m = _run_matrix(view, reader_set, statistic)
+    except NoMatrix as e:
+        raise NoMatrix(f"{reason} {e}", action=e.action) from None
+    m.source["reason"] = reason
+    return m
+
+
+_MASK_OVERALL = (
+    ("mean pairwise Dice", "mean_pairwise_dice"),
+    ("generalised Dice", "generalized_dice"),
+)
+
+
+def _mask_matrix(view, reader_set, statistic, n_boot, level, seed, max_masks):
+    reads = C.mask_reads(view, reader_set)
+    has = np.array([[p is not None for p in col] for col in reads.paths], dtype=bool)
+    rated = has.sum(0) >= 2
+    n_masks = int(has[:, rated].sum())
+    if n_masks > max_masks:
+        return _fallback(
+            view,
+            reader_set,
+            statistic,
+            f"This view has {int(rated.sum())} samples that two or more readers segmented "
+            f"({n_masks} masks); Dice and IoU are computed on views of up to {max_masks} "
+            "masks. Narrow the view to compute them on it.",
+        )
+    missing = [p for p in (p for col in reads.paths for p in col) if p and not os.path.exists(p)]
+    note = None
+    if missing:
+        reason = f"{len(missing)} of the view's mask files are missing: {_some(missing)}."
+        try:
+            return _fallback(view, reader_set, statistic, reason)
+        except NoMatrix:  # no stored run either: compute without them, and say so
+            note = reason[:-1] + "; those reads are left out."
+    r = view_mask_agreement(view, reader_set, n_boot=n_boot, level=level, seed=seed, reads=reads)
+    if r["errors"]:
+        bad = [f"{e['sample_id']} ({e['reason']})" for e in r["errors"]]
+        more = f"{len(bad)} masks could not be compared and are left out: {_some(bad)}."
+        note = f"{note} {more}" if note else more
+    pw = r[statistic]
+    return AgreementMatrix(
+        readers=r["readers"],
+        fields=r["fields"],
+        classes=[],
+        level="slice",
+        statistic=statistic,
+        value=pw["value"],
+        ci_low=pw["ci_low"],
+        ci_high=pw["ci_high"],
+        n=pw["n"],
+        n_disagree=None,
+        diag=r["diag"],
+        n_items=r["n_items"],
+        overall=[_entry(lab, r["overall"][k]) for lab, k in _MASK_OVERALL],
+        source={
+            "kind": "view",
+            "n_items_rated": r["n_rated"],
+            "n_masks": r["n_masks"],
+            "note": note,
+        },
+        ci_level=level,
+        n_boot=n_boot,
+        unit=r["unit"],
+    )
+
+
+def _box_iou_threshold(dataset) -> float:
+    """The IoU threshold of the newest stored run that matched boxes (else 0.5)."""
+    from multireader.core import runs
+
+    key = newest_run_with(dataset, "boxes")
+    if key is None:
+        return DEFAULT_IOU_THRESHOLD
+    try:
+        res = runs.load(dataset, key)["results"]["kinds"]["boxes"]
+        return float(res.get("iou_threshold", DEFAULT_IOU_THRESHOLD))
+    except Exception:  # a run another version wrote: the default
+        return DEFAULT_IOU_THRESHOLD
+
+
+def _box_matrix(view, reader_set, statistic, n_boot, level, seed, max_samples):
+    from fiftyone import ViewField as VF
+
+    exprs = [VF(f).exists().to_int() for f in reader_set.fields]
+    total = exprs[0]
+    for e in exprs[1:]:
+        total = total + e
+    n_rated = view.match(total >= 2).count()
+    if n_rated > max_samples:
+        return _fallback(
+            view,
+            reader_set,
+            statistic,
+            f"This view has {n_rated} samples with two or more readers' boxes; box F1 is "
+            f"computed on views of up to {max_samples}. Narrow the view to compute it on it.",
+        )
+    thr = _box_iou_threshold(view._dataset)
+    r = view_box_agreement(
+        view, reader_set, iou_threshold=thr, n_boot=n_boot, level=level, seed=seed
+    )
+    pw = r["f1"]
+    return AgreementMatrix(
+        readers=r["readers"],
+        fields=r["fields"],
+        classes=[],
+        level="slice",
+        statistic=statistic,
+        value=pw["value"],
+        ci_low=pw["ci_low"],
+        ci_high=pw["ci_high"],
+        n=pw["n"],
+        n_disagree=None,
+        diag=r["diag"],
+        n_items=r["n_items"],
+        overall=[_entry("mean pairwise F1", r["overall"]["mean_pairwise_f1"])],
+        source={"kind": "view", "n_items_rated": r["n_rated"], "iou_threshold": thr},
+        ci_level=level,
+        n_boot=n_boot,
+        unit=r["unit"],
     )
 
 
