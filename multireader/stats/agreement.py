@@ -57,6 +57,7 @@ __all__ = [
     "krippendorff_alpha",
     "gwet_ac",
     "specific_agreement",
+    "term_counts",
     "icc",
     "ICCResult",
     "bland_altman",
@@ -1288,6 +1289,57 @@ def _matrix(a: np.ndarray) -> list[list[float | None]]:
     return [[finite(v) for v in row] for row in np.asarray(a, dtype=np.float64)]
 
 
+def term_counts(ratings: np.ndarray, n_classes: int) -> dict[str, dict[str, int]]:
+    """The items and reads behind the two terms of a chance-corrected agreement.
+
+    With ``r_i`` reads on item i, the generalised Fleiss' kappa (and Gwet's AC) of
+    :func:`fleiss_kappa` takes its observed agreement ``p_a`` over the items with
+    ``r_i >= 2`` and its chance agreement from ``pi_k = mean_i C_ik / r_i`` over the
+    items with ``r_i >= 1``, i.e. from every read, single reads included. When every
+    item has the same number of reads (>= 2) the two coincide and the statistic is
+    Fleiss (1971)'s.
+
+    Returns
+    -------
+    dict
+        ``{"agreement": {"n_items", "n_reads"}, "chance": {"n_items", "n_reads"}}``:
+        items with at least two reads and the reads on them; items with at least one
+        read and every read.
+
+    References
+    ----------
+    Fleiss, J. L. (1971). Psychological Bulletin, 76(5), 378-382.
+    Gwet, K. L. (2014). Handbook of Inter-Rater Reliability, 4th ed., sec. 2.3.3.
+
+    Examples
+    --------
+    >>> term_counts(np.array([[0, 0, -1], [1, -1, -1], [0, 1, 1]]), 2)
+    {'agreement': {'n_items': 2, 'n_reads': 5}, 'chance': {'n_items': 3, 'n_reads': 6}}
+    """
+    x = validate_ratings(ratings, n_classes, floats=False)
+    reads = (x >= 0).sum(axis=1)
+    two = reads >= 2
+    return {
+        "agreement": {"n_items": int(two.sum()), "n_reads": int(reads[two].sum())},
+        "chance": {"n_items": int((reads >= 1).sum()), "n_reads": int(reads.sum())},
+    }
+
+
+def _terms_by_statistic(
+    terms: dict[str, dict[str, int]], names: list[str]
+) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for nm in names:
+        if nm == "percent_agreement":
+            chance = None
+        elif nm.startswith("krippendorff"):
+            chance = dict(terms["agreement"])  # D_e over the pairable values only
+        else:  # Fleiss' kappa, Gwet's AC1/AC2: pi_k from every read
+            chance = dict(terms["chance"])
+        out[nm] = {"agreement": dict(terms["agreement"]), "chance": chance}
+    return out
+
+
 def categorical_summary(
     ratings: np.ndarray,
     n_classes: int,
@@ -1316,7 +1368,14 @@ def categorical_summary(
          "pairwise": {name: {"value", "ci_low", "ci_high", "n", "note"}}}
 
     ``n_items`` counts the items with at least two reads (the ones agreement is measured
-    on); items nobody read are counted in ``n_items_total`` only. Undefined values are
+    on); items nobody read are counted in ``n_items_total`` only. ``"terms"`` says, for
+    each overall statistic, which items and reads are behind each of its terms (see
+    :func:`term_counts`): ``{name: {"agreement": {"n_items", "n_reads"}, "chance":
+    {"n_items", "n_reads"} | None}}``. With a varying number of reads per item the two
+    differ for Fleiss' kappa and Gwet's AC: the observed agreement uses the items with
+    two or more reads, the chance term every read (single reads included);
+    Krippendorff's alpha uses the pairable values (items with two or more reads) for
+    both; percent agreement has no chance term. Undefined values are
     None with a "note": a single reader column ("needs at least two readers"), no item
     with two reads, kappa when every read is in one class (chance agreement 1, 0/0;
     percent agreement and AC1 are still given), a class nobody used (per-class None).
@@ -1351,6 +1410,7 @@ def categorical_summary(
         "n_boot": n_boot,
         "bootstrap_unit": "item" if g is None else "group",
         "n_units": int((reads >= 1).sum()) if g is None else int(len(np.unique(g[reads >= 1]))),
+        "terms": _terms_by_statistic(term_counts(x, K), overall_names),
     }
     if R < 2 or n_items == 0:
         note = (

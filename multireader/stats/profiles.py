@@ -9,6 +9,11 @@ a list of human-readable flags:
   other readers on the same images? Paired sign test, Holm-corrected.
 - :func:`drift`: does a reader's agreement with the reference change across ordered
   reading sessions? Cochran-Armitage trend test, Holm-corrected.
+- :func:`ordinal_bias`: on an ordered scale, does a reader call higher (or lower) than
+  the other readers on the same images? Paired rank differences against the other
+  readers' median, Wilcoxon signed-rank, Holm-corrected, effect size in levels.
+- :func:`stuart_maxwell` and :func:`marginal_homogeneity`: on a nominal scale, do a
+  reader's call rates over all classes at once differ from the consensus's?
 
 Inputs follow :mod:`multireader.stats.consensus`: ratings ``(n_items, n_readers)`` of class
 codes with ``-1`` missing; a reference ``(n_items,)`` with ``-1`` where there is none.
@@ -35,6 +40,9 @@ __all__ = [
     "drift",
     "holm",
     "cochran_armitage",
+    "ordinal_bias",
+    "stuart_maxwell",
+    "marginal_homogeneity",
     "reader_profiles",
 ]
 
@@ -439,6 +447,327 @@ def drift(
     }
 
 
+def _median_of_others(r: np.ndarray, j: int, use: np.ndarray) -> np.ndarray:
+    """Median call of the readers in ``use`` other than j, per item (NaN if none)."""
+    cols = [c for c in np.flatnonzero(use) if c != j]
+    if not cols:
+        return np.full(r.shape[0], np.nan)
+    x = r[:, cols].astype(float)
+    x[x < 0] = np.nan
+    out = np.full(r.shape[0], np.nan)
+    has = np.isfinite(x).any(axis=1)
+    out[has] = np.nanmedian(x[has], axis=1)
+    return out
+
+
+def _signed_rank(d: np.ndarray) -> tuple[float, float]:
+    """Wilcoxon signed-rank z (normal approximation, tie-corrected, zeros dropped) and
+    its two-sided p; (0, 1) when every difference is 0."""
+    if not np.any(d != 0):
+        return 0.0, 1.0
+    res = stats.wilcoxon(d, zero_method="wilcox", correction=False, method="approx")
+    return float(res.zstatistic), float(res.pvalue)
+
+
+def ordinal_bias(
+    ratings: ArrayLike,
+    n_classes: int,
+    alpha: float = 0.05,
+    min_shift: float = 0.10,
+    *,
+    reference: ArrayLike | None = None,
+    exclude_flagged: bool = True,
+    level: float = 0.95,
+) -> dict[str, np.ndarray]:
+    r"""Does each reader call higher (or lower) on an ordered scale than the others do
+    on the same images?
+
+    For reader r and each image r read, the paired difference in levels is
+    :math:`d_i = y_{ir} - m_i`, where :math:`m_i` is the median of the other readers'
+    calls of image i (a half level when they are an even number), or ``reference[i]``
+    when a reference (a consensus level) is given. Images no other reader read, or
+    without a reference, are left out. On the remaining :math:`n_r` images:
+
+    - ``shift[r]`` = :math:`\bar d`, the effect size in levels (+0.3: on average 0.3
+      levels higher, e.g. one level higher on 30 % of images), with a Student-t
+      interval :math:`\bar d \pm t_{n_r-1} s_d / \sqrt{n_r}` at ``level``;
+    - the test is Wilcoxon's signed-rank test of :math:`d_i` symmetric about 0: zero
+      differences dropped (Wilcoxon's convention), the normal approximation with the
+      variance corrected for tied ranks, no continuity correction; a paired rank test
+      needs no scale beyond the order of the levels;
+    - ``p_holm``: Holm's correction across readers; ``flagged`` = ``p_holm < alpha``
+      and :math:`|\bar d| \ge` ``min_shift``.
+
+    A biased reader moves the other readers' medians too, by about a third of their
+    shift in a panel of four, enough to flag good readers on a few hundred images. With
+    ``exclude_flagged`` (the default, and only without ``reference``) the test therefore
+    steps down: the most significant flagged reader is taken out of every other
+    reader's median and all readers are tested again, until no new reader is flagged
+    or fewer than two readers would remain in the medians. The returned values are
+    those of the last round; ``excluded`` says whose calls were left out of the
+    medians. On simulated panels (``bench/bench_ordinal_bias.py``; 4 readers, 200 images
+    read by all, 5 levels) this detects a +0.3-level shift in at least 95 % of panels and
+    flags at most 5 % of unbiased panels (any reader), see
+    ``bench/results/ordinal_bias.json``.
+
+    Parameters
+    ----------
+    ratings : array-like of shape (n_items, n_readers)
+        Ordinal codes ``0..n_classes-1`` in scale order, ``-1`` missing.
+    n_classes : int
+        Number of levels.
+    alpha : float, default 0.05
+        Family-wise level after Holm's correction.
+    min_shift : float, default 0.10
+        Smallest absolute mean shift, in levels, worth flagging.
+    reference : array-like of shape (n_items,), optional, keyword-only
+        A consensus level per image (``-1`` where none) to compare with instead of the
+        other readers' median.
+    exclude_flagged : bool, default True
+        Step down as described above (ignored with ``reference``).
+    level : float, default 0.95
+        Confidence level of the interval of the shift.
+
+    Returns
+    -------
+    dict of ndarrays, one entry per reader
+        ``n_items`` (int): images compared; ``shift``, ``shift_low``, ``shift_high``,
+        ``median_shift`` (float, levels); ``n_higher``, ``n_lower`` (int): images with
+        :math:`d_i > 0`, :math:`< 0`; ``z``, ``p``, ``p_holm`` (float); ``flagged``,
+        ``excluded`` (bool); and ``n_rounds`` (int array of one element). A reader
+        with no image to compare has ``n_items`` 0, NaN shift and p (left out of Holm's
+        family), and is never flagged; one whose differences are all 0 has z 0, p 1.
+
+    References
+    ----------
+    F. Wilcoxon (1945). Individual comparisons by ranking methods. Biometrics Bulletin
+    1(6), 80-83.
+
+    J. W. Pratt (1959). Remarks on zeros and ties in the Wilcoxon signed rank
+    procedures. JASA 54(287), 655-667 (the tie-corrected variance).
+
+    S. Holm (1979). A simple sequentially rejective multiple test procedure.
+    Scandinavian Journal of Statistics 6(2), 65-70.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> truth = rng.integers(0, 5, 300)
+    >>> noise = rng.choice([-1, 0, 1], (300, 4), p=[0.15, 0.7, 0.15])
+    >>> r = np.clip(truth[:, None] + noise, 0, 4)
+    >>> r[:, 3] = np.minimum(r[:, 3] + (rng.random(300) < 0.4), 4)  # one level up on 40 %
+    >>> res = ordinal_bias(r, 5)
+    >>> res["flagged"].tolist(), round(float(res["shift"][3]), 2)
+    ([False, False, False, True], 0.26)
+    """
+    r = validate_ratings(ratings, n_classes)
+    _check_level(alpha, "alpha")
+    _check_level(level, "level")
+    if isinstance(min_shift, bool) or not isinstance(min_shift, int | float):
+        raise ValueError(f"min_shift must be a number >= 0 (levels), got {min_shift!r}")
+    if not math.isfinite(min_shift) or min_shift < 0:
+        raise ValueError(f"min_shift must be a number >= 0 (levels), got {min_shift!r}")
+    n_items, n_readers = r.shape
+    ref = None
+    if reference is not None:
+        ref = _validate_reference(reference, n_items, n_classes).astype(float)
+        ref[ref < 0] = np.nan
+    excluded = np.zeros(n_readers, bool)
+    rounds = 0
+    while True:
+        rounds += 1
+        res = _ordinal_round(r, ref, ~excluded, alpha, min_shift, level)
+        if ref is not None or not exclude_flagged:
+            break
+        new = res["flagged"] & ~excluded
+        if not new.any() or (~excluded).sum() - 1 < 2:
+            break
+        cand = np.flatnonzero(new)
+        # the most significant first; a tie goes to the larger shift
+        order = np.lexsort((-np.abs(res["shift"][cand]), res["p_holm"][cand]))
+        excluded[cand[order[0]]] = True
+    res["excluded"] = excluded
+    res["n_rounds"] = np.array([rounds])
+    return res
+
+
+def _ordinal_round(
+    r: np.ndarray,
+    ref: np.ndarray | None,
+    use: np.ndarray,
+    alpha: float,
+    min_shift: float,
+    level: float,
+) -> dict[str, np.ndarray]:
+    n_readers = r.shape[1]
+    out = {k: np.full(n_readers, np.nan) for k in ("shift", "shift_low", "shift_high")}
+    out.update({k: np.full(n_readers, np.nan) for k in ("median_shift", "z", "p")})
+    for k in ("n_items", "n_higher", "n_lower"):
+        out[k] = np.zeros(n_readers, np.int64)
+    for j in range(n_readers):
+        m = ref if ref is not None else _median_of_others(r, j, use)
+        ok = (r[:, j] >= 0) & np.isfinite(m)
+        n = int(ok.sum())
+        out["n_items"][j] = n
+        if not n:
+            continue
+        d = r[ok, j] - m[ok]
+        out["n_higher"][j] = int((d > 0).sum())
+        out["n_lower"][j] = int((d < 0).sum())
+        mean = float(d.mean())
+        out["shift"][j] = mean
+        out["median_shift"][j] = float(np.median(d))
+        if n >= 2:
+            half = stats.t.ppf((1 + level) / 2, n - 1) * d.std(ddof=1) / math.sqrt(n)
+            out["shift_low"][j], out["shift_high"][j] = mean - half, mean + half
+        out["z"][j], out["p"][j] = _signed_rank(d)
+    out["p_holm"] = holm(out["p"])
+    out["flagged"] = (out["p_holm"] < alpha) & (np.abs(np.nan_to_num(out["shift"])) >= min_shift)
+    return out
+
+
+def stuart_maxwell(table: ArrayLike) -> tuple[float, int, float]:
+    r"""Stuart-Maxwell test of marginal homogeneity of a square paired table.
+
+    With :math:`n_{kl}` the pairs rated k by the first rating and l by the second,
+    :math:`d_k = n_{k\cdot} - n_{\cdot k}` and the covariance
+    :math:`V_{kk} = n_{k\cdot} + n_{\cdot k} - 2 n_{kk}`,
+    :math:`V_{kl} = -(n_{kl} + n_{lk})`, the statistic over K - 1 of the classes is
+
+    .. math:: X^2 = d^\top V^{-1} d \sim \chi^2_{K-1}
+
+    under the null that the two margins are equal. A class without any discordant pair
+    (:math:`V_{kk} = 0`) has :math:`d_k = 0` and carries no information; it is dropped
+    before one more class is, so the statistic exists whenever two classes have
+    discordant pairs, with ``df`` = those classes - 1. For a 2 x 2 table it is McNemar's
+    statistic :math:`(b - c)^2 / (b + c)`.
+
+    Parameters
+    ----------
+    table : array-like of shape (K, K)
+        Non-negative counts.
+
+    Returns
+    -------
+    (statistic, df, p) : tuple
+        ``(0.0, 0, 1.0)`` when fewer than two classes have discordant pairs.
+
+    References
+    ----------
+    A. Stuart (1955). A test for homogeneity of the marginal distributions in a two-way
+    classification. Biometrika 42(3/4), 412-416.
+
+    A. E. Maxwell (1970). Comparing the classification of subjects by two independent
+    judges. British Journal of Psychiatry 116, 651-655.
+
+    A. Agresti (2002). Categorical Data Analysis, 2nd ed., sec. 10.3.
+
+    Examples
+    --------
+    >>> stat, df, p = stuart_maxwell([[20, 10, 5], [3, 30, 15], [0, 5, 40]])
+    >>> round(stat, 3), df, round(p, 5)
+    (13.765, 2, 0.00103)
+    """
+    t = np.asarray(table)
+    if t.ndim != 2 or t.shape[0] != t.shape[1] or t.shape[0] < 1:
+        raise ValueError(f"table must be a square 2-D array of counts, got shape {t.shape}")
+    if t.dtype.kind not in "iuf" or not np.all(np.isfinite(t)) or np.any(t < 0):
+        raise ValueError("table must hold finite non-negative counts")
+    t = t.astype(float)
+    row, col = t.sum(axis=1), t.sum(axis=0)
+    var = row + col - 2 * np.diag(t)
+    keep = np.flatnonzero(var > 0)
+    if len(keep) < 2:
+        return 0.0, 0, 1.0
+    keep = keep[:-1]
+    d = (row - col)[keep]
+    V = -(t + t.T)[np.ix_(keep, keep)]
+    V[np.diag_indices(len(keep))] = var[keep]
+    stat = float(d @ np.linalg.solve(V, d))
+    df = len(keep)
+    return stat, df, float(stats.chi2.sf(stat, df))
+
+
+def marginal_homogeneity(
+    ratings: ArrayLike,
+    n_classes: int,
+    alpha: float = 0.05,
+    min_difference: float = 0.10,
+    *,
+    reference: ArrayLike | None = None,
+    consensus: Literal["dawid_skene", "majority"] = "dawid_skene",
+) -> dict[str, np.ndarray]:
+    r"""Do a reader's call rates, over all classes at once, differ from the consensus's
+    on the same images? (Nominal scales.)
+
+    For each reader, the paired table of the reader's call (rows) against the
+    consensus call (columns) on the images both have, and the Stuart-Maxwell test of
+    equal margins (:func:`stuart_maxwell`): one test per reader instead of one per
+    class, so a reader who moves a few points of calls between several classes is seen
+    as a whole. The consensus is ``reference`` when given, else the panel's
+    Dawid-Skene (or majority) consensus, as in :func:`prevalence_bias`. Holm across
+    readers; ``flagged`` = ``p_holm < alpha`` and the largest absolute difference of
+    call rates :math:`\max_k |n_{k\cdot} - n_{\cdot k}| / n` >= ``min_difference``.
+
+    Returns
+    -------
+    dict of ndarrays
+        ``n_items`` (int, (R,)); ``statistic``, ``p``, ``p_holm``, ``max_difference``
+        (float, (R,)); ``df`` (int, (R,)); ``flagged`` (bool, (R,)); ``table`` (int,
+        (R, K, K)). A reader with no image to compare has NaN statistic and p (left out
+        of Holm's family).
+
+    References
+    ----------
+    A. Stuart (1955). Biometrika 42(3/4), 412-416. A. E. Maxwell (1970). Brit. J.
+    Psychiatry 116, 651-655. S. Holm (1979). Scand. J. Statist. 6(2), 65-70.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(1)
+    >>> truth = rng.integers(0, 3, 400)
+    >>> shifted = np.where((truth == 0) & (rng.random(400) < 0.4), 2, truth)
+    >>> res = marginal_homogeneity(np.stack([truth] * 3 + [shifted], 1), 3, reference=truth)
+    >>> res["flagged"].tolist(), round(float(res["max_difference"][3]), 2)
+    ([False, False, False, True], 0.14)
+    """
+    r = validate_ratings(ratings, n_classes)
+    _check_level(alpha, "alpha")
+    _check_fraction(min_difference, "min_difference")
+    if consensus not in ("dawid_skene", "majority"):
+        raise ValueError(f"consensus must be 'dawid_skene' or 'majority', got {consensus!r}")
+    n_items, n_readers = r.shape
+    K = n_classes
+    if reference is not None:
+        ref = _validate_reference(reference, n_items, K)
+    elif (r >= 0).any():
+        ref = (DawidSkene if consensus == "dawid_skene" else MajorityVote)(K).fit(r).labels_
+    else:
+        ref = np.full(n_items, -1)
+    tables = reader_confusion(r, ref, K).transpose(0, 2, 1)  # rows: the reader's call
+    stat, p, maxd = (np.full(n_readers, np.nan) for _ in range(3))
+    df = np.zeros(n_readers, np.int64)
+    n_used = tables.sum(axis=(1, 2))
+    for j in range(n_readers):
+        if n_used[j]:
+            stat[j], df[j], p[j] = stuart_maxwell(tables[j])
+            maxd[j] = np.abs(tables[j].sum(1) - tables[j].sum(0)).max() / n_used[j]
+    p_holm = holm(p)
+    flagged = (p_holm < alpha) & (np.nan_to_num(maxd) >= min_difference)
+    return {
+        "n_items": n_used,
+        "statistic": stat,
+        "df": df,
+        "p": p,
+        "p_holm": p_holm,
+        "max_difference": maxd,
+        "flagged": flagged,
+        "table": tables,
+    }
+
+
 def _check_level(alpha: float, name: str) -> None:
     if not isinstance(alpha, int | float) or not 0 < alpha < 1:
         raise ValueError(f"{name} must be in (0, 1), got {alpha!r}")
@@ -466,6 +795,8 @@ def reader_profiles(
     session_names: Sequence[str] | None = None,
     bias_reference: Literal["reference", "dawid_skene", "majority"] = "reference",
     reference_name: str = "the reference",
+    scale: Literal["nominal", "ordinal"] | None = None,
+    min_shift: float = 0.10,
 ) -> dict[str, Any]:
     """One report per reader: reads, confusion and accuracy against the reference, call
     rates against the other readers with the bias test, agreement by session with the
@@ -492,6 +823,14 @@ def reader_profiles(
     reference_name : str, default "the reference"
         How the drift flag's sentence names the reference, e.g. "the dawid-skene
         consensus".
+    scale : {"nominal", "ordinal"}, optional
+        Adds the test made for the scale to each reader's entry and to the flags:
+        ``"ordinal"``, :func:`ordinal_bias` (paired level differences against the other
+        readers' median, Wilcoxon, Holm) as ``"ordinal_bias"``; ``"nominal"``,
+        :func:`marginal_homogeneity` (Stuart-Maxwell against the same consensus as the
+        per-class test) as ``"marginal_homogeneity"``. Default: neither.
+    min_shift : float, default 0.10
+        Smallest mean shift in levels the ordinal test flags.
 
     Returns
     -------
@@ -503,8 +842,15 @@ def reader_profiles(
              "per_reader": {name: {"n_reads", "n_with_reference", "accuracy",
                                    "confusion", "prevalence": {class: {...}},
                                    "drift": {...} | None, "notes": [...]}},
-             "flags": [{"reader", "kind": "bias" | "drift", "class" (bias only),
+             "flags": [{"reader", "kind": "bias" | "drift" | "ordinal_bias" |
+                        "marginal_homogeneity", "class" (bias only),
                         "direction", "p_holm", "detail"}]}
+
+        With ``scale``, each reader's entry also has ``"ordinal_bias"`` (``n_items``,
+        ``shift`` in levels with ``shift_ci``, ``median_shift``, ``n_higher``,
+        ``n_lower``, ``z``, ``p``, ``p_holm``, ``flagged``, ``excluded_from_medians``)
+        or ``"marginal_homogeneity"`` (``n_items``, ``statistic``, ``df``, ``p``,
+        ``p_holm``, ``max_difference``, ``flagged``).
     """
     r = validate_ratings(ratings, n_classes)
     ref = _validate_reference(reference, r.shape[0], n_classes)
@@ -527,6 +873,21 @@ def reader_profiles(
         consensus="majority" if bias_reference == "majority" else "dawid_skene",
         leave_one_out=bias_reference != "reference",
     )
+    if scale not in (None, "nominal", "ordinal"):
+        raise ValueError(f"scale must be None, 'nominal' or 'ordinal', got {scale!r}")
+    ob = (
+        ordinal_bias(r, n_classes, alpha=alpha, min_shift=min_shift) if scale == "ordinal" else None
+    )
+    mh = None
+    if scale == "nominal":
+        mh = marginal_homogeneity(
+            r,
+            n_classes,
+            alpha=alpha,
+            min_difference=min_difference,
+            reference=ref if bias_reference == "reference" else None,
+            consensus="majority" if bias_reference == "majority" else "dawid_skene",
+        )
     dr = None
     if sessions is not None:
         dr = drift(r, ref, sessions, alpha=alpha, min_decline=min_decline, n_classes=n_classes)
@@ -623,8 +984,36 @@ def reader_profiles(
                         ),
                     }
                 )
+        if ob is not None:
+            entry["ordinal_bias"], flag = _ordinal_entry(ob, j, name)
+            flags.extend(flag)
+        if mh is not None:
+            entry["marginal_homogeneity"], flag = _homogeneity_entry(mh, j, name)
+            flags.extend(flag)
         per_reader[name] = entry
 
+    methods = {
+        "bias": (
+            "McNemar's exact test, per class, of the reader's calls against the panel "
+            f"consensus ({bias_reference}) on the same images; Holm across "
+            "readers x classes"
+        ),
+        "drift": (
+            "Cochran-Armitage trend test of agreement with the reference across "
+            "ordered sessions; Holm across readers"
+        ),
+    }
+    if ob is not None:
+        methods["ordinal_bias"] = (
+            "Wilcoxon signed-rank test of the reader's level minus the other readers' "
+            "median on the same images, stepping down (a flagged reader leaves the "
+            "others' medians); Holm across readers; effect size: mean shift in levels"
+        )
+    if mh is not None:
+        methods["marginal_homogeneity"] = (
+            "Stuart-Maxwell test of equal call rates over all classes, the reader's "
+            f"calls against the panel consensus ({bias_reference}); Holm across readers"
+        )
     return {
         "n_items": int(n_items),
         "n_readers": int(n_readers),
@@ -635,21 +1024,82 @@ def reader_profiles(
             "alpha": alpha,
             "min_difference": min_difference,
             "min_decline": min_decline,
+            "scale": scale,
+            "min_shift": min_shift,
         },
-        "methods": {
-            "bias": (
-                "McNemar's exact test, per class, of the reader's calls against the panel "
-                f"consensus ({bias_reference}) on the same images; Holm across "
-                "readers x classes"
-            ),
-            "drift": (
-                "Cochran-Armitage trend test of agreement with the reference across "
-                "ordered sessions; Holm across readers"
-            ),
-        },
+        "methods": methods,
         "per_reader": per_reader,
         "flags": flags,
     }
+
+
+def _ordinal_entry(ob: dict, j: int, name: str) -> tuple[dict[str, Any], list[dict]]:
+    entry = {
+        "n_items": int(ob["n_items"][j]),
+        "shift": finite(ob["shift"][j], _DIGITS),
+        "shift_ci": [finite(ob["shift_low"][j], _DIGITS), finite(ob["shift_high"][j], _DIGITS)],
+        "median_shift": finite(ob["median_shift"][j], _DIGITS),
+        "n_higher": int(ob["n_higher"][j]),
+        "n_lower": int(ob["n_lower"][j]),
+        "z": finite(ob["z"][j], _DIGITS),
+        "p": finite(ob["p"][j], 12),
+        "p_holm": finite(ob["p_holm"][j], 12),
+        "flagged": bool(ob["flagged"][j]),
+        "excluded_from_medians": bool(ob["excluded"][j]),
+    }
+    if not ob["n_items"][j]:
+        entry["note"] = "no image read by this reader and another"
+    flags = []
+    if ob["flagged"][j]:
+        d = float(ob["shift"][j])
+        flags.append(
+            {
+                "reader": name,
+                "kind": "ordinal_bias",
+                "direction": "higher" if d > 0 else "lower",
+                "p_holm": entry["p_holm"],
+                "detail": (
+                    f"{name} calls {abs(d):.2f} levels {'higher' if d > 0 else 'lower'} "
+                    f"than the other readers' median on the same {entry['n_items']} images "
+                    f"(95% CI {ob['shift_low'][j]:+.2f} to {ob['shift_high'][j]:+.2f}; higher on "
+                    f"{entry['n_higher']}, lower on {entry['n_lower']}; Wilcoxon "
+                    f"{fmt_p(float(ob['p_holm'][j]), 'p')}, Holm)"
+                ),
+            }
+        )
+    return entry, flags
+
+
+def _homogeneity_entry(mh: dict, j: int, name: str) -> tuple[dict[str, Any], list[dict]]:
+    entry = {
+        "n_items": int(mh["n_items"][j]),
+        "statistic": finite(mh["statistic"][j], _DIGITS),
+        "df": int(mh["df"][j]),
+        "p": finite(mh["p"][j], 12),
+        "p_holm": finite(mh["p_holm"][j], 12),
+        "max_difference": finite(mh["max_difference"][j], _DIGITS),
+        "flagged": bool(mh["flagged"][j]),
+    }
+    if not mh["n_items"][j]:
+        entry["note"] = "no image read by this reader with a consensus"
+    flags = []
+    if mh["flagged"][j]:
+        flags.append(
+            {
+                "reader": name,
+                "kind": "marginal_homogeneity",
+                "direction": "different",
+                "p_holm": entry["p_holm"],
+                "detail": (
+                    f"{name}'s call rates differ from the consensus's on the same "
+                    f"{entry['n_items']} images (largest gap "
+                    f"{fmt_pct(mh['max_difference'][j])}; Stuart-Maxwell chi2 "
+                    f"{mh['statistic'][j]:.1f} on {entry['df']} df, "
+                    f"{fmt_p(float(mh['p_holm'][j]), 'p')}, Holm)"
+                ),
+            }
+        )
+    return entry, flags
 
 
 def _names(names: Sequence[str] | None, n: int, arg: str, default) -> list[str]:
