@@ -5,6 +5,7 @@ from .compute_consensus import ComputeConsensus
 from .compute_embeddings import ComputeEmbeddings
 from .compute_lesion_agreement import ComputeLesionAgreement
 from .compute_mistakenness import ComputeMistakenness
+from .compute_recist_agreement import AdjudicateResponse, ComputeRecistAgreement
 from .compute_quality_metrics import ComputeQualityMetrics
 from .compute_uniqueness import ComputeUniqueness
 from .compute_visualization import ComputeVisualization
@@ -15,6 +16,7 @@ from .find_disagreement_clusters import FindDisagreementClusters
 from .fit_label_model import FitLabelModel
 from .flag_for_reread import FlagForReread
 from .import_dicom import ImportDicom
+from .import_measurements import ImportMeasurements
 from .import_predictions import ImportPredictions
 from .import_reader_labels import ImportReaderLabels
 from .lineage_ops import (
@@ -33,12 +35,15 @@ from .zero_shot_classify import ZeroShotClassify
 OPERATORS = (
     ImportDicom,
     ImportReaderLabels,
+    ImportMeasurements,
     ImportPredictions,
     DeclareLabelSchema,
     RenderWindowPresets,
     ComputeAgreement,
     ComputeConsensus,
     ComputeLesionAgreement,
+    ComputeRecistAgreement,
+    AdjudicateResponse,
     ManageRuns,
     ComputeVisualization,
     ComputeUniqueness,
