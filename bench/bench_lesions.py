@@ -56,13 +56,19 @@ def make_series(folder: str, n_slices: int, size: int, n_lesions: int, n_readers
                 rng.uniform(0.15, 0.85) * size,
                 rng.uniform(0.15, 0.85) * size,
             )
-            if all(np.linalg.norm((np.subtract(c, c2)) * spacing) > r_mm + r2 + 5 for c2, r2 in centers):
+            if all(
+                np.linalg.norm((np.subtract(c, c2)) * spacing) > r_mm + r2 + 5 for c2, r2 in centers
+            ):
                 break
         centers.append((c, r_mm))
         lo = [max(0, int(c[a] - r_mm / spacing[a]) - 1) for a in range(3)]
         hi = [min(shape[a], int(c[a] + r_mm / spacing[a]) + 2) for a in range(3)]
         z, y, x = np.ogrid[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-        d = ((z - c[0]) * spacing[0]) ** 2 + ((y - c[1]) * spacing[1]) ** 2 + ((x - c[2]) * spacing[2]) ** 2
+        d = (
+            ((z - c[0]) * spacing[0]) ** 2
+            + ((y - c[1]) * spacing[1]) ** 2
+            + ((x - c[2]) * spacing[2]) ** 2
+        )
         truth[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]][d <= r_mm**2] = k + 1
     small = np.argsort([r for _, r in centers])[:3] + 1
     readers = [f"R{r + 1}" for r in range(n_readers)]
@@ -78,8 +84,12 @@ def make_series(folder: str, n_slices: int, size: int, n_lesions: int, n_readers
         os.makedirs(os.path.join(folder, reader), exist_ok=True)
         for k in range(n_slices):
             rel = f"{reader}/{k:04d}.png"
-            Image.fromarray(vol[k].astype(np.uint8)).save(os.path.join(folder, rel), compress_level=1)
-            rows.append({"sop_instance_uid": f"1.2.3.{k}", "frame": 0, "reader": reader, "mask_path": rel})
+            Image.fromarray(vol[k].astype(np.uint8)).save(
+                os.path.join(folder, rel), compress_level=1
+            )
+            rows.append(
+                {"sop_instance_uid": f"1.2.3.{k}", "frame": 0, "reader": reader, "mask_path": rel}
+            )
     manifest = os.path.join(folder, "masks.csv")
     with open(manifest, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -156,7 +166,9 @@ def main(argv=None) -> None:
     from multireader.analyses import lesions as AL
 
     with tempfile.TemporaryDirectory() as tmp:
-        spacing, manifest, readers = make_series(tmp, args.slices, args.size, args.lesions, args.readers, 0)
+        spacing, manifest, readers = make_series(
+            tmp, args.slices, args.size, args.lesions, args.readers, 0
+        )
         name = f"bench-lesions-{os.getpid()}"
         ds = build_dataset(name, tmp, args.slices, args.size, spacing, manifest)
         try:

@@ -17,7 +17,7 @@ KIND_LABELS = {
 }
 
 #: this operator's defaults: the form's, execute's and the SDK's
-DEFAULTS = {**I.DEFAULTS, "run_key": "agreement"}
+DEFAULTS = {**I.DEFAULTS, "run_key": "agreement", "interval": "cases"}
 
 
 class ComputeAgreement(MultireaderOperator):
@@ -40,7 +40,7 @@ class ComputeAgreement(MultireaderOperator):
         )
 
     def resolve_input(self, ctx):
-        from multireader.analyses.agreement import AGREEMENT_KINDS, STATISTIC_GROUPS
+        from multireader.analyses.agreement import AGREEMENT_KINDS, INTERVALS, STATISTIC_GROUPS
         from multireader.core import fields
 
         inputs = types.Object()
@@ -75,6 +75,18 @@ class ComputeAgreement(MultireaderOperator):
         I.level_input(inputs)
         I.n_boot_input(inputs, min=0)
         I.by_patient_input(inputs)
+        interval_view = types.RadioGroup()
+        for key, label in INTERVALS.items():
+            interval_view.add_choice(key, label=label)
+        inputs.enum(
+            "interval",
+            interval_view.values(),
+            default=DEFAULTS["interval"],
+            required=True,
+            label="Intervals of Fleiss' kappa and Gwet's AC1 (class calls)",
+            description="Readers random too: the conclusion is meant to hold for other readers",
+            view=interval_view,
+        )
         I.run_key_input(
             inputs,
             ctx,
@@ -98,6 +110,7 @@ class ComputeAgreement(MultireaderOperator):
             level=float(I.value(ctx, "level")),
             n_boot=int(I.value(ctx, "n_boot")),
             by_patient=bool(I.value(ctx, "by_patient")),
+            interval=str(I.value(ctx, "interval", DEFAULTS)),
             run_key=I.run_key_param(ctx, DEFAULTS["run_key"]),
             progress=_common.progress_for(ctx),
         )
@@ -127,10 +140,15 @@ class ComputeAgreement(MultireaderOperator):
         level: float = DEFAULTS["level"],
         n_boot: int = DEFAULTS["n_boot"],
         by_patient: bool = DEFAULTS["by_patient"],
+        interval: str = DEFAULTS["interval"],
         run_key: str = DEFAULTS["run_key"],
         delegate: bool = DEFAULTS["delegate"],
     ):
         """Compute agreement from the SDK on a dataset or view; returns the summary.
+
+        ``interval``: "cases" (readers fixed), "cases_and_readers" (two-way bootstrap
+        over patients and readers) or "cases_and_readers_jackknife" (Gwet's subject +
+        rater variance), for the class calls' Fleiss' kappa and Gwet's AC1.
 
         The full results are stored as run ``run_key``:
         ``multireader.core.runs.load(dataset, run_key)``.

@@ -18,6 +18,29 @@ METHOD_LABELS = {
 }
 
 
+#: Dawid-Skene's defaults in the form, execute and the SDK: a diagonal prior of 5 reads,
+#: single reads posterior-only, started from the majority vote, run to tolerance
+DS_DEFAULTS = {
+    # the fit of the earlier releases (the planted-error ranking downstream was tuned on
+    # it); a sparse study converges with diagonal_prior=5, single_reads="posterior_only",
+    # init="majority", max_iter=5000, tol=1e-8 (docs/consensus_and_profiles.md)
+    "max_iter": 100,
+    "tol": 1e-6,
+    "diagonal_prior": 0.0,
+    "single_reads": "fit",
+    "init": "vote_shares",
+}
+DEFAULTS = {**I.DEFAULTS, **DS_DEFAULTS}
+SINGLE_READS_LABELS = {
+    "posterior_only": "Fit on images read twice or more; single reads get a posterior only",
+    "fit": "Every read fits the readers' error matrices (the 1979 paper)",
+}
+INIT_LABELS = {
+    "majority": "The majority vote",
+    "vote_shares": "Each image's vote shares (the 1979 paper)",
+}
+
+
 def default_run_key(method: str, kind: str) -> str:
     """``consensus_<method>``, with ``_<kind>`` for labels other than class calls."""
     return f"consensus_{method}" + ("" if kind == "classification" else f"_{kind}")
@@ -86,6 +109,8 @@ class ComputeConsensus(MultireaderOperator):
                 view=types.CheckboxView(),
             )
             I.alpha_input(inputs, "For the bias and drift tests (Holm-corrected)")
+        if method == "dawid_skene":
+            _dawid_skene_inputs(inputs)
         if kind == "boxes":
             inputs.float("iou_threshold", default=0.55, min=0.05, max=1.0, label="IoU to fuse")
             inputs.int("min_readers", default=1, min=1, label="Keep boxes drawn by at least")
@@ -107,6 +132,11 @@ class ComputeConsensus(MultireaderOperator):
             run_key=I.run_key_param(ctx, None),
             profiles=bool(p.get("profiles", True)),
             alpha=float(I.value(ctx, "alpha")),
+            max_iter=int(I.value(ctx, "max_iter", DEFAULTS)),
+            tol=float(I.value(ctx, "tol", DEFAULTS)),
+            diagonal_prior=float(I.value(ctx, "diagonal_prior", DEFAULTS)),
+            single_reads=str(I.value(ctx, "single_reads", DEFAULTS)),
+            init=str(I.value(ctx, "init", DEFAULTS)),
             iou_threshold=float(p.get("iou_threshold", 0.55)),
             min_readers=int(p.get("min_readers", 1)),
             progress=_common.progress_for(ctx),
@@ -119,6 +149,11 @@ class ComputeConsensus(MultireaderOperator):
         outputs.str("output_field", label="Consensus written to")
         outputs.str("run_key", label="Stored as run")
         outputs.int("n_contested", label="Contested (tied) samples")
+        outputs.str("convergence", label="Dawid-Skene")
+        outputs.bool("converged", label="Converged")
+        outputs.int("n_iter", label="EM iterations")
+        outputs.float("log_likelihood", label="Final log-likelihood")
+        outputs.list("warnings", types.String(), label="Warnings")
         _common.table(
             outputs,
             "flags",
@@ -138,11 +173,20 @@ class ComputeConsensus(MultireaderOperator):
         run_key: str | None = None,
         profiles: bool = True,
         alpha: float = I.DEFAULTS["alpha"],
+        max_iter: int = DEFAULTS["max_iter"],
+        tol: float = DEFAULTS["tol"],
+        diagonal_prior: float = DEFAULTS["diagonal_prior"],
+        single_reads: str = DEFAULTS["single_reads"],
+        init: str = DEFAULTS["init"],
         iou_threshold: float = 0.55,
         min_readers: int = 1,
         delegate: bool = I.DEFAULTS["delegate"],
     ):
-        """Build a consensus from the SDK; returns its field, run key and flagged readers.
+        """Build a consensus from the SDK; returns its field, run key and flagged readers,
+        and for Dawid-Skene ``converged``, ``n_iter``, ``log_likelihood`` and
+        ``warnings`` (a fit stopped at ``max_iter``). ``max_iter``, ``tol``,
+        ``diagonal_prior``, ``single_reads`` and ``init`` are Dawid-Skene's (see
+        :func:`multireader.analyses.agreement.compute_consensus`).
 
         Full results (confusions, posteriors' summary, reader profiles) are stored as run
         ``run_key``: ``multireader.core.runs.load(dataset, run_key)``.
@@ -166,3 +210,49 @@ class ComputeConsensus(MultireaderOperator):
         output_field = output_field or fields.consensus_field(method, kind)
         run_key = run_key or default_run_key(method, kind)
         return self.run_sdk_with(locals())
+
+
+def _dawid_skene_inputs(inputs: types.Object) -> None:
+    """Dawid-Skene's options: when to stop, the prior, single reads, the start."""
+    inputs.int(
+        "max_iter",
+        default=DEFAULTS["max_iter"],
+        min=1,
+        required=True,
+        label="Maximum EM iterations",
+        description="Stopping here before the tolerance is met is reported as not converged",
+    )
+    inputs.float(
+        "tol",
+        default=DEFAULTS["tol"],
+        min=0.0,
+        required=True,
+        label="Tolerance (log-likelihood per read)",
+        description="Converged when an iteration raises the log-likelihood by less",
+    )
+    inputs.float(
+        "diagonal_prior",
+        default=DEFAULTS["diagonal_prior"],
+        min=0.0,
+        required=True,
+        label="Prior: pseudo-reads on each reader's correct calls",
+        description="Keeps sparse panels from relabelling the classes; 0 = the 1979 paper",
+    )
+    single = types.RadioGroup()
+    for k, label in SINGLE_READS_LABELS.items():
+        single.add_choice(k, label=label)
+    inputs.enum(
+        "single_reads",
+        single.values(),
+        default=DEFAULTS["single_reads"],
+        required=True,
+        label="Images read once",
+        view=single,
+    )
+    start = types.RadioGroup()
+    for k, label in INIT_LABELS.items():
+        start.add_choice(k, label=label)
+    inputs.enum(
+        "init", start.values(), default=DEFAULTS["init"], required=True, label="Start from",
+        view=start,
+    )  # fmt: skip

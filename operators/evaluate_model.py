@@ -100,6 +100,21 @@ class EvaluateModel(MultireaderOperator):
                 "kappa_quadratic": "Quadratic kappa",
             },
         )
+        _common.table(
+            outputs,
+            "model_vs_readers",
+            "Model vs readers, readers and cases random (OR-Hillis)",
+            {
+                "fom": "Figure of merit",
+                "model": "Model",
+                "readers_mean": "Readers' mean",
+                "difference": "Model - readers [95% CI]",
+                "df": "df",
+                "p_noninferiority": "p (model worse)",
+                "n": "n",
+                "note": "Note",
+            },
+        )
         outputs.str("run_key", label="Stored as run")
         return types.Property(outputs, view=types.View(label="Model evaluation"))
 

@@ -333,4 +333,6 @@ def _summary(prof: dict, reader: str, per: dict) -> str:
         head += "\n\n" + "\n".join(f"- **{f['kind']}**: {f['detail']}" for f in flags)
     else:
         head += " No bias or drift flagged."
+    if prof.get("consensus_run"):
+        head += f"\n\n_{prof['consensus_run']}_"
     return head

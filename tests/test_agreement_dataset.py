@@ -77,9 +77,7 @@ def test_per_sample_fields_equal_a_plain_recount(agreed, demo_study):
         truth = json.load(f)
     # the planted missing reader leaves small nodules unoutlined: only there may the
     # class calls agree while the masks split
-    missed = {
-        truth["images"][k]["dicom_key"] for k in truth["planted"]["missing_reader"]["keys"]
-    }
+    missed = {truth["images"][k]["dicom_key"] for k in truth["planted"]["missing_reader"]["keys"]}
     keys = dict(zip(ds.values("id"), ds.values(fields.DICOM_KEY), strict=True))
     labels = _reader_labels(ds)
     ids = ds.values("id")

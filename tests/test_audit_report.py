@@ -103,8 +103,8 @@ def test_every_section_in_json_and_html(analysed):
     for sid, title in AR.SECTIONS:
         assert sid in report, sid
         assert f"<h2 id='{sid}'>{title}</h2>" in text
-        # the demo study has no lesion run: that section says what to run
-        assert report[sid].get("available", True) is (sid != "lesions"), sid
+        # the demo study has no lesion or RECIST run: those sections say what to run
+        assert report[sid].get("available", True) is (sid not in ("lesions", "recist")), sid
     assert "<h2 id='how'>How to read this report</h2>" in text
     assert "<h2 id='glossary'>Glossary</h2>" in text
     for term in ("Fleiss' kappa", "Cohen's kappa", "95% CI", "Contested case"):
@@ -319,12 +319,17 @@ def test_unanalysed_dataset_says_what_to_run(demo_clone, tmp_path):
         "available": False,
         "note": "Not available: run 'Compute lesion agreement (3-D)' first.",
     }
+    assert report["recist"] == {
+        "available": False,
+        "note": "Not available: run 'Compute RECIST agreement' first.",
+    }
     for note in (
         "Not available: run &#x27;Compute agreement&#x27; first.",
         "Not available: run &#x27;Compute consensus labels&#x27; first.",
         "No predictions evaluated",
         "No frozen training sets",
         "Not available: run &#x27;Compute lesion agreement (3-D)&#x27; first.",
+        "Not available: run &#x27;Compute RECIST agreement&#x27; first.",
     ):
         assert note in text
     for sid, title in AR.SECTIONS:
@@ -373,3 +378,196 @@ def test_opens_in_chromium(analysed, tmp_path):
         browser.close()
     assert errors == []
     assert [u for u in requests if not u.startswith("file://")] == []
+
+
+def _reads_when_analysed(analysed):
+    """The class calls as the runs saw them: the fixture revised one R2 label (from
+    "suspicious") after every analysis, so that revision is undone here."""
+    from multireader.core import collect as C
+
+    ds = analysed["ds"]
+    rs = C.select_readers(ds, "classification")
+    reads = C.categorical_reads(ds.view(), rs)
+    from multireader.lineage import records
+
+    sid = analysed["revised"]
+    i, j = reads.item_ids.index(sid), reads.readers.index("R2")
+    (first, *_) = records.history(ds, sid, "reader_r2")  # the original read
+    label = first.get("label") or {}
+    assert label.get("label") == "suspicious"
+    reads.codes[i, j] = reads.classes.index("suspicious")
+    reads.scores[i, j] = np.nan if label.get("score") is None else float(label["score"])
+    return reads
+
+
+def test_consensus_section_reports_convergence_and_the_ordinal_test(analysed):
+    from multireader.stats.consensus import DawidSkene
+    from multireader.stats.profiles import ordinal_bias
+
+    report, text = analysed["report"], analysed["html"]
+    reads = _reads_when_analysed(analysed)
+    k = len(reads.classes)
+    # the operator's defaults (the earlier releases' fit)
+    ds = DawidSkene(k, max_iter=100, tol=1e-6, diagonal_prior=0.0,
+                    single_reads="fit", init="vote_shares").fit(reads.codes)  # fmt: skip
+    c = report["consensus"]
+    assert c["convergence"]["converged"] is bool(ds.converged_)
+    assert (c["warnings"] == []) is bool(ds.converged_)
+    assert c["convergence"]["n_iter"] == ds.n_iter_
+    assert c["convergence"]["log_likelihood"] == pytest.approx(ds.log_likelihood_, rel=1e-12)
+    sentence = c["convergence_text"]
+    assert f"{ds.log_likelihood_:.3f}" in sentence and sentence in text
+    assert c["scale_test"] == "ordinal"
+    ob = ordinal_bias(reads.codes, k, alpha=0.05)
+    rows = {}  # the first table keyed by reader: each reader against the consensus
+    for r in _rows(text.split("id='consensus'")[1].split("<h2")[0]):
+        rows.setdefault(r[0], r)
+    for j, x in enumerate(c["readers"]):
+        assert x["ordinal_bias"]["shift"] == pytest.approx(float(ob["shift"][j]), abs=1e-3)
+        assert rows[x["reader"]][-1].startswith(f"{ob['shift'][j]:.2f} [")
+    flagged = {f["reader"] for f in c["flags"] if f["kind"] == "ordinal_bias"}
+    assert flagged == {reads.readers[j] for j in np.flatnonzero(ob["flagged"])}
+
+
+def test_agreement_section_names_the_interval_and_the_terms(analysed):
+    from multireader.stats.agreement import term_counts
+
+    a, text = analysed["report"]["agreement"], analysed["html"]
+    reads = _reads_when_analysed(analysed)
+    t = term_counts(reads.codes, len(reads.classes))
+    terms = {x["key"]: x for x in a["terms"]}
+    fk = terms["fleiss_kappa"]
+    assert (fk["agreement_items"], fk["agreement_reads"]) == tuple(t["agreement"].values())
+    assert (fk["chance_items"], fk["chance_reads"]) == tuple(t["chance"].values())
+    assert terms["percent_agreement"]["chance_items"] is None
+    html_rows = _rows(text.split("id='agreement'")[1].split("<h2")[0])
+    assert [
+        "Fleiss' kappa",
+        *map(str, t["agreement"].values()),
+        *map(str, t["chance"].values()),
+    ] in html_rows
+    assert a["interval"]["kind"] == "cases"
+    assert "cases random, readers fixed" in text
+
+
+def test_model_section_has_model_vs_readers_equal_to_or_hillis(analysed):
+    from multireader.core.predictions import read_probabilities
+    from multireader.stats import mrmc
+
+    ds, m, text = analysed["ds"], analysed["report"]["model"], analysed["html"]
+    mvr = m["results"]["model_vs_readers"]
+    reads = _reads_when_analysed(analysed)
+    ids, classes, probs = read_probabilities(ds.view(), m["results"]["pred_field"])
+    assert ids == reads.item_ids and classes == reads.classes
+    pred = np.where(np.isfinite(probs).all(1), np.argmax(np.nan_to_num(probs), 1), -1)
+    index = {c: i for i, c in enumerate(classes)}
+    truth = np.array([index.get(v, -1) for v in ds.values(f"{mvr['reference']}.label")])
+    ok = (reads.codes >= 0).all(1) & (pred >= 0) & (truth >= 0)
+    acc = mrmc.model_vs_readers(pred[ok], reads.codes[ok], truth[ok], fom="accuracy")
+    rows = {r["fom"]: r for r in m["model_vs_readers"]}
+    got = rows["accuracy"]
+    assert got["difference"] == pytest.approx(acc.difference, abs=1e-12)
+    assert got["ci"] == pytest.approx(list(acc.ci), abs=1e-12)
+    assert got["df"] == pytest.approx(acc.df, rel=1e-9)
+    assert got["p_noninferiority"] == pytest.approx(acc.p_noninferiority, abs=1e-12)
+    assert got["n_cases"] == int(ok.sum()) and got["n_readers"] == 4
+    lo, hi = acc.ci
+    model_rows = _rows(text.split("id='model'")[1].split("<h2")[0])
+    assert any(r[0] == "accuracy" and r[3] == f"{acc.difference:.3f} [{lo:.3f}, {hi:.3f}]"
+               for r in model_rows)  # fmt: skip
+    # the demo readers give an ordinal score 1-5: AUC on the upper half of the scale
+    have = ok & np.isfinite(reads.scores).all(1)
+    binary = (truth >= 2).astype(int)
+    auc = mrmc.model_vs_readers(
+        probs[:, 2:].sum(1)[have], reads.scores[have], binary[have], fom="auc"
+    )
+    assert rows["auc"]["difference"] == pytest.approx(auc.difference, abs=1e-12)
+    assert rows["auc"]["ci"] == pytest.approx(list(auc.ci), abs=1e-12)
+    # the operator's summary shows the same numbers (now, on the revised labels)
+    from multireader.core import collect as C
+
+    now = C.categorical_reads(ds.view(), C.select_readers(ds, "classification")).codes
+    ok = (now >= 0).all(1) & (pred >= 0) & (truth >= 0)
+    acc = mrmc.model_vs_readers(pred[ok], now[ok], truth[ok], fom="accuracy")
+    summ = {r["fom"]: r for r in op("evaluate_model")(
+        ds, m["results"]["pred_field"], n_boot=10, run_key="mvr_check")["model_vs_readers"]}  # fmt: skip
+    lo, hi = acc.ci
+    assert summ["accuracy"]["difference"] == f"{acc.difference:.3f} [{lo:.3f}, {hi:.3f}]"
+    runs.delete(ds, "mvr_check")
+
+
+def test_recist_section_prints_the_stored_run(tmp_path):
+    """The RECIST section on the longitudinal study of ``helpers_recist`` (P1: A's PR
+    against B's and C's SD at both follow-ups), with P1's first follow-up adjudicated:
+    every number printed is the newest RECIST run's, and the adjudication says who,
+    when and why beside the readers' calls."""
+    import uuid
+
+    import fiftyone as fo
+    from helpers_recist import make_longitudinal
+
+    from multireader.analyses import recist as RA
+    from multireader.stats.estimates import fmt_ci, fmt_num
+
+    ds = fo.Dataset(f"test-mr-report-recist-{uuid.uuid4().hex[:8]}")
+    try:
+        make_longitudinal(ds, tmp_path / "study")
+        RA.compute_recist_agreement(ds, n_boot=50, seed=1, num_workers=1, run_key="older")
+        op("adjudicate_response")(
+            ds, patient_key="P1", timepoint=1, response="PR",
+            reason="A's calipers follow the margin", adjudicator="Dr Adj",
+        )  # fmt: skip
+        RA.compute_recist_agreement(ds, n_boot=50, seed=2, num_workers=1, run_key="newest")
+        html_path, json_path = AR.write_report(ds, str(tmp_path / "recist.html"))
+        report, text = json.loads(_read(json_path)), _read(html_path)
+        sec = report["recist"]
+        stored = runs.load(ds, "newest")["results"]
+        assert sec["available"] and sec["run_key"] == "newest"
+        assert f"<h2 id='recist'>{dict(AR.SECTIONS)['recist']}</h2>" in text
+        rows = _rows(text)
+        _no_raw_json(rows)
+        ra = stored["response_agreement"]
+        names = {
+            "1": "follow-up 1",
+            "2": "follow-up 2",
+            "all": "all follow-ups pooled",
+            "best_overall_response": "best overall response",
+        }
+        for key, label in names.items():
+            r = ra[key]
+            expected = [label, str(r["n_items"])] + [
+                fmt_ci(r[m]) for m in ("percent_agreement", "fleiss_kappa", "discordance_rate")
+            ]
+            assert expected in rows, expected
+            assert "[" in expected[-1]  # with its interval
+        kv = [r[:2] for r in rows]
+        assert [
+            "Discordance rate, all follow-ups [95% CI]",
+            fmt_ci(ra["all"]["discordance_rate"]),
+        ] in kv
+        assert ["Discordant patient-timepoints", str(stored["n_discordant"])] in kv
+        assert ["Patients with a discordant follow-up", str(stored["n_discordant_patients"])] in kv
+        assert ["Adjudicated patient-timepoints", "1"] in kv
+        assert ["Discordant, awaiting adjudication", str(stored["n_discordant"] - 1)] in kv
+        kap = ra["all"]["pairwise_cohen_kappa"]
+        ts = stored["target_selection"]
+        for i, j in ((0, 1), (0, 2), (1, 2)):
+            a, b = stored["readers"][i], stored["readers"][j]
+            cells = [f"{a} vs {b}", fmt_num(round(kap[i][j], 3)), fmt_ci(ts[f"{a}|{b}"])]
+            assert cells in rows, cells
+        # the adjudication beside the readers' calls: who, when, why
+        (adj,) = stored["adjudications"]
+        assert (adj["patient"], adj["timepoint"], adj["response"]) == ("P1", 1, "PR")
+        calls = RA.RecistAgreementResults.from_run(ds, "newest").patient("P1")["readers"]
+        row = ["P1", "1"] + [calls[w]["responses"][0] for w in stored["readers"]]
+        row += ["PR", "Dr Adj", AR._t(adj["at"]), "A's calipers follow the margin"]
+        assert row == ["P1", "1", "PR", "SD", "SD", "PR", "Dr Adj"] + row[7:]
+        assert row in rows, row
+        line = {x["section"]: x["summary"] for x in AR.summary(report)}
+        assert line[dict(AR.SECTIONS)["recist"]] == (
+            f"6 patients, {stored['n_discordant']} discordant calls (discordance rate "
+            f"{fmt_ci(ra['all']['discordance_rate'])}), 1 adjudicated"
+        )
+    finally:
+        if fo.dataset_exists(ds.name):
+            fo.delete_dataset(ds.name)

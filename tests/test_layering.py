@@ -62,7 +62,8 @@ def _resolve(module: str, node: ast.ImportFrom) -> str:
 def _imports(path: str, module: str):
     """(imported module, imported name or None, line) for every import in the file,
     at any depth (function-level imports included)."""
-    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
@@ -133,7 +134,8 @@ def test_lineage_does_not_borrow_from_the_panel_layer():
 def _private_uses(path: str, module: str):
     """Private names taken from another module: imported by name, or read as an
     attribute of an imported multireader module."""
-    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
     aliases = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
@@ -142,13 +144,20 @@ def _private_uses(path: str, module: str):
                 sub = f"{target}.{a.name}"
                 if sub in MODULES:
                     aliases[a.asname or a.name] = sub
-                elif target.startswith("multireader") and a.name.startswith("_"):
-                    if a.name != "__version__":
-                        yield f"{module}:{node.lineno} imports {target}.{a.name}"
+                elif (
+                    target.startswith("multireader")
+                    and a.name.startswith("_")
+                    and a.name != "__version__"
+                ):
+                    yield f"{module}:{node.lineno} imports {target}.{a.name}"
         elif isinstance(node, ast.Import):
-            for a in node.names:
-                if a.name.startswith("multireader") and a.asname:
-                    aliases[a.asname] = a.name
+            aliases.update(
+                {
+                    a.asname: a.name
+                    for a in node.names
+                    if a.name.startswith("multireader") and a.asname
+                }
+            )
     for node in ast.walk(tree):
         if (
             isinstance(node, ast.Attribute)

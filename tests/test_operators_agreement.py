@@ -1,6 +1,7 @@
 """compute_agreement and compute_consensus as operators: SDK calls through FiftyOne's
 executor, a delegated run with progress, and the forms the operator browser shows."""
 
+import numpy as np
 import pytest
 from helpers_plugin import form, op, run_queued
 
@@ -104,3 +105,107 @@ def test_run_keys_are_checked_in_the_form_and_by_execute(demo_clone):
     with pytest.raises(Exception, match="run_key"):
         op("compute_agreement")(demo_clone, kinds=["classification"], run_key="2 bad")
     assert runs.list_runs(demo_clone) == ["ag"]
+
+
+def _class_reads(ds):
+    from multireader.core import collect as C
+
+    rs = C.select_readers(ds, "classification")
+    return C.categorical_reads(ds.view(), rs)
+
+
+def test_consensus_form_offers_dawid_skene_options_with_their_defaults(demo_dataset):
+    from operators.compute_consensus import DS_DEFAULTS
+
+    props = form("compute_consensus", demo_dataset)
+    assert {k: props[k]["default"] for k in DS_DEFAULTS} == {
+        "max_iter": 100,
+        "tol": 1e-6,
+        "diagonal_prior": 0.0,
+        "single_reads": "fit",
+        "init": "vote_shares",
+    }
+    assert "max_iter" not in form("compute_consensus", demo_dataset, {"method": "majority"})
+
+
+def test_consensus_reports_convergence_equal_to_dawid_skene(demo_clone):
+    from multireader.analyses.agreement import ConsensusResults
+    from multireader.stats.consensus import DawidSkene
+    from multireader.stats.profiles import reader_profiles
+
+    out = op("compute_consensus")(
+        demo_clone, max_iter=5000, tol=1e-8, diagonal_prior=5.0,
+        single_reads="posterior_only", init="majority",
+    )  # fmt: skip
+    reads = _class_reads(demo_clone)
+    k = len(reads.classes)
+    ds = DawidSkene(
+        k, max_iter=5000, tol=1e-8, diagonal_prior=5.0, single_reads="posterior_only",
+        init="majority",
+    ).fit(reads.codes)  # fmt: skip
+    assert out["converged"] is True and ds.converged_
+    assert out["n_iter"] == ds.n_iter_
+    assert out["log_likelihood"] == pytest.approx(ds.log_likelihood_, rel=1e-12)
+    assert out["warnings"] == []
+    assert f"converged in {ds.n_iter_} iterations" in out["convergence"]
+    stored = ConsensusResults.from_run(demo_clone, out["run_key"])
+    assert stored.params["diagonal_prior"] == 5.0 and stored.params["init"] == "majority"
+    labels = np.array(demo_clone.values("consensus_dawid_skene.label"), dtype=object)
+    assert [reads.classes[c] if c >= 0 else None for c in ds.labels_] == list(labels)
+    # the ordered demo scale: the ordinal test's flags join the prevalence-bias ones
+    prof = reader_profiles(
+        reads.codes, ds.labels_, k, reader_names=reads.readers, class_names=reads.classes,
+        scale="ordinal",
+    )  # fmt: skip
+    want = [f for f in prof["flags"] if f["kind"] == "ordinal_bias"]
+    got = [f for f in out["flags"] if f["kind"] == "ordinal_bias"]
+    assert [(f["reader"], f["detail"]) for f in got] == [(f["reader"], f["detail"]) for f in want]
+    assert got, "the demo's biased reader R2 calls higher on the ordered scale"
+    per = stored.profiles["per_reader"]
+    for r in reads.readers:
+        assert per[r]["ordinal_bias"] == prof["per_reader"][r]["ordinal_bias"]
+        assert "marginal_homogeneity" not in per[r]
+
+
+def test_consensus_not_converged_warns_with_the_iterations_run(demo_clone):
+    from multireader.stats.consensus import DawidSkene
+
+    out = op("compute_consensus")(demo_clone, max_iter=2, tol=0.0, diagonal_prior=0.0,
+                                  single_reads="fit", init="vote_shares")  # fmt: skip
+    reads = _class_reads(demo_clone)
+    ds = DawidSkene(len(reads.classes), max_iter=2, tol=0.0).fit(reads.codes)
+    assert out["converged"] is False and out["n_iter"] == 2 == ds.n_iter_
+    assert out["log_likelihood"] == pytest.approx(ds.log_likelihood_, rel=1e-12)
+    assert len(out["warnings"]) == 1 and "max_iter=2" in out["warnings"][0]
+    assert "did NOT converge" in out["convergence"]
+    with pytest.raises(Exception, match="single_reads"):
+        op("compute_consensus")(demo_clone, single_reads="sometimes")
+
+
+@pytest.mark.parametrize("interval", ["cases_and_readers", "cases_and_readers_jackknife"])
+def test_agreement_intervals_with_readers_random_equal_the_mrmc_functions(demo_clone, interval):
+    from multireader.core import runs
+    from multireader.stats import mrmc
+
+    out = op("compute_agreement")(
+        demo_clone, kinds=["classification"], n_boot=200, interval=interval, run_key="iv"
+    )
+    stored = runs.load(demo_clone, "iv")["results"]["kinds"]["classification"]["summary"]
+    assert stored["interval"]["kind"] == interval
+    reads = _class_reads(demo_clone)
+    k = len(reads.classes)
+    rows = {r["statistic"]: r for r in out["statistics"]}
+    for key in ("fleiss_kappa", "gwet_ac1"):
+        if interval == "cases_and_readers":
+            want = mrmc.two_way_bootstrap(
+                reads.codes, k, key, groups=reads.groups, n_boot=200, level=0.95, seed=0
+            )
+        else:
+            want = mrmc.rater_subject_variance(reads.codes, k, key, groups=reads.groups)
+        e = stored["overall"][key]
+        assert e["value"] == pytest.approx(want["value"], abs=1e-9)
+        assert e["ci"] == pytest.approx(list(want["ci"]), abs=1e-9)
+        assert e["ci_cases"] and e["ci_cases"] != e["ci"]
+        assert rows[key]["ci"] == f"[{want['ci'][0]:.3f}, {want['ci'][1]:.3f}]"
+    # the others keep their case-only interval
+    assert "ci_cases" not in stored["overall"]["percent_agreement"]

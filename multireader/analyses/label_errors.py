@@ -114,12 +114,23 @@ def compute_mistakenness(
 ) -> MistakennessResults:
     """Score every reader's (and consensus) label against ``pred_field``; see the module.
 
-    The queue (saved view ``label_error_queue``, and ``label_errors_<reader>`` per
-    reader) holds the ``queue_size`` samples, or labels, whose label is least credible;
+    The queue (saved view ``label_error_queue``) holds the ``queue_size`` samples whose
+    least credible label (``label_error_score``) is the least credible of the study;
     give ``queue_threshold`` instead to keep every sample with ``label_error_score`` at
     least that. On a noisy study most samples have some reader outvoted, so a fixed
     threshold such as 0.5 would queue most of the study: a ranked top is what a team
     can actually re-read.
+
+    Each reader's own queue (saved view ``label_errors_<reader>``) ranks THAT reader's
+    labels by their own label quality (CROWDLAB's; with one reader, mistakenness) with
+    its own cut: the reader's ``queue_size`` least credible labels, or every label of
+    theirs with ``1 - label_quality >= queue_threshold``. It is not the reader's share
+    of the overall queue: there a reader with many weakly contested labels (a biased or
+    drifting one) can fill the whole top and leave a reliable reader's few clear-cut
+    errors just below the overall cut, so that reader's re-read list would be empty.
+    The results keep both: per reader ``n_in_queue`` (their labels above the overall
+    cut) and ``n_in_queue_view`` / ``queue_view_cut`` (their own queue and its cut, in
+    the ranked field's units).
     """
     view = samples.view()
     dataset = view._dataset
@@ -197,6 +208,7 @@ def compute_mistakenness(
         score = doubt[:, 0]
         any_read = np.isfinite(score)
     columns[ERROR_SCORE] = score
+    threshold_given = queue_threshold
     queue_threshold = _cut(score, queue_size, queue_threshold)
 
     if pred_mask_field:
@@ -221,8 +233,9 @@ def compute_mistakenness(
 
     report(progress, 0.85, "saving ranked views")
     shown = [pred_field, *rs.fields, *cons_fields, *columns]
-    _save_queue_views(dataset, view, rs, queue_threshold, cl is not None, shown)
-    results = _summary(ids, rs, classes, codes, p, brain, cl, score, queue_threshold)
+    cuts = _reader_cuts(rs, codes, brain, cl, queue_size, threshold_given)
+    _save_queue_views(dataset, view, rs, queue_threshold, cuts, shown)
+    results = _summary(ids, rs, classes, codes, p, brain, cl, score, queue_threshold, cuts)
     results["consensus"] = cons_results
     results["fields"] = sorted(columns)
     results["n_samples"] = len(ids)
@@ -315,6 +328,32 @@ def _cut(score: np.ndarray, size: int, threshold: float | None) -> float:
     return float(s[min(int(size), len(s)) - 1])
 
 
+def _reader_cuts(rs, codes, brain, cl, size: int, threshold: float | None) -> list[dict]:
+    """Per reader, the field their own queue view ranks and the cut a label of theirs
+    needs to enter it: label quality at most the quality of their ``size``-th least
+    credible label (or ``1 - threshold``); with one reader (no CROWDLAB), mistakenness at
+    least the ``size``-th largest (or ``threshold``). The cut is a stored value itself, so
+    the view's ``<=`` / ``>=`` keeps exactly the labels counted here."""
+    out = []
+    for j, f in enumerate(rs.fields):
+        read = codes[:, j] >= 0
+        if cl is not None:
+            q = np.where(read, cl.label_quality[:, j], np.nan)
+            ok = q[np.isfinite(q)]
+            if threshold is not None:
+                cut = 1.0 - float(threshold)
+            else:
+                cut = float(np.sort(ok)[min(int(size), len(ok)) - 1]) if len(ok) else -1.0
+            n = int(np.sum(ok <= cut))
+            out.append({"field": quality_field(f), "ascending": True, "cut": cut, "n": n})
+        else:
+            m = np.where(read, brain[:, j], np.nan)
+            cut = _cut(m, size, threshold) if np.isfinite(m).any() else 2.0
+            n = int(np.sum(m[np.isfinite(m)] >= cut))
+            out.append({"field": mistakenness_field(f), "ascending": False, "cut": cut, "n": n})
+    return out
+
+
 def _scaled(progress, a, b):
     from multireader.progress import scaled
 
@@ -349,10 +388,11 @@ def _mark_field(dataset, name: str, pred_field: str, run_key: str) -> None:
     f.save()
 
 
-def _save_queue_views(dataset, view, rs, threshold, have_quality, shown) -> None:
+def _save_queue_views(dataset, view, rs, threshold, cuts, shown) -> None:
     """The queue views show the class calls, consensus, the model and the scores, plus
     the slicing metadata: what a reviewer needs to judge a label, without the boxes and
-    masks that crowd the grid."""
+    masks that crowd the grid. Each reader's view ranks their own labels with their own
+    cut (:func:`_reader_cuts`), not their share of the overall queue."""
     from fiftyone import ViewField as VF
 
     keep = [f for f in (*shown, *F.METADATA_FIELDS, REREAD_FIELD) if dataset.has_field(f)]
@@ -367,23 +407,27 @@ def _save_queue_views(dataset, view, rs, threshold, have_quality, shown) -> None
         ),
         overwrite=True,
     )
-    for reader, f in zip(rs.readers, rs.fields, strict=True):
-        name = quality_field(f) if have_quality else mistakenness_field(f)
+    for reader, cut in zip(rs.readers, cuts, strict=True):
+        name = cut["field"]
         ranked = (
             # null sorts below numbers in MongoDB: an unread label must not look certain
-            view.match((VF(name) != None) & (VF(name) <= 1 - threshold)).sort_by(name)  # noqa: E711
-            if have_quality
-            else view.match(VF(name) >= threshold).sort_by(name, reverse=True)
+            view.match((VF(name) != None) & (VF(name) <= cut["cut"])).sort_by(name)  # noqa: E711
+            if cut["ascending"]
+            else view.match(VF(name) >= cut["cut"]).sort_by(name, reverse=True)
         )
+        rel = "<=" if cut["ascending"] else ">="
         dataset.save_view(
             reader_queue_view(reader),
             ranked,
-            description=f"{reader}'s labels the evidence contests most, worst first",
+            description=(
+                f"{reader}'s labels the evidence contests most ({name} {rel} "
+                f"{cut['cut']:.3f}), worst first"
+            ),
             overwrite=True,
         )
 
 
-def _summary(ids, rs, classes, codes, p, brain, cl, score, threshold) -> dict:
+def _summary(ids, rs, classes, codes, p, brain, cl, score, threshold, cuts) -> dict:
     pred = np.argmax(p, axis=1)
     readers = {}
     for j, (reader, f) in enumerate(zip(rs.readers, rs.fields, strict=True)):
@@ -400,6 +444,8 @@ def _summary(ids, rs, classes, codes, p, brain, cl, score, threshold) -> dict:
             "weight": float(cl.reader_weights[j]) if cl is not None else None,
             "agreement_with_others": float(cl.reader_agreement[j]) if cl is not None else None,
             "queue_view": reader_queue_view(reader),
+            "n_in_queue_view": cuts[j]["n"],
+            "queue_view_cut": cuts[j]["cut"],
             "top": [
                 {
                     "sample_id": ids[i],

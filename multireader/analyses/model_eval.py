@@ -6,8 +6,10 @@ each value of each slice field (scanner, sex, age bin...). For each cell: the nu
 samples, accuracy and Cohen's kappa (quadratic-weighted too for an ordered scale) with
 percentile-bootstrap confidence intervals that resample patients (slices of one
 patient are not independent), and the confusion matrix (rows: reference, columns:
-model). Stored as a run of kind ``model_evaluation``, which panels and the audit report
-read.
+model). Beside them, "model vs readers, readers and cases random": single-modality
+OR-Hillis (:func:`multireader.stats.mrmc.model_vs_readers`) on accuracy against the
+consensus, and on AUC when the readers gave ordinal scores on an ordered scale. Stored
+as a run of kind ``model_evaluation``, which panels and the audit report read.
 
 A sample is *contested* when at least two readers read it and no class has at least
 ``contested_share`` of their reads (default 0.75: with four readers, no three agreed).
@@ -144,7 +146,7 @@ def evaluate_predictions(
 
     report(progress, 0.05, "reading labels")
     rs = C.select_readers(dataset, "classification")
-    reads = C.categorical_reads(view, rs, classes=classes, scores=False, sessions=False)
+    reads = C.categorical_reads(view, rs, classes=classes, scores=True, sessions=False)
     if reads.item_ids != ids:
         raise EvaluationError("sample order changed while reading; run again")
     contested = contested_mask(reads.codes, k, contested_share)
@@ -200,6 +202,16 @@ def evaluate_predictions(
             }
         out_refs[f] = entry
 
+    report(progress, 0.96, "model vs readers, readers and cases random")
+    mvr_ref = next((f for f, m in refs.items() if m["kind"] == "consensus"), None)
+    mvr_truth = None
+    if mvr_ref is not None:
+        labels = view.values(f"{mvr_ref}.label")
+        mvr_truth = np.array([index.get(v, -1) if v is not None else -1 for v in labels])
+    mvr = model_vs_readers_block(
+        reads.codes, reads.scores, pred, probs, mvr_truth, ordered, level, reference=mvr_ref
+    )
+
     results = {
         "pred_field": pred_field,
         "classes": classes,
@@ -215,6 +227,7 @@ def evaluate_predictions(
         "resampling": "patients" if reads.groups is not None else "samples",
         "slice_fields": {s: slice_info[s] for s in slice_fields},
         "references": out_refs,
+        "model_vs_readers": mvr,
     }
     results["headline"] = headline(results)
     config = {
@@ -229,6 +242,112 @@ def evaluate_predictions(
     RUNS.save(view, run_key, "model_evaluation", config=config, results=results)
     report(progress, 1.0, results["headline"])
     return EvaluationResults(results, run_key=run_key, config=config)
+
+
+def model_vs_readers_block(
+    codes: np.ndarray,
+    scores: np.ndarray,
+    pred: np.ndarray,
+    probs: np.ndarray,
+    truth: np.ndarray | None,
+    ordered: bool,
+    level: float = 0.95,
+    *,
+    reference: str | None = None,
+) -> dict:
+    """Is the model at least as accurate as the readers? Readers and cases random:
+    :func:`multireader.stats.mrmc.model_vs_readers` (single-modality OR-Hillis on the
+    model-minus-reader differences) against ``truth`` (class codes of the reference,
+    ``-1`` none) on the cases every reader read and the model predicted.
+
+    ``accuracy``: the model's class against each reader's call. ``auc`` (only on an
+    ordered scale where every reader gave a score on those cases): diseased = a
+    reference class in the upper half of the scale; the readers' ordinal scores against
+    the model's probability of the upper half. Each is the result's ``to_json()`` with
+    ``n_cases``, or ``{"note"}`` saying why it is not there.
+    """
+    from multireader.stats import mrmc
+
+    k = probs.shape[1]
+    out: dict = {
+        "method": (
+            "single-modality Obuchowski-Rockette with Hillis's ddf on the model-minus-"
+            "reader differences, readers and cases random (jackknife over cases)"
+        ),
+        "reference": reference,
+    }
+    if truth is None:
+        note = "no consensus field to serve as the truth: run compute_consensus first"
+        return {**out, "accuracy": {"note": note}, "auc": {"note": note}}
+    out["truth"] = (
+        f"{reference} (a consensus of the same readers: it favours them, so a model "
+        "found not inferior here is not inferior to readers judged by their own panel)"
+    )
+    ok = (codes >= 0).all(axis=1) & (pred >= 0) & (truth >= 0)
+    out["n_readers"] = int(codes.shape[1])
+    if ok.sum() < 2 or codes.shape[1] < 2:
+        out["accuracy"] = {
+            "note": f"{int(ok.sum())} cases read by every reader and predicted; "
+            "OR-Hillis needs every reader on every case and two readers"
+        }
+    else:
+        try:
+            res = mrmc.model_vs_readers(pred[ok], codes[ok], truth[ok], fom="accuracy", level=level)
+            out["accuracy"] = res.to_json()
+        except ValueError as e:
+            out["accuracy"] = {"note": str(e)}
+    if not ordered:
+        out["auc"] = {"note": "the label schema is not ordered: no ROC on the calls"}
+        return out
+    pos_from = (k + 1) // 2
+    binary = (truth >= pos_from).astype(int)
+    have = ok & np.isfinite(scores).all(axis=1)
+    if have.sum() < 2 or len(np.unique(binary[have])) < 2:
+        out["auc"] = {
+            "note": "the readers gave no ordinal score on every case (or the cases are "
+            "all of one kind): no AUC"
+        }
+        return out
+    model_score = np.nan_to_num(probs[:, pos_from:]).sum(axis=1)
+    try:
+        res = mrmc.model_vs_readers(
+            model_score[have], scores[have], binary[have], fom="auc", level=level
+        )
+        out["auc"] = res.to_json()
+    except ValueError as e:
+        out["auc"] = {"note": str(e)}
+    out["auc_positive"] = f"reference class code >= {pos_from} (upper half of the scale)"
+    return out
+
+
+def _mvr_rows(results: dict) -> list[dict]:
+    mvr = results.get("model_vs_readers") or {}
+    rows = []
+    for fom in ("accuracy", "auc"):
+        e = mvr.get(fom)
+        if not e:
+            continue
+        if e.get("note"):
+            rows.append({"fom": fom, "note": e["note"], "reference": mvr.get("reference")})
+            continue
+        rows.append(
+            {
+                "fom": fom,
+                "reference": mvr.get("reference"),
+                "model": e.get("model"),
+                "readers_mean": e.get("readers_mean"),
+                "difference": e.get("difference"),
+                "ci": e.get("ci"),
+                "df": e.get("df"),
+                "std_err": e.get("std_err"),
+                "p_noninferiority": e.get("p_noninferiority"),
+                "p_two_sided": e.get("p_two_sided"),
+                "margin": e.get("margin"),
+                "n_readers": e.get("n_readers"),
+                "n_cases": e.get("n_cases"),
+            }
+        )
+    return rows
 
 
 def headline(results: dict) -> str:
@@ -256,7 +375,7 @@ class EvaluationResults(AnalysisResults):
     """
 
     run_kind = "model_evaluation"
-    sections = ("subsets", "consensus", "readers")
+    sections = ("subsets", "consensus", "readers", "model_vs_readers")
 
     @property
     def headline(self) -> str | None:
@@ -272,6 +391,7 @@ class EvaluationResults(AnalysisResults):
             "headline": self.headline,
             "n_contested": self.results.get("n_contested"),
             "rows": self.rows("subsets"),
+            "model_vs_readers": [_mvr_display(r) for r in self.rows("model_vs_readers")],
             "outputs": self.outputs,
         }
 
@@ -286,6 +406,8 @@ class EvaluationResults(AnalysisResults):
     def _rows(self, section: str) -> list[dict]:
         if section == "subsets":
             return _subset_rows(self.results)
+        if section == "model_vs_readers":
+            return _mvr_rows(self.results)
         out = []
         for ref, e in self.references("consensus" if section == "consensus" else "reader").items():
             parts = [(s, None, e.get(s) or {}) for s in ("all", "contested", "uncontested")]
@@ -329,3 +451,23 @@ def _subset_rows(results: dict) -> list[dict]:
                 }
             )
     return rows
+
+
+def _mvr_display(row: dict) -> dict:
+    """A model-vs-readers row formatted to 3 decimals, as the operator shows it."""
+    from multireader.stats.estimates import fmt_num, fmt_p
+
+    if row.get("note"):
+        return {"fom": row["fom"], "difference": "", "p_noninferiority": "", "note": row["note"]}
+    ci = row.get("ci") or [None, None]
+    return {
+        "fom": row["fom"],
+        "model": fmt_num(row.get("model"), 3),
+        "readers_mean": fmt_num(row.get("readers_mean"), 3),
+        "difference": f"{fmt_num(row.get('difference'), 3)} "
+        f"[{fmt_num(ci[0], 3)}, {fmt_num(ci[1], 3)}]",
+        "df": fmt_num(row.get("df"), 1),
+        "p_noninferiority": fmt_p(row.get("p_noninferiority")),
+        "n": f"{row.get('n_readers')} readers x {row.get('n_cases')} cases",
+        "note": "",
+    }

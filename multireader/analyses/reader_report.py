@@ -17,6 +17,13 @@ from multireader.errors import MultireaderError
 from multireader.stats.profiles import reader_profiles
 
 
+def profile_scale(ordered: bool) -> str:
+    """The scale test: "ordinal" on an ordered label schema, else "nominal"."""
+    from multireader.analyses.agreement import profile_scale as scale
+
+    return scale(ordered)
+
+
 class ReportError(MultireaderError):
     """The profiles cannot be computed as asked; the message says why."""
 
@@ -32,7 +39,10 @@ def profiles_for_view(view, consensus_field: str | None = None, alpha: float = 0
     agreement by session with the drift test, on the samples of ``view``.
 
     Adds ``reader_fields`` (reader -> field) and ``consensus_field`` to the result of
-    :func:`multireader.stats.profiles.reader_profiles`.
+    :func:`multireader.stats.profiles.reader_profiles`, run with ``scale="ordinal"`` on
+    an ordered label schema (else "nominal"), so its ordinal-bias or marginal-homogeneity
+    flags join the prevalence-bias ones; and ``consensus_run`` (the convergence sentence
+    of the newest stored Dawid-Skene run that wrote the field, or None).
     """
     dataset = view._dataset
     found = consensus_fields(dataset)
@@ -68,11 +78,33 @@ def profiles_for_view(view, consensus_field: str | None = None, alpha: float = 0
         session_names=session_names if sessions is not None else None,
         alpha=alpha,
         reference_name=consensus_field,
+        scale=profile_scale(reads.ordered),
     )
     prof["reader_fields"] = dict(zip(rs.readers, rs.fields, strict=True))
     prof["consensus_field"] = consensus_field
     prof["n_samples"] = len(labels)
+    prof["consensus_run"] = consensus_convergence(dataset, consensus_field)
     return prof
+
+
+def consensus_convergence(dataset, consensus_field: str) -> str | None:
+    """Whether the newest consensus run that wrote ``consensus_field`` converged (its
+    :meth:`ConsensusResults.convergence_text`), None without such a Dawid-Skene run."""
+    from multireader.analyses.agreement import ConsensusResults
+    from multireader.core import runs
+
+    best, when = None, ""
+    for key in runs.list_runs(dataset, "consensus"):
+        try:
+            res = ConsensusResults.from_run(dataset, key)
+        except Exception:  # a run another version wrote: never fail the panel over it
+            continue
+        if res.output_field != consensus_field:
+            continue
+        t = str(res.created_at or "")
+        if best is None or t >= when:
+            best, when = res, t
+    return best.convergence_text() if best is not None else None
 
 
 def stored_session_order(dataset, consensus_field: str) -> list[str]:

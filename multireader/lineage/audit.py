@@ -83,7 +83,7 @@ def actor(user: str | None = None) -> str:
 def utc_now() -> str:
     """UTC time as an ISO-8601 string with microseconds (stored as text, so the hash
     survives the database's millisecond datetimes)."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
 def _plain(obj):
@@ -199,16 +199,17 @@ def append(
 
 
 def _advance_head(heads, ds_id: str, seq: int, h: str) -> None:
+    import contextlib
+
     import pymongo.errors
 
-    try:
+    # a DuplicateKeyError: the head is already past seq (a later writer advanced it first)
+    with contextlib.suppress(pymongo.errors.DuplicateKeyError):
         heads.update_one(
             {"_id": ds_id, "seq": {"$lt": seq}},
             {"$set": {"seq": seq, "hash": h}},
             upsert=True,
         )
-    except pymongo.errors.DuplicateKeyError:
-        pass  # the head is already past seq (a later writer advanced it first)
 
 
 def entries(
@@ -303,7 +304,7 @@ def verify(dataset) -> dict:
                 f"entry {last_seq} does not match the head record's hash",
                 last,
             )
-    problems.sort(key=lambda p: (p["seq"] if p["seq"] is not None else -1))
+    problems.sort(key=lambda p: p["seq"] if p["seq"] is not None else -1)
     return {
         "dataset": ds_name,
         "ok": not problems,

@@ -11,7 +11,7 @@ No patient identifier is written: DICOM names and IDs are never read (not even t
 through the dataset's salted ``patient_key`` pseudonyms.
 
 Sections (ids in the HTML, keys in the JSON): ``dataset``, ``readers``, ``agreement``,
-``contested``, ``consensus``, ``lesions``, ``model``, ``training_sets``, ``audit_log``.
+``contested``, ``consensus``, ``lesions``, ``recist``, ``model``, ``training_sets``, ``audit_log``.
 A section whose source is missing is still present, with ``available: False`` and a note
 naming the operator that produces it. Sections built from analysis runs read them as
 typed results (:class:`multireader.core.results.AnalysisResults`, through ``newest`` /
@@ -44,9 +44,10 @@ SECTIONS = [
     ("contested", "4. Contested cases"),
     ("consensus", "5. Consensus and reader profiles"),
     ("lesions", "6. Lesion-level agreement (3-D)"),
-    ("model", "7. Model performance"),
-    ("training_sets", "8. Frozen training sets"),
-    ("audit_log", "9. Audit log"),
+    ("recist", "7. RECIST response agreement"),
+    ("model", "8. Model performance"),
+    ("training_sets", "9. Frozen training sets"),
+    ("audit_log", "10. Audit log"),
 ]
 
 #: all-reader statistics of the agreement run: key -> (name, one-sentence definition)
@@ -185,6 +186,14 @@ GLOSSARY = {
     "Prevalence bias": "a reader calls one class significantly more or less often than "
     "the other readers do on the same images (exact sign test on the images where they "
     "differ).",
+    "Ordinal bias": "on an ordered scale, a reader calls consistently higher or lower "
+    "than the other readers' median on the same images (mean shift in levels, Wilcoxon "
+    "signed-rank test).",
+    "Marginal homogeneity": "on an unordered scale, a reader's call rates over all "
+    "classes differ from the consensus's on the same images (Stuart-Maxwell test).",
+    "Readers and cases random": "an interval or test that treats the readers as a sample "
+    "of readers too, not only the patients: its conclusion is meant to hold for other "
+    "readers of the same kind (multi-reader multi-case analysis).",
     "Drift": "a reader's agreement with the consensus changes significantly across "
     "reading sessions (trend test over sessions).",
     "p (Holm)": "a p-value corrected for testing several readers and classes at once "
@@ -352,6 +361,8 @@ def _agreement_section(dataset) -> dict:
         out["pairwise_kappa"] = res.pairwise_kappa()
         out["pairwise"] = res.rows("pairwise")
         out["per_class"] = res.rows("per_class")
+        out["interval"] = res.interval()
+        out["terms"] = res.rows("terms")
     for kind, stat, label in (
         ("mask", "mean_pairwise_dice", "Masks: mean Dice overlap between two readers' masks"),
         ("boxes", "mean_pairwise_f1", "Boxes: mean F1 of matched boxes between two readers"),
@@ -473,6 +484,10 @@ def _consensus_section(dataset) -> dict:
         "alpha": (prof.get("parameters") or {}).get("alpha"),
         "readers": res.rows("readers"),
         "flags": res.rows("flags") if prof else [],
+        "scale_test": (prof.get("parameters") or {}).get("scale") if prof else None,
+        "convergence": res.convergence(),
+        "convergence_text": res.convergence_text(),
+        "warnings": res.warnings,
         "other_runs": [k for k in runs.list_runs(dataset, "consensus") if k != res.run_key],
     }
 
@@ -544,6 +559,9 @@ def _model_section(dataset) -> dict:
         "headline": found.headline,
         "against_consensus": found.rows("consensus"),
         "against_readers": found.rows("readers"),
+        "model_vs_readers": found.rows("model_vs_readers"),
+        "model_vs_readers_method": (found.results.get("model_vs_readers") or {}).get("method"),
+        "model_vs_readers_truth": (found.results.get("model_vs_readers") or {}).get("truth"),
         "results": found.results,
     }
 
@@ -616,6 +634,7 @@ def build_report(
         ("contested", lambda: _contested_section(dataset, contested_limit)),
         ("consensus", lambda: _consensus_section(dataset)),
         ("lesions", lambda: _lesions_section(dataset)),
+        ("recist", lambda: _recist_section(dataset)),
         ("model", lambda: _model_section(dataset)),
         ("training_sets", lambda: _training_section(dataset)),
         ("audit_log", lambda: _audit_section(dataset, audit_limit)),
@@ -659,6 +678,7 @@ def summary(report: dict) -> list[dict]:
         f"on found {fmt_ci(les['fleiss_kappa_found'])}; {len(les['flagged'])} readers flagged"
         if les.get("available")
         else les["note"],
+        "recist": _recist_summary(report["recist"]),
         "model": m["headline"] if m.get("available") else m["note"],
         "training_sets": f"{len(t)} frozen, {sum(not x['verification']['ok'] for x in t)} "
         "changed since"
@@ -889,6 +909,7 @@ def render_html(r: dict) -> str:
     out += _html_contested(r["contested"])
     out += _html_consensus(r["consensus"])
     out += _html_lesions(r["lesions"])
+    out += _html_recist(r["recist"])
     out += _html_model(r["model"])
     out += _html_training(r["training_sets"])
     out += _html_audit(r["audit_log"])
@@ -1017,6 +1038,48 @@ def _html_agreement(a: dict) -> list[str]:
                 "num",
             )
         )
+        iv = a.get("interval") or {"kind": "cases"}
+        if iv.get("kind") == "cases":
+            out.append(
+                "<p>Intervals: cases random, readers fixed (the readers who read are "
+                "treated as the only readers).</p>"
+            )
+        else:
+            done = [
+                {"fleiss_kappa": "Fleiss' kappa", "gwet_ac1": "Gwet's AC1"}.get(k, k)
+                for k, v in (iv.get("statistics") or {}).items()
+                if v.get("ci")
+            ]
+            out.append(
+                f"<p>Intervals of {_e(' and '.join(done) or 'no statistic')}: "
+                f"{_e(iv.get('description'))}. The other statistics' intervals are over "
+                "cases only (readers fixed).</p>"
+            )
+    if a.get("terms"):
+        names = {k: v[0] for k, v in STATISTICS.items()}
+        out.append(
+            "<h3>What n means</h3><p>The items and reads behind each statistic's two "
+            "terms. Fleiss' kappa and Gwet's AC take observed agreement over the images "
+            "read at least twice and chance agreement from every read, single reads "
+            "included; with the same number of reads on every image the two coincide "
+            "(Fleiss 1971). Krippendorff's alpha uses the pairable reads for both.</p>"
+        )
+        out.append(
+            _table(
+                ["Statistic", "Agreement term: images", "reads", "Chance term: images", "reads"],
+                [
+                    [
+                        names.get(t["key"], t["key"]),
+                        t["agreement_items"],
+                        t["agreement_reads"],
+                        "-" if t["chance_items"] is None else t["chance_items"],
+                        "-" if t["chance_reads"] is None else t["chance_reads"],
+                    ]
+                    for t in a["terms"]
+                ],
+                "num",
+            )  # fmt: skip
+        )
     for kind in ("mask", "boxes"):
         if a.get(f"{kind}_overall"):
             o = a[f"{kind}_overall"]
@@ -1143,6 +1206,10 @@ def _html_consensus(s: dict) -> list[str]:
             "<p>Parameters of the method:</p>"
             + _kv([[p["parameter"].replace("_", " "), p["value"]] for p in s["param_rows"]])
         )
+    if s.get("convergence_text"):
+        out.append(f"<p>{_e(s['convergence_text'])}</p>")
+    for w in s.get("warnings") or []:
+        out.append(f"<p class='note'><b>Warning:</b> {_e(w)}</p>")
     if not s["readers"]:
         out.append("<p class='note'>No reader profiles stored with this run.</p>")
         return out
@@ -1155,6 +1222,7 @@ def _html_consensus(s: dict) -> list[str]:
                 "Accuracy vs consensus",
                 "Cohen's kappa vs consensus (n)",
                 "Drift across sessions: p (Holm)",
+                _scale_header(s["readers"]),
             ],  # fmt: skip
             [
                 [
@@ -1163,6 +1231,7 @@ def _html_consensus(s: dict) -> list[str]:
                     fmt_pct(x["accuracy_vs_consensus"]),
                     f"{fmt_num(x['kappa_vs_consensus'])} (n={x.get('kappa_n')})",
                     fmt_p((x.get("drift") or {}).get("p_holm")),
+                    _scale_cell(x),
                 ]
                 for x in s["readers"]
             ],  # fmt: skip
@@ -1184,7 +1253,12 @@ def _html_consensus(s: dict) -> list[str]:
             )
         )
     else:
-        out.append("<p>No reader flagged for prevalence bias or drift.</p>")
+        out.append(
+            "<p>No reader flagged for prevalence bias, "
+            + ("a shift along the ordered scale" if any(x.get("ordinal_bias") for x in s["readers"])
+               else "call rates unlike the consensus's")
+            + " or drift.</p>"
+        )  # fmt: skip
     classes = s.get("classes") or []
     prev_rows = []
     for x in s["readers"]:
@@ -1250,6 +1324,32 @@ def _html_consensus(s: dict) -> list[str]:
                     )
                 )
     return out
+
+
+def _scale_header(readers: list[dict]) -> str:
+    if any(x.get("ordinal_bias") for x in readers):
+        return "Shift along the ordered scale, levels [95% CI] (n; Wilcoxon p, Holm)"
+    return "Call rates vs consensus: Stuart-Maxwell chi2 (n; p, Holm)"
+
+
+def _scale_cell(x: dict) -> str:
+    """The reader's scale test: the ordinal level shift against the other readers'
+    median, or Stuart-Maxwell marginal homogeneity against the consensus."""
+    ob, mh = x.get("ordinal_bias"), x.get("marginal_homogeneity")
+    if ob:
+        ci = ob.get("shift_ci") or [None, None]
+        return (
+            f"{fmt_num(ob.get('shift'))} [{fmt_num(ci[0])}, {fmt_num(ci[1])}] "
+            f"(n={ob.get('n_items')}; {fmt_p(ob.get('p_holm'))})"
+            + (" flagged" if ob.get("flagged") else "")
+        )
+    if mh:
+        return (
+            f"{fmt_num(mh.get('statistic'))} on {mh.get('df')} df "
+            f"(n={mh.get('n_items')}; {fmt_p(mh.get('p_holm'))})"
+            + (" flagged" if mh.get("flagged") else "")
+        )
+    return "-"
 
 
 def _ml(v) -> str:
@@ -1464,6 +1564,42 @@ def _html_model(m: dict) -> list[str]:
         f"{_e(_t(m['created_at']))} UTC; run by {_e(_who_text(m.get('run_by') or []))}.</p>"
     )
     out.append(_model_tables(m))
+    if m.get("model_vs_readers"):
+        out.append(
+            "<h3>Model vs readers, readers and cases random</h3><p>"
+            + _e(m.get("model_vs_readers_method") or "")
+            + ". Truth: "
+            + _e(m.get("model_vs_readers_truth") or "none")
+            + ". The p-value tests &quot;the model is worse than the readers' mean&quot; "
+            "(non-inferiority at the stated margin).</p>"
+        )
+        body = []
+        for x in m["model_vs_readers"]:
+            if x.get("note"):
+                body.append([x["fom"], "-", "-", "-", "-", "-", x["note"]])
+                continue
+            ci = x.get("ci") or [None, None]
+            body.append(
+                [x["fom"], fmt_num(x.get("model"), 3), fmt_num(x.get("readers_mean"), 3),
+                 f"{fmt_num(x.get('difference'), 3)} [{fmt_num(ci[0], 3)}, {fmt_num(ci[1], 3)}]",
+                 fmt_num(x.get("df"), 1), fmt_p(x.get("p_noninferiority")),
+                 f"{x.get('n_readers')} readers x {x.get('n_cases')} cases"]
+            )  # fmt: skip
+        out.append(
+            _table(
+                [
+                    "Figure of merit",
+                    "Model",
+                    "Readers' mean",
+                    "Model - readers [95% CI]",
+                    "df (Hillis)",
+                    "p (model worse)",
+                    "n",
+                ],
+                body,
+                "num",
+            )  # fmt: skip
+        )
     return out
 
 
@@ -1599,6 +1735,193 @@ def _html_audit(g: dict) -> list[str]:
     out.append(
         "<div class='wide'>"
         + _table(["#", "Time (UTC)", "Who", "Operation", "Status", "Wrote", "Counts"], rows)
+        + "</div>"
+    )
+    return out
+
+
+# --- RECIST response agreement --------------------------------------------------------
+
+#: what a row of the RECIST run's ``followups`` table is, in the report's words
+_RECIST_ROW_NAMES = {
+    "all": "all follow-ups pooled",
+    "best_overall_response": "best overall response",
+}
+
+
+def _recist_section(dataset) -> dict:
+    """Response agreement per follow-up, the discordance rate and the adjudications, from
+    the newest stored RECIST run (:class:`multireader.analyses.recist.RecistAgreementResults`)."""
+    from multireader.analyses.recist import RecistAgreementResults
+    from multireader.errors import MultireaderError
+
+    res = RecistAgreementResults.newest(dataset)
+    if res is None:
+        return {
+            "available": False,
+            "note": _NOT_AVAILABLE.format(op="Compute RECIST agreement"),
+        }
+    r = res.results
+    followups = []
+    for row in res.rows("followups"):
+        k = str(row["timepoint"])
+        followups.append(
+            {
+                "timepoint": k,
+                "label": _RECIST_ROW_NAMES.get(k, f"follow-up {k}"),
+                "n": row["n"],
+                "percent_agreement": row["percent_agreement"],
+                "fleiss_kappa": row["fleiss_kappa"],
+                "discordance_rate": row["discordance_rate"],
+            }
+        )
+    readers = res.readers
+    adjudications = []
+    for a in res.rows("adjudications"):
+        calls = dict.fromkeys(readers)
+        try:
+            prow = res.patient(a["patient"])
+            k = prow["timepoints"].index(int(a["timepoint"])) - 1
+        except (KeyError, ValueError, MultireaderError):
+            k, prow = -1, None
+        if prow is not None and k >= 0:
+            calls = {
+                w: (None if x is None else x["responses"][k]) for w, x in prow["readers"].items()
+            }
+        adjudications.append(
+            {
+                "patient": a["patient"],
+                "timepoint": a["timepoint"],
+                "readers_calls": calls,
+                "response": a.get("response"),
+                "adjudicator": a.get("adjudicator"),
+                "at": a.get("at"),
+                "reason": a.get("reason"),
+            }
+        )
+    done = {(a["patient"], a["timepoint"]) for a in adjudications}
+    listed = r.get("discordant") or []
+    pooled = next((f for f in followups if f["timepoint"] == "all"), None)
+    return {
+        "available": True,
+        "run_key": res.run_key,
+        "created_at": res.created_at,
+        "run_by": _who(dataset, "compute_recist_agreement"),
+        "adjudicated_by": _who(dataset, "adjudicate_response"),
+        "readers": readers,
+        "n_patients": r.get("n_patients"),
+        "n_followups": r.get("n_followups"),
+        "n_patient_timepoints": r.get("n_patient_timepoints"),
+        "level": r.get("level"),
+        "n_boot": r.get("n_boot"),
+        "ne": r.get("ne"),
+        "followups": followups,
+        "discordance_rate": None if pooled is None else pooled["discordance_rate"],
+        "n_discordant": r.get("n_discordant"),
+        "n_discordant_patients": r.get("n_discordant_patients"),
+        "n_awaiting": sum(1 for d in listed if (d["patient"], d["timepoint"]) not in done)
+        + max(0, (r.get("n_discordant") or 0) - len(listed)),
+        "pairs": res.rows("pairs"),
+        "bor_distribution": r.get("bor_distribution"),
+        "adjudications": adjudications,
+    }
+
+
+def _recist_summary(x: dict) -> str:
+    if not x.get("available"):
+        return x["note"]
+    return (
+        f"{x['n_patients']} patients, {x['n_discordant']} discordant calls (discordance rate "
+        f"{fmt_ci(x['discordance_rate'])}), {len(x['adjudications'])} adjudicated"
+    )
+
+
+def _html_recist(x: dict) -> list[str]:
+    out = [_h2("recist")]
+    if not x.get("available"):
+        return out + [_note(x)]
+    pct = int(round(100 * float(x.get("level") or 0.95)))
+    ne = (
+        "a not-evaluable (NE) call is a category of its own"
+        if x.get("ne") == "class"
+        else "not-evaluable (NE) calls are left out"
+    )
+    out.append(
+        f"<p>From RECIST run <b>{_e(x['run_key'])}</b> (created {_e(_t(x['created_at']))} "
+        f"UTC; run by {_e(_who_text(x['run_by']))}): each reader's RECIST 1.1 response at "
+        f"every follow-up of {_e(x['n_patients'])} patients, readers "
+        f"{_e(', '.join(x['readers']))}. Intervals are {pct}% percentile bootstraps over "
+        f"patients ({_e(x['n_boot'])} resamples); {ne}. A discordance is a "
+        "patient-timepoint where the readers' calls differ: what a trial sends to "
+        "adjudication. Patients are named by their salted pseudonym only.</p>"
+    )
+    out.append(
+        _kv(
+            [
+                ["Discordance rate, all follow-ups [95% CI]", fmt_ci(x["discordance_rate"])],
+                ["Discordant patient-timepoints", x["n_discordant"]],
+                ["Patients with a discordant follow-up", x["n_discordant_patients"]],
+                ["Adjudicated patient-timepoints", len(x["adjudications"])],
+                ["Discordant, awaiting adjudication", x["n_awaiting"]],
+            ]
+        )
+    )
+    out.append(
+        "<h3>Response agreement per follow-up</h3>"
+        + _table(
+            [
+                "Follow-up",
+                "n",
+                "Percent agreement [95% CI]",
+                "Fleiss' kappa [95% CI]",
+                "Discordance rate [95% CI]",
+            ],
+            [
+                [
+                    f["label"],
+                    f["n"],
+                    fmt_ci(f["percent_agreement"]),
+                    fmt_ci(f["fleiss_kappa"]),
+                    fmt_ci(f["discordance_rate"]),
+                ]
+                for f in x["followups"]
+            ],
+            "num",
+        )
+    )
+    out.append(
+        "<h3>Reader pairs</h3>"
+        + _table(
+            [
+                "Readers",
+                "Cohen's kappa, all follow-ups",
+                "Target-lesion overlap (Jaccard) [95% CI]",
+            ],
+            [
+                [p["pair"], fmt_num(p["cohen_kappa"]), fmt_ci(p["target_jaccard"])]
+                for p in x["pairs"]
+            ],
+            "num",
+        )
+    )
+    out.append("<h3>Adjudications</h3>")
+    if not x["adjudications"]:
+        out.append("<p class='note'>No discordant response has been adjudicated.</p>")
+        return out
+    readers = x["readers"]
+    out.append(
+        "<div class='wide'>"
+        + _table(
+            ["Patient (pseudonym)", "Timepoint"]
+            + [f"{w}'s call" for w in readers]
+            + ["Adjudicated call", "Adjudicator", "When (UTC)", "Why"],
+            [
+                [a["patient"], a["timepoint"]]
+                + [a["readers_calls"].get(w) or "-" for w in readers]
+                + [a["response"], a["adjudicator"], a["at"], a["reason"]]
+                for a in x["adjudications"]
+            ],
+        )
         + "</div>"
     )
     return out

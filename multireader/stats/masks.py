@@ -480,9 +480,7 @@ class Staple:
         if not (isinstance(self.tol, int | float) and self.tol >= 0):
             raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
 
-    def fit(
-        self, masks: Sequence[np.ndarray | None] | np.ndarray, background: int = 0
-    ) -> Staple:
+    def fit(self, masks: Sequence[np.ndarray | None] | np.ndarray, background: int = 0) -> Staple:
         """Estimate the consensus and each reader's sensitivity and specificity.
 
         ``masks``: (R, H, W) array or list of (H, W) arrays / None. At least one reader
