@@ -34,8 +34,7 @@ CLASSES = ["benign", "probably_benign", "suspicious", "malignant", "other"]
 def build(name: str, n: int, seed: int = 0):
     import fiftyone as fo
 
-    from multireader.core import fields
-    from multireader.core import schema
+    from multireader.core import fields, schema
 
     if fo.dataset_exists(name):
         fo.delete_dataset(name)

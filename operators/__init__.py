@@ -5,8 +5,8 @@ from .compute_consensus import ComputeConsensus
 from .compute_embeddings import ComputeEmbeddings
 from .compute_lesion_agreement import ComputeLesionAgreement
 from .compute_mistakenness import ComputeMistakenness
-from .compute_recist_agreement import AdjudicateResponse, ComputeRecistAgreement
 from .compute_quality_metrics import ComputeQualityMetrics
+from .compute_recist_agreement import AdjudicateResponse, ComputeRecistAgreement
 from .compute_uniqueness import ComputeUniqueness
 from .compute_visualization import ComputeVisualization
 from .declare_label_schema import DeclareLabelSchema

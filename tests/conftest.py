@@ -46,10 +46,9 @@ def build_demo_dataset(name: str, data_dir: str, seed: int = 0):
     """The demo study imported with every reader's labels, through the library calls."""
     import fiftyone as fo
 
-    from multireader.io import demo
-    from multireader.ingest import importer
-    from multireader.ingest import readers
     from multireader.core import schema
+    from multireader.ingest import importer, readers
+    from multireader.io import demo
 
     study = demo.generate_demo_study(data_dir, seed=seed)
     ds = fo.Dataset(name)

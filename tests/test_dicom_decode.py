@@ -19,8 +19,7 @@ from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.uid import UID
 
-from multireader.io import deid
-from multireader.io import dicom
+from multireader.io import deid, dicom
 
 
 @pytest.fixture(autouse=True)

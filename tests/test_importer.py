@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from multireader.io import demo
-from multireader.ingest import importer
 from multireader.core import fields as F
+from multireader.ingest import importer
+from multireader.io import demo
 
 
 def _import(dataset, inputs, tmp_path, **kwargs):

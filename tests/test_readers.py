@@ -14,8 +14,8 @@ from helpers_dicom import make_study
 from PIL import Image
 
 from multireader.core import fields as F
-from multireader.ingest import readers
 from multireader.core import schema
+from multireader.ingest import readers
 
 CLASSES = ["benign", "probably_benign", "suspicious", "malignant"]
 

@@ -19,8 +19,8 @@ from helpers_dicom import (
 from PIL import Image
 
 from multireader.core import fields as F
-from multireader.ingest import readers
 from multireader.core import schema
+from multireader.ingest import readers
 
 
 @pytest.fixture
