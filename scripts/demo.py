@@ -84,6 +84,7 @@ def build(dataset_name: str, data_dir: str, seed: int) -> fo.Dataset:
         print(f"   {name:28s} reader={meta['reader']} kind={meta['kind']} level={meta['level']}")
     analyse(dataset)
     planted_errors_found(dataset, study.truth_path)
+    recist(dataset, study)
     lineage_and_report(dataset, data_dir)
     print(f"\n   built and analysed in {time.time() - t0:.1f} s: {len(dataset)} samples")
     return dataset
@@ -170,6 +171,54 @@ def analyse(dataset: fo.Dataset) -> None:
         overwrite=True,
     )
     print(f"   saved view 'contested': {len(contested)} images, sorted by disagreement")
+
+
+def recist(dataset: fo.Dataset, study) -> None:
+    """RECIST: import the readers' target measurements, then their agreement and drift."""
+    import json
+
+    from multireader.analyses.recist import RecistAgreementResults
+
+    step("import_measurements (RECIST target diameters at baseline and follow-up)")
+    result = op("import_measurements")(dataset, study.measurements_csv)
+    print(
+        f"   {result['n_measurements']} measurements -> {', '.join(result['fields'])}; "
+        f"{result['n_errors']} rows rejected"
+    )
+    step("compute_recist_agreement (responses per reader, discordance, drift)")
+    out = op("compute_recist_agreement")(dataset)
+    print(
+        f"   {out['n_patients']} patients with a follow-up; {out['n_discordant_patients']} "
+        f"discordant; ICC(2,1) of the sums {out['sum_icc']}"
+    )
+    for tp, row in out["followups"].items():
+        print(
+            f"   follow-up {tp}: discordance rate {row['discordance_rate']}, Fleiss' kappa "
+            f"{row['fleiss_kappa']} ({row['n']} patients)"
+        )
+    res = RecistAgreementResults.newest(dataset)
+    for row in res.rows("discordant"):
+        calls = ", ".join(f"{r} {c}" for r, c in row["responses"].items())
+        print(f"   DISCORDANT patient {row['patient']} at follow-up {row['timepoint']}: {calls}")
+    for row in res.rows("drift"):
+        if row.get("drifting"):
+            print(
+                f"   DRIFT {row['reader']} ({row['by']}): diameters "
+                f"{100 * row['slope_per_session']:+.1f} % per session against the others, "
+                f"p={row['slope_p']:.2g}"
+            )
+    with open(study.truth_path) as f:
+        planted = json.load(f)["planted"]
+    flip, drift = planted["recist_flip_patient"], planted["recist_drift_reader"]["reader"]
+    keys = dataset.match(F(fields.STUDY_UID) == flip["study_instance_uids"][0]).distinct(
+        fields.PATIENT_KEY
+    )
+    discordant = {row["patient"] for row in res.rows("discordant")}
+    flagged = set(out["drift_flags"].get("by_session", []))
+    print(
+        f"   truth check: flip patient {flip['patient_id']} discordant: "
+        f"{bool(set(keys) & discordant)}; drift reader {drift} flagged: {drift in flagged}"
+    )
 
 
 def lineage_and_report(dataset: fo.Dataset, data_dir: str) -> None:

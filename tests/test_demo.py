@@ -201,7 +201,7 @@ def test_same_seed_same_study_other_seed_other_study(tmp_path):
         names = [os.path.relpath(p, s.dicom_dir) for p in files]
         dicoms = [pydicom.dcmread(p) for p in files]
         tables = []
-        for p in (s.reads_csv, s.boxes_csv, s.masks_csv, s.truth_path):
+        for p in (s.reads_csv, s.boxes_csv, s.masks_csv, s.measurements_csv, s.truth_path):
             with open(p) as f:
                 tables.append(f.read())
         return names, [(d.SOPInstanceUID, d.PixelData) for d in dicoms], tables
@@ -780,3 +780,75 @@ def test_planted_missing_reader_misses_only_small_nodules(study, truth, reads, r
     for (r, key), mask in reader_pngs.items():
         if r != reader:
             assert mask.any(), (r, key)
+
+
+# --- RECIST measurements ------------------------------------------------------------
+
+
+def test_recist_measurements_plant_a_flip_and_a_drifting_reader(study, truth):
+    """measurements.csv, recounted with plain numpy: the documented columns, calipers
+    that measure the stated lengths, two timepoints per returning patient, the flip
+    patient's sums on both sides of -30 %, and the drift reader's diameters growing
+    against the others' with its reading session."""
+    columns, rows = _table(study.measurements_csv)
+    assert columns == demo.MEASUREMENTS_COLUMNS
+    images = truth["images"]
+    spacing = 0.7
+    for r in rows:
+        assert r["target"] == "true" and r["site"] == "lung" and r["timepoint"] in ("0", "1")
+        assert images[r["key"]]["study_instance_uid"]  # every row names a demo image
+        long_mm = float(r["long_axis_mm"])
+        assert 0 <= float(r["short_axis_mm"]) <= long_mm
+        if r["x1"] == "":
+            assert long_mm == 0 and r["timepoint"] == "1"  # the disappeared target
+            continue
+        x1, y1, x2, y2 = (float(r[c]) for c in ("x1", "y1", "x2", "y2"))
+        assert abs(np.hypot(x2 - x1, y2 - y1) * spacing - long_mm) < 0.06
+        assert min(x1, x2, y1, y2) >= 0 and max(x1, x2, y1, y2) <= 256
+    patients = truth["recist"]["patients"]
+    returning = [p for p, e in patients.items() if e["course"] is not None]
+    assert len(returning) >= 5 and any(e["disappeared"] for e in patients.values())
+    # sums per (patient, reader, timepoint), recounted
+    study_of = {k: v["study_instance_uid"] for k, v in images.items()}
+    patient_of = {s: p for p, e in patients.items() for s in e["study_instance_uids"]}
+    sums = {}
+    for r in rows:
+        key = (patient_of[study_of[r["key"]]], r["reader"], int(r["timepoint"]))
+        sums[key] = sums.get(key, 0.0) + float(r["long_axis_mm"])
+    flip = truth["planted"]["recist_flip_patient"]
+    change = {
+        w: 100 * (sums[(flip["patient_id"], w, 1)] / sums[(flip["patient_id"], w, 0)] - 1)
+        for w in demo.READERS
+    }
+    assert change["R1"] == pytest.approx(-32, abs=0.6) and change["R2"] == pytest.approx(
+        -25, abs=0.6
+    )
+    assert change == pytest.approx(flip["percent_change"], abs=0.01)
+    assert flip["responses"]["R1"] == "PR" and flip["responses"]["R2"] == "SD"
+    # every other returning patient: the four readers agree on the response
+    for p in returning:
+        if p == flip["patient_id"]:
+            continue
+        calls = set()
+        for w in demo.READERS:
+            pct = 100 * (sums[(p, w, 1)] / sums[(p, w, 0)] - 1)
+            calls.add("PR" if pct <= -30 else "PD" if pct >= 20 else "SD")
+        assert len(calls) == 1, (p, calls)
+    # drift: the drift reader's log ratio to the others' mean grows with its session
+    drift = truth["planted"]["recist_drift_reader"]
+    reader = drift["reader"]
+    by_lesion = {}
+    for r in rows:
+        lesion = (patient_of[study_of[r["key"]]], r["lesion_id"], r["timepoint"])
+        by_lesion.setdefault(lesion, {})[r["reader"]] = (float(r["long_axis_mm"]), r["session"])
+    slopes = {}
+    for w in demo.READERS:
+        x, y = [], []
+        for m in by_lesion.values():
+            if m[w][0] > 0:  # against the readers not drifting
+                ref = np.mean([m[o][0] for o in demo.READERS if o not in (w, reader)])
+                x.append(int(m[w][1][1:]))
+                y.append(np.log(m[w][0] / ref))
+        slopes[w] = np.polyfit(x, y, 1)[0]
+    assert slopes[reader] > 0.02, slopes
+    assert all(abs(v) < 0.015 for w, v in slopes.items() if w != reader), slopes

@@ -22,7 +22,8 @@ def test_demo_builds_the_study_through_every_operator(dataset_name, tmp_path):
     assert len(dataset) == 336
     readers = fields.reader_fields(dataset)
     assert {m["reader"] for m in readers.values()} == {"R1", "R2", "R3", "R4"}
-    assert {m["kind"] for m in readers.values()} == {"classification", "boxes", "mask"}
+    kinds = {"classification", "boxes", "mask", "measurements"}
+    assert {m["kind"] for m in readers.values()} == kinds
     # the App opens on this: readers first in the sidebar, volumes saved
     assert dataset.app_config.sidebar_groups[1].name == "readers"
     assert fields.VOLUME_VIEW in dataset.list_saved_views()
@@ -49,7 +50,19 @@ def test_demo_builds_the_study_through_every_operator(dataset_name, tmp_path):
     }
     assert "larger volumes" in flagged.get("R2", ""), out.stdout[-4000:]
     assert "misses small lesions" in flagged.get("R3", ""), out.stdout[-4000:]
-    assert "lesions" in dataset.get_field_schema() and "lesion_disagreement" in dataset.get_field_schema()
+    assert (
+        "lesions" in dataset.get_field_schema()
+        and "lesion_disagreement" in dataset.get_field_schema()
+    )
+    # the two planted RECIST problems are found (truth.json: planted.recist_flip_patient,
+    # planted.recist_drift_reader): the flip patient is discordant, the drift reader flagged
+    recist = next(line for line in out.stdout.splitlines() if "flip patient" in line)
+    assert recist.strip().endswith("discordant: True; drift reader R3 flagged: True"), recist
+    assert any(line.strip().startswith("DRIFT R3 (by_session)") for line in out.stdout.splitlines())
+    assert "DISCORDANT patient" in out.stdout
+    measured = fields.reader_fields(dataset, kinds=["measurements"])
+    assert {m["reader"] for m in measured.values()} == {"R1", "R2", "R3", "R4"}
+    assert "recist" in dataset.list_runs() and "recist_discordant" in dataset.get_field_schema()
     assert os.path.exists(tmp_path / "demo" / "audit_report.html")
     from multireader.lineage import audit
     from multireader.lineage import records as lineage

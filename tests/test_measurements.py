@@ -350,6 +350,44 @@ def test_timepoint_column_conflict_within_a_study(dataset, study, tmp_path):
     }
 
 
+def test_zero_length_accepted_for_a_disappeared_target_at_follow_up_only(
+    dataset, study, followup, tmp_path
+):
+    s, f = study.sop_uids, followup.sop_uids
+    path = _write(
+        tmp_path / "zero.csv",
+        "reader,sop_instance_uid,lesion_id,long_axis_mm,short_axis_mm,target,new_lesion,"
+        "timepoint\n"
+        f"A,{s[0]},L1,12,8,true,,0\n"  # 2 good baseline
+        f"A,{s[1]},L2,0,,true,,0\n"  # 3 0 mm at the baseline
+        f"A,{s[2]},L3,-1,,true,,0\n"  # 4 negative
+        f"A,{f[0]},L1,0,0,true,,1\n"  # 5 good: the target disappeared
+        f"A,{f[1]},L4,-2,,true,,1\n"  # 6 negative at a follow-up
+        f"A,{f[2]},L5,0,,,yes,1\n",  # 7 a new lesion of 0 mm
+    )
+    rep = M.import_measurements(dataset, path)
+    reasons = _reasons(rep)
+    assert sorted(reasons) == [3, 4, 6, 7], rep.errors
+    assert reasons[3].startswith("long_axis_mm 0: a lesion is measured (> 0 mm) at the baseline")
+    assert reasons[4] == "long_axis_mm -1 must be positive (0 only at a follow-up)"
+    assert reasons[6] == "long_axis_mm -2 must be positive (0 only at a follow-up)"
+    assert "new lesion" in reasons[7]
+    assert rep.n_labels == 2
+    polys = _polys(dataset, F.reader_field("A", "measurements"))
+    zero = polys[followup.key(0)][0]
+    assert (zero.lesion_id, zero.long_axis_mm, zero.short_axis_mm) == ("L1", 0.0, 0.0)
+    assert zero.target is True
+
+    # without a timepoint the study could be the baseline: 0 mm is refused
+    third = make_study(dataset, str(tmp_path / "third"), n_frames=0)
+    path = _write(
+        tmp_path / "zero_unknown.csv",
+        f"reader,sop_instance_uid,lesion_id,long_axis_mm,target\nA,{third.sop_uids[0]},L1,0,true\n",
+    )
+    rep = M.import_measurements(dataset, path)
+    assert "timepoint is unknown" in _reasons(rep)[2], rep.errors
+
+
 # --- DICOM SR -------------------------------------------------------------------------
 
 

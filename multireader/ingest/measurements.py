@@ -390,8 +390,10 @@ def _parse_row(ctx, line, row: dict, source: str, override_reader: bool = False)
     for c in ("long_axis_mm", "short_axis_mm"):
         nums[c], err = _number(row, c)
         reason = reason or err
-        if nums[c] is not None and nums[c] <= 0 and reason is None:
-            reason = f"{c} {_fmt(nums[c])} must be positive"
+        # 0 mm is how RECIST records a lesion that disappeared at a follow-up; whether
+        # this row is a follow-up is known after the timepoints (see _cross_checks)
+        if nums[c] is not None and nums[c] < 0 and reason is None:
+            reason = f"{c} {_fmt(nums[c])} must be positive (0 only at a follow-up)"
     flags = {}
     for c in ("target", "new_lesion", "lymph_node"):
         flags[c], err = _bool(row, c)
@@ -711,6 +713,16 @@ def _cross_checks(ctx, rows: list[_Measurement], existing: dict, plan: dict) -> 
                 m.source,
             )
             continue
+        zero = [
+            c
+            for c, v in (("long_axis_mm", m.long_axis_mm), ("short_axis_mm", m.short_axis_mm))
+            if v == 0
+        ]
+        if zero:
+            why = _zero_problem(m, tp)
+            if why:
+                rep.error(m.line, f"{zero[0]} 0: {why}", m.source)
+                continue
         if tp is None:
             rep.warn(
                 m.line,
@@ -722,6 +734,21 @@ def _cross_checks(ctx, rows: list[_Measurement], existing: dict, plan: dict) -> 
             rep.warn(m.line, f"lesion {m.lesion_id!r} is marked new at the baseline", m.source)
         out.append(m)
     return out
+
+
+def _zero_problem(m: _Measurement, tp: int | None) -> str | None:
+    """Why a 0 mm length cannot stand, or None: 0 mm records a baseline lesion that
+    disappeared at a follow-up (RECIST: a target's diameter is then recorded as 0)."""
+    if tp == 0:
+        return "a lesion is measured (> 0 mm) at the baseline; 0 mm is only for a follow-up"
+    if tp is None:
+        return (
+            "0 mm is only for a follow-up, and this study's timepoint is unknown (give a "
+            "timepoint column)"
+        )
+    if m.new_lesion:
+        return "a new lesion is one that is seen, so it cannot measure 0 mm"
+    return None
 
 
 def _check_timepoints(ctx, rows: list[_Measurement]) -> tuple[list, dict]:

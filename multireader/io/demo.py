@@ -15,7 +15,12 @@ plants the problems the plugin exists to find, each listed with its parameters i
 (d) a handful of clear-cut errors by one reader on easy images;
 (e) a scanner model on which every reader is less reliable;
 (f) a reader whose nodule outlines are 10-15 % larger in volume than the truth;
-(g) a reader who misses small nodules (all-zero masks on their slices).
+(g) a reader who misses small nodules (all-zero masks on their slices);
+(h) a reader whose RECIST diameters drift upward over sessions (+3 % per session);
+(i) a patient whose RECIST response flips between PR and SD across readers.
+
+RECIST target measurements (baseline and follow-up, each reader's diameters from its
+own outlines) are in ``labels/measurements.csv``.
 
 Run ``python -m multireader.io.demo OUT_DIR`` or call :func:`generate_demo_study`.
 """
@@ -74,6 +79,52 @@ READS_COLUMNS = [
 ]
 BOXES_COLUMNS = ["sop_instance_uid", "frame", "reader", "label", "x", "y", "width", "height"]
 MASKS_COLUMNS = ["sop_instance_uid", "frame", "reader", "mask_path", "timestamp", "session"]
+MEASUREMENTS_COLUMNS = [
+    "reader",
+    "sop_instance_uid",
+    "frame",
+    "lesion_id",
+    "long_axis_mm",
+    "short_axis_mm",
+    "target",
+    "site",
+    "new_lesion",
+    "timepoint",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "timestamp",
+    "session",
+]
+
+# RECIST measurements (labels/measurements.csv, docs/demo_study.md): every reader measures
+# the same targets, the (at most) RECIST_MAX_TARGETS largest nodules of the patient's
+# baseline series whose true long axis is at least RECIST_MIN_TARGET_MM and that no
+# reader missed, at baseline and at the follow-up. The baseline diameters are the
+# reader's own outline's (stats.recist.lesion_diameters); a follow-up diameter is the
+# reader's baseline one times the patient's planned course, with RECIST_NOISE of
+# relative noise per measurement.
+RECIST_MIN_TARGET_MM = 12.0
+RECIST_MAX_TARGETS = 2  # one organ (lung): RECIST 1.1 takes at most 2 targets per organ
+RECIST_NOISE = 0.015
+#: planted: this reader's diameters grow by RECIST_DRIFT_PER_SESSION of their size per
+#: reading session (S1 x1.00 .. S6 x1.15), its RECIST measurements as well as any other
+RECIST_DRIFT_READER, RECIST_DRIFT_PER_SESSION = DRIFTING_READER, 0.03
+#: the follow-up patients' courses in turn: (response, factor on every target diameter,
+#: whether a second target disappears (0 mm): the first such patient with two targets
+#: only); far from the 30 % / 20 % thresholds, so that
+#: neither the noise nor the drift (at most x1.15 / 1.00) changes a reader's call
+RECIST_COURSES = (
+    ("PR", 0.45, True),
+    ("SD", 1.0, False),
+    ("PD", 1.8, False),
+    ("SD", 0.95, False),
+    ("PR", 0.40, True),
+)
+#: planted: the first follow-up patient's course per reader, flipping PR / SD across
+#: readers (R1's sum -32 %, R2's -25 %: the 30 % threshold between them); no noise
+RECIST_FLIP = {"R1": 0.68, "R2": 0.75, "R3": 0.70, "R4": 0.72}
 
 #: the simulated readers' noise: the standard deviation of their latent call, in classes
 READER_SIGMA = {"clean": 0.30, "unreliable_scanner": 1.0, "degraded": 2.0}
@@ -120,6 +171,8 @@ class DemoStudy:
     truth_path: str
     seg_files: list = field(default_factory=list)  # [(reader_id, path)]
     rtstruct_files: list = field(default_factory=list)  # [(reader_id, path)]
+    #: RECIST measurements of every patient's targets, baseline and follow-up
+    measurements_csv: str = ""
     label_schema: dict = field(default_factory=lambda: dict(LABEL_SCHEMA))
 
 
@@ -777,6 +830,7 @@ def generate_demo_study(
             nod.setdefault("reader_ratio", {})[reader] = int(stack.sum()) / nod["voxels"]
 
     reads, boxes, mask_rows = [], [], []
+    sessions_by_reader: dict[str, dict[int, int]] = {}
     reader_masks: dict[tuple[str, int], np.ndarray] = {}
     start = dt.datetime(2026, 1, 12, 8, 0)
     for reader_no, reader in enumerate(READERS):
@@ -784,6 +838,7 @@ def generate_demo_study(
         if reader == ERROR_READER:  # read last, so the rest of the panel is known
             error_idx = _pick_errors(images, reads, rng, exclude=(seg_series, rt_series))
         session_of = _sessions(plan, rrng)
+        sessions_by_reader[reader] = session_of
         series_order = sorted(by_series, key=lambda s: (session_of[s], rrng.random()))
         minutes = dict.fromkeys(range(N_SESSIONS), 0)
         os.makedirs(os.path.join(label_dir, "masks", reader), exist_ok=True)
@@ -859,6 +914,12 @@ def generate_demo_study(
     reads_csv = _write_csv(os.path.join(label_dir, "reads.csv"), READS_COLUMNS, reads)
     boxes_csv = _write_csv(os.path.join(label_dir, "boxes.csv"), BOXES_COLUMNS, boxes)
     masks_csv = _write_csv(os.path.join(label_dir, "masks.csv"), MASKS_COLUMNS, mask_rows)
+    recist_rows, recist = _recist_measurements(
+        seed, plan, images, nodules, outlines, sessions_by_reader, image_size, start
+    )
+    measurements_csv = _write_csv(
+        os.path.join(label_dir, "measurements.csv"), MEASUREMENTS_COLUMNS, recist_rows
+    )
 
     seg_files, rt_files = [], []
     if not plan[seg_series]["multiframe"]:
@@ -877,6 +938,8 @@ def generate_demo_study(
     truth = _truth(
         seed, root, images, nodules, error_idx, seg_files, rt_files, seg_series, rt_series
     )
+    truth["planted"].update(recist.pop("planted"))
+    truth["recist"] = recist
     with open(truth_path, "w") as f:
         json.dump(truth, f, indent=1)
     report(progress, 1.0, f"demo study: {len(images)} images, {len(reads)} reads")
@@ -886,10 +949,202 @@ def generate_demo_study(
         reads_csv=reads_csv,
         boxes_csv=boxes_csv,
         masks_csv=masks_csv,
+        measurements_csv=measurements_csv,
         truth_path=truth_path,
         seg_files=seg_files,
         rtstruct_files=rt_files,
     )
+
+
+def _recist_measurements(seed, plan, images, nodules, outlines, sessions, size, start):
+    """The RECIST table (rows of :data:`MEASUREMENTS_COLUMNS`) and its truth.
+
+    Per patient, targets as in :data:`RECIST_MIN_TARGET_MM`; each reader measures each
+    target at baseline on the slice where its own outline's long axis is largest, with
+    the calipers at that axis's ends (x = column, y = row, pixel edges), and at the
+    follow-up on the follow-up series' nodule of the same rank (the same lesion, seen
+    again), the caliper centred on it along the reader's baseline direction. Every
+    length is a multiple of 0.1 mm and the calipers measure it within 0.01 mm.
+    """
+    from multireader.stats.recist import lesion_diameters
+
+    rng = np.random.default_rng([seed, 300])
+    sp = _SPACING * 256 / size
+    series_of = {(it["patient"], it["study_number"]): it["k"] for it in plan}
+    by_series: dict[int, list[dict]] = {}
+    for nod in nodules:
+        by_series.setdefault(nod["series_index"], []).append(nod)
+    rows, patients, stamp_minutes = [], {}, {}
+    flip, course_no, disappear = None, 0, True
+
+    def truth_long(nod):
+        return lesion_diameters(np.stack(nod["masks"]), (sp, sp)).long_axis_mm
+
+    def caliper(centre, unit, length_mm):
+        half = np.asarray(unit) * (length_mm / sp) / 2
+        a, b = np.asarray(centre) - half, np.asarray(centre) + half
+        a, b = np.clip(a, 0, size), np.clip(b, 0, size)
+        return [round(float(a[0]), 3), round(float(a[1]), 3)] + [
+            round(float(b[0]), 3),
+            round(float(b[1]), 3),
+        ]
+
+    def row(reader, im, lesion, long_mm, short_mm, tp, session, points):
+        reader_no = READERS.index(reader)
+        minutes = stamp_minutes.get((reader, session), 0) + int(rng.integers(2, 6))
+        stamp_minutes[(reader, session)] = minutes
+        when = start + dt.timedelta(
+            days=7 * session + reader_no, hours=reader_no + 6, minutes=minutes
+        )
+        x1, y1, x2, y2 = points if points else ("", "", "", "")
+        return {
+            "reader": reader,
+            "sop_instance_uid": im["sop"],
+            "frame": "" if im["frame"] is None else im["frame"],
+            "lesion_id": lesion,
+            "long_axis_mm": long_mm,
+            "short_axis_mm": short_mm,
+            "target": "true",
+            "site": "lung",
+            "new_lesion": "false",
+            "timepoint": tp,
+            "x1": x1,
+            "y1": y1,
+            "x2": x2,
+            "y2": y2,
+            "timestamp": when.isoformat(),
+            "session": f"S{session + 1}",
+        }
+
+    for p in sorted({it["patient"] for it in plan}):
+        k0 = series_of[(p, 0)]
+        candidates = [
+            (truth_long(nod), nod)
+            for nod in by_series[k0]
+            if "missed_by" not in nod and len(nod["slices"]) >= 2
+        ]
+        candidates.sort(key=lambda c: -c[0])
+        large = [c for c in candidates if c[0] >= RECIST_MIN_TARGET_MM]
+        # else the largest measurable one (10 mm on CT), so every patient is measured
+        candidates = large or [c for c in candidates[:1] if c[0] >= 10.0]
+        targets = [nod for _, nod in candidates[:RECIST_MAX_TARGETS]]
+        if not targets:
+            continue
+        k1 = series_of.get((p, 1))
+        course = None
+        if k1 is not None:
+            if flip is None:
+                flip, course = p, ("flip", None, False)
+            else:
+                course = RECIST_COURSES[course_no % len(RECIST_COURSES)]
+                course_no += 1
+        entry = {
+            "patient_id": images[targets[0]["image_idx"][0]]["patient_id"],
+            "study_instance_uids": [
+                images[by_series[k][0]["image_idx"][0]]["study"] for k in (k0, k1) if k is not None
+            ],
+            "targets": {},
+            "course": None if course is None else course[0],
+            "factor": None if course is None else (course[1] if course[1] else RECIST_FLIP),
+            "sums": {},
+            "percent_change": {},
+        }
+        fu_nodules = by_series[k1] if k1 is not None else []
+        for j, nod in enumerate(targets):
+            lesion = f"L{j + 1}"
+            fu = fu_nodules[j % len(fu_nodules)] if fu_nodules else None
+            entry["targets"][lesion] = [nod["id"]] + ([fu["id"]] if fu else [])
+            entry.setdefault("disappeared", [])
+            disappears = bool(j == 1 and course and course[2] and disappear)
+            for reader in READERS:
+                stack = np.stack([outlines[(reader, i)] for i in nod["image_idx"]])
+                d = lesion_diameters(stack, (sp, sp))
+                drift = reader == RECIST_DRIFT_READER
+                s0 = sessions[reader][k0]
+                scale = 1 + RECIST_DRIFT_PER_SESSION * s0 if drift else 1.0
+                noise = 1.0 + RECIST_NOISE * float(rng.standard_normal())
+                long0 = round(d.long_axis_mm * noise * scale, 1)
+                short0 = min(long0, round(d.short_axis_mm * noise * scale, 1))
+                (r1, c1), (r2, c2) = d.long_axis_ends
+                a, b = np.array([c1 + 0.5, r1 + 0.5]), np.array([c2 + 0.5, r2 + 0.5])
+                unit = (b - a) / (np.hypot(*(b - a)) or 1.0)
+                im0 = images[nod["image_idx"][d.slice_index]]
+                rows.append(
+                    row(
+                        reader, im0, lesion, long0, short0, 0, s0, caliper((a + b) / 2, unit, long0)
+                    )
+                )
+                sums = entry["sums"].setdefault(reader, [0.0, 0.0] if fu else [0.0])
+                sums[0] = round(sums[0] + long0, 1)
+                if fu is None:
+                    continue
+                s1 = sessions[reader][k1]
+                pos = int(np.argmax(fu["slice_radii"]))
+                im1 = images[fu["image_idx"][pos]]
+                if disappears:
+                    long1 = short1 = 0.0
+                    points = None
+                elif course[0] == "flip":
+                    if drift:  # the drift reader's own size, drifted to its follow-up session
+                        base = long0 / scale
+                        long1 = round(
+                            base * RECIST_FLIP[reader] * (1 + RECIST_DRIFT_PER_SESSION * s1), 1
+                        )
+                    else:
+                        long1 = round(long0 * RECIST_FLIP[reader], 1)
+                    short1 = min(long1, round(short0 * RECIST_FLIP[reader], 1))
+                else:
+                    scale1 = 1 + RECIST_DRIFT_PER_SESSION * s1 if drift else 1.0
+                    noise1 = 1.0 + RECIST_NOISE * float(rng.standard_normal())
+                    base = long0 / scale
+                    long1 = round(base * course[1] * noise1 * scale1, 1)
+                    short1 = min(long1, round(short0 / scale * course[1] * noise1 * scale1, 1))
+                if not disappears:
+                    centre = np.array([fu["center"][1] + 0.5, fu["center"][0] + 0.5])
+                    points = caliper(centre, unit, long1)
+                rows.append(row(reader, im1, lesion, long1, short1, 1, s1, points))
+                sums[1] = round(sums[1] + long1, 1)
+        if course and course[2] and disappear and len(targets) > 1:
+            disappear = False  # once: one target disappears in the whole study
+            entry["disappeared"] = ["L2"]
+        for reader, sums in entry["sums"].items():
+            if len(sums) == 2:
+                entry["percent_change"][reader] = round(100 * (sums[1] / sums[0] - 1), 2)
+        patients[entry["patient_id"]] = entry
+    flip_entry = None
+    if flip is not None:
+        flip_entry = next(e for e in patients.values() if e["course"] == "flip")
+        flip_entry = {
+            "patient_id": flip_entry["patient_id"],
+            "study_instance_uids": flip_entry["study_instance_uids"],
+            "percent_change": flip_entry["percent_change"],
+            "responses": {
+                r: "PR" if v <= -30 else "SD" for r, v in flip_entry["percent_change"].items()
+            },
+            "parameters": {"factor": RECIST_FLIP, "threshold": "PR at a sum <= -30 %"},
+        }
+    rows.sort(key=lambda r: (r["reader"], r["timestamp"]))
+    return rows, {
+        "columns": MEASUREMENTS_COLUMNS,
+        "parameters": {
+            "min_target_mm": RECIST_MIN_TARGET_MM,
+            "max_targets": RECIST_MAX_TARGETS,
+            "noise": RECIST_NOISE,
+            "courses": [list(c) for c in RECIST_COURSES],
+        },
+        "patients": patients,
+        "planted": {
+            "recist_drift_reader": {
+                "reader": RECIST_DRIFT_READER,
+                "parameters": {
+                    "per_session": RECIST_DRIFT_PER_SESSION,
+                    "factor": "1 + per_session x session number (S1 = 0) of the reading",
+                    "sessions": [f"S{n + 1}" for n in range(N_SESSIONS)],
+                },
+            },
+            "recist_flip_patient": flip_entry,
+        },
+    }
 
 
 def _write_outline(label_dir, reader, im, mask, common, stamp, mask_rows) -> None:
