@@ -21,7 +21,8 @@ PKG = os.path.join(ROOT, "multireader")
 #: subpackage -> the multireader subpackages it may import (besides itself and the
 #: pure top-level modules ``errors`` and ``progress``)
 ALLOWED = {
-    "io": set(),
+    # both pure; the demo generator measures its own nodules with the RECIST code
+    "io": {"stats"},
     "stats": set(),
     "core": {"io", "stats"},
     "ingest": {"io", "stats", "core"},
