@@ -20,6 +20,8 @@ def _exception_classes() -> dict[str, type]:
             if (
                 inspect.isclass(obj)
                 and issubclass(obj, BaseException)
+                # warnings (e.g. ConvergenceWarning) are not errors: they are never raised
+                and not issubclass(obj, Warning)
                 and obj.__module__ == module.__name__
             ):
                 found[f"{module.__name__}.{name}"] = obj
