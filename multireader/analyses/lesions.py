@@ -45,8 +45,8 @@ from multireader.stats import agreement as A
 from multireader.stats import lesions as L
 
 RUN_KIND = "lesions"
-LESIONS_FIELD = "lesions"
-LESION_DISAGREEMENT = "lesion_disagreement"
+LESIONS_FIELD = F.LESIONS
+LESION_DISAGREEMENT = F.LESION_DISAGREEMENT
 CONSENSUS_METHODS = ("staple", "majority")
 PAIR_METRICS = ("dice", "iou", "hd95", "assd", "nsd")
 INSTANCE_SOURCES = ("components", "labels")
@@ -57,8 +57,7 @@ class LesionAnalysisError(MultireaderError):
     """The lesion analysis cannot run on this view (the message says why)."""
 
 
-def consensus_volume_field(method: str) -> str:
-    return f"consensus_{method}_volume"
+consensus_volume_field = F.consensus_volume_field
 
 
 # --------------------------------------------------------------------- one series

@@ -276,3 +276,12 @@ QUALITY_FIELDS = tuple(QUALITY_PREFIX + name for name in QUALITY_METRIC_NAMES)
 # --- embeddings (written by compute_embeddings) --------------------------------------
 EMBEDDING_PREFIX = "embedding_"  # vector fields, e.g. embedding_radiomics, embedding_vit_b_32
 RADIOMICS_EMBEDDING = "embedding_radiomics"  # the weight-free radiomics vector
+
+# lesions in 3-D (analyses/lesions.py): new fields beside the readers', never over them
+LESIONS = "lesions"  # fo.Detections: one per reader per lesion per slice, linked by instance
+LESION_DISAGREEMENT = "lesion_disagreement"  # per series, on every slice
+
+
+def consensus_volume_field(method: str) -> str:
+    """The 3-D consensus of the readers' volumes, e.g. ``consensus_staple_volume``."""
+    return f"consensus_{method}_volume"

@@ -31,7 +31,7 @@ from multireader.core import fields as FLD
 from multireader.errors import MultireaderError
 
 RUN_KIND = "lesions"
-LESIONS_FIELD = "lesions"
+LESIONS_FIELD = FLD.LESIONS
 
 #: what a cell of the matrix can be
 FOUND, MISSED, NOT_READ, ALONE = "found", "missed", "not read", "alone"
