@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 
 from multireader.core import fields as F
 from multireader.errors import MultireaderError
-from multireader.ingest.readers import LabelImportReport, parse_timestamp, read_table
+from multireader.ingest.readers import (
+    LabelImportReport,
+    cell_number,
+    cell_text,
+    parse_timestamp,
+    read_table,
+)
 from multireader.io import sr as SR
 from multireader.progress import ProgressFn, report
 
@@ -84,36 +90,11 @@ class MeasurementImportReport(LabelImportReport):
 # --- cells ----------------------------------------------------------------------------
 
 
-def _text(value) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if value.is_integer():
-            return str(int(value))
-    text = str(value).strip()
-    return text or None
-
-
-def _number(row: dict, column: str) -> tuple[float | None, str | None]:
-    text = _text(row.get(column))
-    if text is None:
-        return None, None
-    try:
-        value = float(text)
-    except ValueError:
-        return None, f"{column} {text!r} is not a number"
-    if not math.isfinite(value):
-        return None, f"{column} {text!r} is not a finite number"
-    return value, None
-
-
 def _bool(row: dict, column: str) -> tuple[bool | None, str | None]:
     value = row.get(column)
     if isinstance(value, bool):
         return value, None
-    text = _text(value)
+    text = cell_text(value)
     if text is None:
         return None, None
     if text.lower() in _TRUE:
@@ -124,7 +105,7 @@ def _bool(row: dict, column: str) -> tuple[bool | None, str | None]:
 
 
 def _int(row: dict, column: str) -> tuple[int | None, str | None]:
-    text = _text(row.get(column))
+    text = cell_text(row.get(column))
     if text is None:
         return None, None
     try:
@@ -215,10 +196,10 @@ class _Samples:
         if err:
             return None, "slice", err
         columns = (key_column,) if key_column else KEY_COLUMNS
-        column = next((c for c in columns if _text(row.get(c))), None)
+        column = next((c for c in columns if cell_text(row.get(c))), None)
         if column is None:
             return None, "slice", f"no key: give {' or '.join(columns)}"
-        value = _text(row[column])
+        value = cell_text(row[column])
         if column == "sop_instance_uid":
             if value not in self.by_sop:
                 return None, "slice", f"unknown sop_instance_uid {value!r} (not in the dataset)"
@@ -260,7 +241,7 @@ class _ReaderIds:
     """Reader ids by slug, seeded from the dataset: two ids that share a field are refused."""
 
     def __init__(self, dataset, default: str | None):
-        self.default = _text(default)
+        self.default = cell_text(default)
         self.by_slug: dict[str, str] = {}
         registry = (dataset.info or {}).get(F.INFO_KEY, {}).get("readers", {})
         for reader, entry in registry.items():
@@ -270,7 +251,7 @@ class _ReaderIds:
                 self.by_slug.setdefault(F.reader_slug(meta["reader"]), meta["reader"])
 
     def check(self, reader, override: bool = False) -> tuple[str | None, str | None]:
-        reader = _text(reader)
+        reader = cell_text(reader)
         if override and self.default is not None:
             reader = self.default
         elif reader is None:
@@ -325,7 +306,7 @@ class _Measurement:
 def _caliper(row: dict, names: tuple[str, ...]) -> tuple[list[float] | None, str | None]:
     values, err = [], None
     for name in names:
-        v, e = _number(row, name)
+        v, e = cell_number(row, name)
         err = err or e
         values.append(v)
     if err:
@@ -381,14 +362,14 @@ def _parse_row(ctx, line, row: dict, source: str, override_reader: bool = False)
         if err:
             rep.error(line, err, source)
             return None
-    lesion = _text(row.get("lesion_id"))
+    lesion = cell_text(row.get("lesion_id"))
     if lesion is None:
         rep.error(line, "empty lesion_id", source)
         return None
     reason = None
     nums = {}
     for c in ("long_axis_mm", "short_axis_mm"):
-        nums[c], err = _number(row, c)
+        nums[c], err = cell_number(row, c)
         reason = reason or err
         # 0 mm is how RECIST records a lesion that disappeared at a follow-up; whether
         # this row is a follow-up is known after the timepoints (see _cross_checks)
@@ -483,13 +464,13 @@ def _parse_row(ctx, line, row: dict, source: str, override_reader: bool = False)
         short_axis_mm=short_mm,
         caliper_mm=None if caliper is None else round(caliper, 3),
         target=flags["target"],
-        site=_text(row.get("site")),
+        site=cell_text(row.get("site")),
         new_lesion=flags["new_lesion"],
         lymph_node=flags["lymph_node"],
         timepoint=timepoint,
         read_at=read_at,
-        session=_text(row.get("session")),
-        tracking_uid=_text(row.get("tracking_uid")),
+        session=cell_text(row.get("session")),
+        tracking_uid=cell_text(row.get("tracking_uid")),
         calipers=[long_pts, short_pts],
         study=study,
         patient=ctx.samples.patient_of_study.get(study),
@@ -974,7 +955,7 @@ def import_measurements(
                 )
             if "lesion_id" not in columns:
                 raise MeasurementImportError(f"{path}: missing the column 'lesion_id'")
-            if "reader" not in columns and not _text(reader):
+            if "reader" not in columns and not cell_text(reader):
                 raise MeasurementImportError(f"{path}: no reader column: pass reader=<id>")
             rep.n_rows += len(rows)
             for line, row in rows:
@@ -991,8 +972,8 @@ def import_measurements(
             rep.warn(group, problem, path)
         rep.n_rows += len(sr_report.findings)
         for finding in sr_report.findings:
-            row = _sr_rows(finding, _text(reader), samples.has_dates, sr_report)
-            if not _text(row["reader"]):
+            row = _sr_rows(finding, cell_text(reader), samples.has_dates, sr_report)
+            if not cell_text(row["reader"]):
                 rep.error(finding.group, "the report names no observer: pass reader=<id>", path)
                 continue
             m = _parse_row(ctx, finding.group, row, path, override_reader=True)

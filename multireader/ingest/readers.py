@@ -164,7 +164,7 @@ class _Index:
         Without ``key_column`` the first non-empty key column of the row decides, in
         the order of :data:`KEY_COLUMNS`.
         """
-        frame_text = _text(row.get("frame"))
+        frame_text = cell_text(row.get("frame"))
         frame = None
         if frame_text is not None:
             try:
@@ -172,10 +172,10 @@ class _Index:
             except ValueError:
                 return [], "slice", f"frame {frame_text!r} is not an integer"
         columns = (key_column,) if key_column else KEY_COLUMNS
-        column = next((c for c in columns if _text(row.get(c))), None)
+        column = next((c for c in columns if cell_text(row.get(c))), None)
         if column is None:
             return [], "slice", f"no key: give {' or '.join(columns)}"
-        value = _text(row[column])
+        value = cell_text(row[column])
         if column == "sop_instance_uid":
             if value not in self.by_sop:
                 return [], "slice", f"unknown sop_instance_uid {value!r} (not in the dataset)"
@@ -202,7 +202,7 @@ class _Index:
         return [], "slice", f"unknown {column} {value!r} (no sample has it)"
 
 
-def _text(value) -> str | None:
+def cell_text(value) -> str | None:
     """A cell as stripped text; None when empty. Whole floats lose their ".0", so a
     JSON rating 4.0 and a CSV "4" name the same class."""
     if value is None:
@@ -216,8 +216,8 @@ def _text(value) -> str | None:
     return text or None
 
 
-def _number(row: dict, column: str) -> tuple[float | None, str | None]:
-    text = _text(row.get(column))
+def cell_number(row: dict, column: str) -> tuple[float | None, str | None]:
+    text = cell_text(row.get(column))
     if text is None:
         return None, None
     try:
@@ -236,7 +236,7 @@ def parse_timestamp(text: str | None) -> tuple[dt.datetime | None, str | None]:
     offset or ``Z`` is converted to UTC, so reads from sites in different time zones
     order correctly.
     """
-    text = _text(text)
+    text = cell_text(text)
     if text is None:
         return None, None
     try:
@@ -337,7 +337,7 @@ class _Readers:
     """
 
     def __init__(self, dataset, default: str | None):
-        self.default = _text(default)
+        self.default = cell_text(default)
         self.by_slug: dict[str, str] = {}
         registry = (dataset.info or {}).get(F.INFO_KEY, {}).get("readers", {})
         for reader, entry in registry.items():
@@ -348,7 +348,7 @@ class _Readers:
 
     def check(self, reader: str | None) -> tuple[str | None, str | None]:
         """(reader id, error) for a row's reader cell."""
-        reader = _text(reader)
+        reader = cell_text(reader)
         if reader is None:
             reader = self.default
             if reader is None:
@@ -405,7 +405,7 @@ def import_reader_labels(
     kind = _KIND_ALIASES.get(str(kind).lower(), str(kind).lower())
     if kind not in KINDS:
         raise LabelImportError(f"kind {kind!r}: expected one of {list(KINDS)}")
-    if kind in ("seg", "rtstruct") and not _text(reader):
+    if kind in ("seg", "rtstruct") and not cell_text(reader):
         raise LabelImportError(f"{kind.upper()} files do not name their reader: pass reader=<id>")
     if not os.path.isfile(source):
         raise LabelImportError(f"no such file: {source}")
@@ -423,7 +423,7 @@ def import_reader_labels(
         )
     if kind == "auto" and not source.lower().endswith((".csv", ".json", ".tsv")):
         kind = _dicom_kind(source)
-        if not _text(reader):
+        if not cell_text(reader):
             raise LabelImportError(
                 f"{kind.upper()} files do not name their reader: pass reader=<id>"
             )
@@ -502,7 +502,7 @@ def _common(ctx: _Context, row: dict, line: int):
     if err:
         ctx.rep.error(line, err)
         return None
-    return reader, read_at, _text(row.get("session"))
+    return reader, read_at, cell_text(row.get("session"))
 
 
 def _progress_rows(progress, n: int, total: int) -> None:
@@ -521,14 +521,14 @@ def _classification_rows(ctx: _Context, rows, mask_dir, progress) -> dict:
         if common is None:
             continue
         reader, read_at, session = common
-        label = _text(row.get("label"))
+        label = cell_text(row.get("label"))
         if label is None:
             ctx.rep.error(line, "empty label")
             continue
         reason = S.check_label(ctx.label_schema, label)
-        score, err = _number(row, "score")
+        score, err = cell_number(row, "score")
         reason = reason or err or S.check_score(ctx.label_schema, score)
-        confidence, err = _number(row, "confidence")
+        confidence, err = cell_number(row, "confidence")
         if err or (confidence is not None and not 0 <= confidence <= 1):
             reason = reason or err or f"confidence {confidence:g} is outside [0, 1]"
         if reason:
@@ -585,11 +585,11 @@ def _box_rows(ctx: _Context, rows, mask_dir, progress) -> dict:
         if common is None:
             continue
         reader, read_at, session = common
-        label = _text(row.get("label"))
+        label = cell_text(row.get("label"))
         reason = "empty label" if label is None else S.check_label(ctx.label_schema, label)
         coords = {}
         for c in ("x", "y", "width", "height", "confidence"):
-            coords[c], err = _number(row, c)
+            coords[c], err = cell_number(row, c)
             reason = reason or err
         x, y, w, h = (coords[c] for c in ("x", "y", "width", "height"))
         if reason is None and None in (x, y, w, h):
@@ -651,7 +651,7 @@ def _mask_rows(ctx: _Context, rows, mask_dir, progress) -> dict:
         if common is None:
             continue
         reader, read_at, session = common
-        rel = _text(row.get("mask_path"))
+        rel = cell_text(row.get("mask_path"))
         if rel is None:
             ctx.rep.error(line, "empty mask_path")
             continue
@@ -927,7 +927,7 @@ def import_volume_labels(
     if not os.path.isfile(source):
         raise LabelImportError(f"no such file: {source}")
     if is_volume_path(source):
-        if not _text(reader) or not _text(series_instance_uid):
+        if not cell_text(reader) or not cell_text(series_instance_uid):
             raise LabelImportError(
                 f"{os.path.basename(source)}: a label volume does not say whose it is or which "
                 "series it was drawn on: pass reader=<id> and series_instance_uid=<uid>"
@@ -946,7 +946,7 @@ def import_volume_labels(
         ]
     else:
         rows, columns = read_table(source)
-        given = {"reader": _text(reader), "series_instance_uid": _text(series_instance_uid)}
+        given = {"reader": cell_text(reader), "series_instance_uid": cell_text(series_instance_uid)}
         needed = [c for c in _VOLUME_REQUIRED if not given.get(c)]
         missing = [c for c in needed if c not in columns]
         if missing:
@@ -960,10 +960,10 @@ def import_volume_labels(
                 ("session", session),
             )
             for column, default in defaults:
-                if _text(row.get(column)) is None and default is not None:
+                if cell_text(row.get(column)) is None and default is not None:
                     row[column] = default
     rep = LabelImportReport(source=source, kind="volume", n_rows=len(rows))
-    uids = {_text(row.get("series_instance_uid")) for _, row in rows}
+    uids = {cell_text(row.get("series_instance_uid")) for _, row in rows}
     table = _SeriesTable(dataset, uids - {None})
     readers = _Readers(dataset, reader)
     label_schema = S.get_label_schema(dataset)
@@ -980,7 +980,7 @@ def import_volume_labels(
         if common is None:
             continue
         who, read_at, sess = common
-        uid, rel = _text(row.get("series_instance_uid")), _text(row.get("volume_path"))
+        uid, rel = cell_text(row.get("series_instance_uid")), cell_text(row.get("volume_path"))
         if uid is None or rel is None:
             rep.error(line, f"empty {'series_instance_uid' if uid is None else 'volume_path'}")
             continue
