@@ -252,3 +252,17 @@ def test_operator_from_the_sdk_the_form_and_a_delegated_worker(lesion_study):
     assert actions.count(f"{op('compute_lesion_agreement').uri}") >= 2 or any(
         "compute_lesion_agreement" in a for a in actions
     )
+
+
+def test_lesion_runs_are_listed_newest_first(lesion_study):
+    from multireader.analyses import lesions as AL
+    from multireader.core import runs
+    from multireader.figures.lesion_matrix import lesion_runs
+
+    dataset = lesion_study[0]
+    for key in ("lesions_b", "lesions_a"):  # a is stored last: newest
+        AL.compute_lesion_agreement(dataset, n_boot=0, num_workers=1, run_key=key)
+    stamps = {k: runs.load(dataset, k)["config"]["created_at"] for k in ("lesions_a", "lesions_b")}
+    assert stamps["lesions_a"] > stamps["lesions_b"]
+    assert lesion_runs(dataset) == ["lesions_a", "lesions_b"]
+    assert runs.newest_first(dataset, "lesions") == ["lesions_a", "lesions_b"]

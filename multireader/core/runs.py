@@ -107,6 +107,21 @@ def list_runs(dataset, kind: str | None = None) -> list[str]:
     return sorted(out)
 
 
+def newest_first(dataset, kind: str) -> list[str]:
+    """Keys of this plugin's ``kind`` runs, newest first by their ``created_at``.
+
+    Reads the run records only (never the results). A run whose record cannot be read
+    (written by another version) is listed last rather than failing the caller."""
+    keys = list_runs(dataset, kind=kind)
+    stamps = {}
+    for k in keys:
+        try:
+            stamps[k] = str(dataset.get_run_info(k).config.serialize().get("created_at") or "")
+        except Exception:  # noqa: BLE001 - listed last, never fails a panel
+            stamps[k] = ""
+    return sorted(keys, key=lambda k: stamps[k], reverse=True)
+
+
 def _info(dataset, run_key: str, kind: str | None = None):
     """The run's info, after checking it exists and is one of this plugin's runs."""
     if not dataset.has_run(run_key):

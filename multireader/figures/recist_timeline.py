@@ -76,14 +76,7 @@ def recist_runs(dataset) -> list[str]:
     """The keys of the stored RECIST runs, newest first."""
     from multireader.core import runs
 
-    keys = runs.list_runs(dataset, kind=RUN_KIND)
-    stamps = {}
-    for k in keys:
-        try:
-            stamps[k] = str(runs.load(dataset, k)["config"].get("created_at") or "")
-        except Exception:  # a run another version wrote: listed last, never fails the panel
-            stamps[k] = ""
-    return sorted(keys, key=lambda k: stamps[k], reverse=True)
+    return runs.newest_first(dataset, RUN_KIND)
 
 
 def load_run(dataset, run_key: str | None = None):
