@@ -496,6 +496,44 @@ def test_model_section_has_model_vs_readers_equal_to_or_hillis(analysed):
     runs.delete(ds, "mvr_check")
 
 
+def test_model_vs_readers_by_subgroup_is_or_hillis_on_that_subgroup(analysed):
+    """Each slice row is OR-Hillis recomputed from scratch on that subgroup's cases, and
+    the report prints it."""
+    from multireader.core.predictions import read_probabilities
+    from multireader.stats import mrmc
+
+    ds, m, text = analysed["ds"], analysed["report"]["model"], analysed["html"]
+    mvr = m["results"]["model_vs_readers"]
+    reads = _reads_when_analysed(analysed)
+    _, classes, probs = read_probabilities(ds.view(), m["results"]["pred_field"])
+    pred = np.where(np.isfinite(probs).all(1), np.argmax(np.nan_to_num(probs), 1), -1)
+    index = {c: i for i, c in enumerate(classes)}
+    truth = np.array([index.get(v, -1) for v in ds.values(f"{mvr['reference']}.label")])
+    rows = m["model_vs_readers_slices"]
+    sexes = {r["slice"]["value"] for r in rows if r["slice"]["field"] == "patient_sex"}
+    assert sexes and sexes <= {"F", "M", "(missing)"}
+    sex = np.array([str(v) if v is not None else "(missing)" for v in ds.values("patient_sex")])
+    checked = 0
+    html_rows = _rows(text.split("id='model'")[1].split("<h2")[0])
+    for r in rows:
+        if r["slice"]["field"] != "patient_sex" or r["fom"] != "accuracy":
+            continue
+        sel = sex == r["slice"]["value"]
+        ok = sel & (reads.codes >= 0).all(1) & (pred >= 0) & (truth >= 0)
+        want = mrmc.model_vs_readers(pred[ok], reads.codes[ok], truth[ok], fom="accuracy")
+        assert r["n_cases"] == int(ok.sum())
+        assert r["difference"] == pytest.approx(want.difference, abs=1e-12)
+        assert r["ci"] == pytest.approx(list(want.ci), abs=1e-12)
+        assert r["p_noninferiority"] == pytest.approx(want.p_noninferiority, abs=1e-12)
+        lo, hi = want.ci
+        cell = f"{want.difference:.3f} [{lo:.3f}, {hi:.3f}]"
+        assert [f"patient_sex = {r['slice']['value']}", "accuracy"] in [h[:2] for h in html_rows]
+        assert any(h[0] == f"patient_sex = {r['slice']['value']}" and h[4] == cell
+                   for h in html_rows)  # fmt: skip
+        checked += 1
+    assert checked == len(sexes)
+
+
 def test_recist_section_prints_the_stored_run(tmp_path):
     """The RECIST section on the longitudinal study of ``helpers_recist`` (P1: A's PR
     against B's and C's SD at both follow-ups), with P1's first follow-up adjudicated:

@@ -317,3 +317,45 @@ def test_two_way_bootstrap_modes_and_seed():
         two_way_bootstrap(r, 3, "cohen")
     with pytest.raises(ValueError, match="rater_fraction"):
         rater_subject_variance(r, 3, rater_fraction=1.0)
+
+
+@pytest.mark.parametrize("level", ["nominal", "ordinal", "interval"])
+def test_weighted_alpha_is_krippendorff_and_its_weights_are_copies(level):
+    """With unit weights, alpha equals the package's and the `krippendorff` package's
+    (measured against, not depended on); integer item weights equal duplicated items;
+    0/1 reader weights equal the alpha of the kept readers."""
+    import krippendorff
+
+    from multireader.stats.agreement import krippendorff_alpha
+
+    stat = f"krippendorff_alpha_{level}"
+    r = _panel(7, n=120, R=5, K=4, missing=0.25)
+    Y = _onehot(r, 4)
+    n, R = r.shape
+    got = _weighted_agreement(Y, stat, np.ones((1, n)), np.ones((1, R)))[0]
+    data = np.where(r >= 0, r, np.nan).astype(float)
+    assert got == pytest.approx(krippendorff_alpha(data, level), abs=1e-12)
+    peer = krippendorff.alpha(reliability_data=data.T, level_of_measurement=level)
+    assert got == pytest.approx(peer, abs=1e-10)
+    u = np.random.default_rng(1).integers(0, 3, n).astype(float)
+    dup = np.repeat(data, u.astype(int), axis=0)
+    got_u = _weighted_agreement(Y, stat, u[None], np.ones((1, R)))[0]
+    assert got_u == pytest.approx(krippendorff_alpha(dup, level), abs=1e-12)
+    keep = np.array([1.0, 0, 1, 1, 0])
+    got_w = _weighted_agreement(Y, stat, np.ones((1, n)), keep[None])[0]
+    assert got_w == pytest.approx(krippendorff_alpha(data[:, keep > 0], level), abs=1e-12)
+
+
+def test_alpha_readers_random_interval_is_wider_and_jackknifes_readers():
+    from multireader.stats.agreement import krippendorff_alpha
+
+    r = _panel(3, n=100, R=5, K=3, missing=0.1)
+    data = np.where(r >= 0, r, np.nan).astype(float)
+    v = rater_subject_variance(r, 3, "krippendorff_alpha_nominal")
+    th_r = np.array([krippendorff_alpha(np.delete(data, j, axis=1)) for j in range(5)])
+    assert v["value"] == pytest.approx(krippendorff_alpha(data), abs=1e-12)
+    assert v["var_raters"] == pytest.approx(4 / 5 * ((th_r - th_r.mean()) ** 2).sum(), rel=1e-9)
+    b = two_way_bootstrap(r, 3, "krippendorff_alpha_nominal", n_boot=300, seed=2)
+    s = two_way_bootstrap(r, 3, "krippendorff_alpha_nominal", n_boot=300, seed=2,
+                          resample="subjects")  # fmt: skip
+    assert b["ci"][1] - b["ci"][0] > s["ci"][1] - s["ci"][0]

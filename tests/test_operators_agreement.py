@@ -195,7 +195,11 @@ def test_agreement_intervals_with_readers_random_equal_the_mrmc_functions(demo_c
     reads = _class_reads(demo_clone)
     k = len(reads.classes)
     rows = {r["statistic"]: r for r in out["statistics"]}
-    for key in ("fleiss_kappa", "gwet_ac1"):
+    from multireader.analyses.agreement import READER_RANDOM_STATISTICS
+
+    keys = [k for k in READER_RANDOM_STATISTICS if k in stored["overall"]]
+    assert {"fleiss_kappa", "gwet_ac1", "krippendorff_alpha_nominal"} <= set(keys)
+    for key in keys:
         if interval == "cases_and_readers":
             want = mrmc.two_way_bootstrap(
                 reads.codes, k, key, groups=reads.groups, n_boot=200, level=0.95, seed=0

@@ -211,6 +211,8 @@ def evaluate_predictions(
     mvr = model_vs_readers_block(
         reads.codes, reads.scores, pred, probs, mvr_truth, ordered, level, reference=mvr_ref
     )
+    if mvr_truth is not None:
+        mvr["slices"] = _mvr_by_slice(reads, pred, probs, mvr_truth, ordered, level, slices)
 
     results = {
         "pred_field": pred_field,
@@ -320,6 +322,49 @@ def model_vs_readers_block(
     return out
 
 
+#: what a slice's model-vs-readers entry keeps of the full result (the stored run stays
+#: small: one entry per slice value and figure of merit)
+_MVR_SLICE_KEYS = (
+    "model", "readers_mean", "difference", "ci", "df", "std_err", "p_noninferiority",
+    "p_two_sided", "margin", "n_readers", "n_cases", "note",
+)  # fmt: skip
+
+
+def _mvr_by_slice(reads, pred, probs, truth, ordered, level, slices) -> dict:
+    """OR-Hillis model vs readers on each slice value's cases: ``{field: {value: {fom:
+    entry}}}``, each entry the fields of :data:`_MVR_SLICE_KEYS` (or a ``note``)."""
+    out: dict = {}
+    for s, labels in slices.items():
+        arr = np.array(labels, dtype=object)
+        out[s] = {}
+        for v in sorted(set(labels), key=lambda x: (x == MISSING, x)):
+            idx = np.flatnonzero(arr == v)
+            block = model_vs_readers_block(
+                reads.codes[idx], reads.scores[idx], pred[idx], probs[idx], truth[idx],
+                ordered, level,
+            )  # fmt: skip
+            out[s][str(v)] = {
+                fom: {k: e[k] for k in _MVR_SLICE_KEYS if k in e}
+                for fom in ("accuracy", "auc")
+                if isinstance(e := block.get(fom), dict)
+            }
+    return out
+
+
+def _mvr_slice_rows(results: dict) -> list[dict]:
+    """One row per slice field, value and figure of merit of the OR-Hillis comparison."""
+    mvr = results.get("model_vs_readers") or {}
+    rows = []
+    for field, values in (mvr.get("slices") or {}).items():
+        for value, foms in values.items():
+            for fom, e in foms.items():
+                rows.append(
+                    {"slice": {"field": field, "value": value}, "fom": fom,
+                     "reference": mvr.get("reference"), **e}
+                )  # fmt: skip
+    return rows
+
+
 def _mvr_rows(results: dict) -> list[dict]:
     mvr = results.get("model_vs_readers") or {}
     rows = []
@@ -375,7 +420,7 @@ class EvaluationResults(AnalysisResults):
     """
 
     run_kind = "model_evaluation"
-    sections = ("subsets", "consensus", "readers", "model_vs_readers")
+    sections = ("subsets", "consensus", "readers", "model_vs_readers", "model_vs_readers_slices")
 
     @property
     def headline(self) -> str | None:
@@ -408,6 +453,8 @@ class EvaluationResults(AnalysisResults):
             return _subset_rows(self.results)
         if section == "model_vs_readers":
             return _mvr_rows(self.results)
+        if section == "model_vs_readers_slices":
+            return _mvr_slice_rows(self.results)
         out = []
         for ref, e in self.references("consensus" if section == "consensus" else "reader").items():
             parts = [(s, None, e.get(s) or {}) for s in ("all", "contested", "uncontested")]

@@ -560,6 +560,7 @@ def _model_section(dataset) -> dict:
         "against_consensus": found.rows("consensus"),
         "against_readers": found.rows("readers"),
         "model_vs_readers": found.rows("model_vs_readers"),
+        "model_vs_readers_slices": found.rows("model_vs_readers_slices"),
         "model_vs_readers_method": (found.results.get("model_vs_readers") or {}).get("method"),
         "model_vs_readers_truth": (found.results.get("model_vs_readers") or {}).get("truth"),
         "results": found.results,
@@ -1588,6 +1589,42 @@ def _html_model(m: dict) -> list[str]:
         out.append(
             _table(
                 [
+                    "Figure of merit",
+                    "Model",
+                    "Readers' mean",
+                    "Model - readers [95% CI]",
+                    "df (Hillis)",
+                    "p (model worse)",
+                    "n",
+                ],
+                body,
+                "num",
+            )  # fmt: skip
+        )
+    if m.get("model_vs_readers_slices"):
+        out.append(
+            "<h4>By subgroup</h4><p>The same comparison on each subgroup's cases alone "
+            "(few cases or readers give wide intervals; a note says why a subgroup has none)."
+            "</p>"
+        )
+        body = []
+        for x in m["model_vs_readers_slices"]:
+            sl = x["slice"]
+            name = f"{sl['field']} = {sl['value']}"
+            if x.get("note"):
+                body.append([name, x["fom"], "-", "-", "-", "-", "-", x["note"]])
+                continue
+            ci = x.get("ci") or [None, None]
+            body.append(
+                [name, x["fom"], fmt_num(x.get("model"), 3), fmt_num(x.get("readers_mean"), 3),
+                 f"{fmt_num(x.get('difference'), 3)} [{fmt_num(ci[0], 3)}, {fmt_num(ci[1], 3)}]",
+                 fmt_num(x.get("df"), 1), fmt_p(x.get("p_noninferiority")),
+                 f"{x.get('n_readers')} readers x {x.get('n_cases')} cases"]
+            )  # fmt: skip
+        out.append(
+            _table(
+                [
+                    "Subgroup",
                     "Figure of merit",
                     "Model",
                     "Readers' mean",

@@ -678,7 +678,14 @@ def model_vs_readers(
 # ---------------------------------------------------------------- agreement, raters random
 
 #: statistics :func:`rater_subject_variance` and :func:`two_way_bootstrap` compute
-AGREEMENT_STATISTICS = ("fleiss_kappa", "gwet_ac1", "percent_agreement")
+AGREEMENT_STATISTICS = (
+    "fleiss_kappa",
+    "gwet_ac1",
+    "percent_agreement",
+    "krippendorff_alpha_nominal",
+    "krippendorff_alpha_ordinal",
+    "krippendorff_alpha_interval",
+)
 
 
 def _onehot(x: np.ndarray, K: int) -> np.ndarray:
@@ -701,6 +708,8 @@ def _weighted_agreement(Y: np.ndarray, statistic: str, u: np.ndarray, w: np.ndar
     S = np.einsum("nrk,br->bnk", Y, w * w)
     W = C.sum(axis=2)
     pairs = W * W - S.sum(axis=2)
+    if statistic.startswith("krippendorff_alpha_"):
+        return _weighted_alpha(C, S, W, pairs, u, statistic.rsplit("_", 1)[1])
     agree = (C * C - S).sum(axis=2)
     ok2 = pairs > 0
     pa_i = np.where(ok2, agree / np.where(ok2, pairs, 1), 0.0)
@@ -716,6 +725,37 @@ def _weighted_agreement(Y: np.ndarray, statistic: str, u: np.ndarray, w: np.ndar
         else:  # gwet_ac1
             pe = (pi * (1 - pi)).sum(axis=1) / (K - 1)
         out = (pa - pe) / (1 - pe)
+    return np.where(np.isfinite(out), out, np.nan)
+
+
+def _weighted_alpha(C, S, W, pairs, u, level: str) -> np.ndarray:
+    """Krippendorff's alpha (class codes as values) with item and reader weights.
+
+    Unit u's ordered pairs of distinct readers (i, j) each add ``w_i w_j W_u / (W_u^2 -
+    sum_j w_j^2)`` to the coincidence of their two values, so a unit still contributes
+    ``W_u`` pairable values; with 0/1 weights that is Krippendorff's ``1 / (m_u - 1)``
+    per pair and the coincidences, ``n_c``, n and alpha are his (2011). A drawn reader's
+    copies are not pairs, as in ``_weighted_agreement``.
+    """
+    ok2 = pairs > 0
+    scale = u * np.where(ok2, W / np.where(ok2, pairs, 1), 0.0)  # (B, n)
+    o = np.matmul((scale[..., None] * C).transpose(0, 2, 1), C)  # (B, K, K)
+    K = C.shape[2]
+    o[:, np.arange(K), np.arange(K)] -= np.einsum("bn,bnk->bk", scale, S)
+    nc = o.sum(axis=2)
+    n = nc.sum(axis=1)
+    c = np.arange(K, dtype=np.float64)
+    if level == "nominal":
+        d = np.broadcast_to(1.0 - np.eye(K), o.shape)
+    elif level == "interval":
+        d = np.broadcast_to((c[:, None] - c[None, :]) ** 2, o.shape)
+    else:  # ordinal: mid-ranks of the pairable values' marginal frequencies
+        M = np.cumsum(nc, axis=1) - nc / 2
+        d = (M[:, :, None] - M[:, None, :]) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        do = (o * d).sum(axis=(1, 2))
+        de = (nc[:, :, None] * nc[:, None, :] * d).sum(axis=(1, 2))
+        out = 1.0 - (n - 1) * do / de
     return np.where(np.isfinite(out), out, np.nan)
 
 
@@ -763,7 +803,10 @@ def rater_subject_variance(
     ratings : array-like of shape (n_items, n_readers)
         Class codes, ``-1`` not read; at least three readers for a rater part.
     n_classes : int
-    statistic : {"fleiss_kappa", "gwet_ac1", "percent_agreement"}, default "gwet_ac1"
+    statistic : {"fleiss_kappa", "gwet_ac1", "percent_agreement", "krippendorff_alpha_nominal",
+        "krippendorff_alpha_ordinal", "krippendorff_alpha_interval"}, default "gwet_ac1"
+        Alpha takes the class codes as its values (ordinal and interval: codes in
+        scale order).
     groups : array-like of shape (n_items,), optional, keyword-only
         Patient ids: a patient's items are deleted together.
     level : float, default 0.95
@@ -889,7 +932,10 @@ def two_way_bootstrap(
     ----------
     ratings : array-like of shape (n_items, n_readers)
     n_classes : int
-    statistic : {"fleiss_kappa", "gwet_ac1", "percent_agreement"}, default "gwet_ac1"
+    statistic : {"fleiss_kappa", "gwet_ac1", "percent_agreement", "krippendorff_alpha_nominal",
+        "krippendorff_alpha_ordinal", "krippendorff_alpha_interval"}, default "gwet_ac1"
+        Alpha takes the class codes as its values (ordinal and interval: codes in
+        scale order).
     groups : array-like, optional, keyword-only
     n_boot : int, default 1000
     level : float, default 0.95
