@@ -333,6 +333,34 @@ def _summary(prof: dict, reader: str, per: dict) -> str:
         head += "\n\n" + "\n".join(f"- **{f['kind']}**: {f['detail']}" for f in flags)
     else:
         head += " No bias or drift flagged."
+    scale = _scale_line(per)
+    if scale:
+        head += "\n\n" + scale
     if prof.get("consensus_run"):
         head += f"\n\n_{prof['consensus_run']}_"
     return head
+
+
+def _scale_line(per: dict) -> str | None:
+    """The reader's scale test in one line, flagged or not: the level shift with its
+    interval on an ordered scale, Stuart-Maxwell's marginal homogeneity on a nominal one."""
+    from multireader.stats.estimates import fmt_num, fmt_p
+
+    ob, mh = per.get("ordinal_bias"), per.get("marginal_homogeneity")
+    if ob and ob.get("n_items"):
+        lo, hi = ob.get("shift_ci") or [None, None]
+        d = ob.get("shift")
+        sign = "+" if isinstance(d, int | float) and d > 0 else ""
+        return (
+            f"Level shift vs the other readers' median: **{sign}{fmt_num(d, 2)}** "
+            f"levels [{fmt_num(lo, 2)}, {fmt_num(hi, 2)}] on {ob['n_items']} images "
+            f"({ob.get('n_higher', 0)} higher, {ob.get('n_lower', 0)} lower; Wilcoxon "
+            f"{fmt_p(ob.get('p_holm'), 'p')}, Holm)"
+        )
+    if mh and mh.get("n_items"):
+        return (
+            f"Marginal homogeneity vs consensus (Stuart-Maxwell): chi2 "
+            f"{fmt_num(mh.get('statistic'), 2)}, df {mh.get('df')}, "
+            f"{fmt_p(mh.get('p_holm'), 'p')} (Holm) on {mh['n_items']} images"
+        )
+    return None

@@ -128,6 +128,10 @@ def test_reader_profiles_in_chromium(studied, monkeypatch, tmp_path):
         names = drift[0]["x"]
         agree = [np.mean(r2[both & (sessions == s)] == cons[both & (sessions == s)]) for s in names]
         np.testing.assert_allclose(drift[0]["y"], agree, atol=1e-6)
+        # the scale test of the reader shown, flagged or not: R2's level shift
+        ob = stored["per_reader"]["R2"]["ordinal_bias"]
+        shift = ("+" if ob["shift"] > 0 else "") + f"{ob['shift']:.2f}"
+        page.get_by_text(f"median: {shift} levels", exact=False).first.wait_for()
         page.screenshot(path=str(tmp_path / "reader_profiles.png"))
         _docs_shot(page, "panel_reader_profiles.png")
 
