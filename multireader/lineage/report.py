@@ -1046,13 +1046,14 @@ def _html_agreement(a: dict) -> list[str]:
                 "treated as the only readers).</p>"
             )
         else:
+            names = {k: v[0] for k, v in STATISTICS.items()}
             done = [
-                {"fleiss_kappa": "Fleiss' kappa", "gwet_ac1": "Gwet's AC1"}.get(k, k)
+                names.get(k, k)
                 for k, v in (iv.get("statistics") or {}).items()
                 if v.get("ci")
             ]
             out.append(
-                f"<p>Intervals of {_e(' and '.join(done) or 'no statistic')}: "
+                f"<p>Intervals of {_e(', '.join(done) or 'no statistic')}: "
                 f"{_e(iv.get('description'))}. The other statistics' intervals are over "
                 "cases only (readers fixed).</p>"
             )
