@@ -18,15 +18,14 @@ METHOD_LABELS = {
 }
 
 
-#: Dawid-Skene's defaults in the form, execute and the SDK: a diagonal prior of 5 reads,
-#: single reads posterior-only, started from the majority vote, run to tolerance
+#: Dawid-Skene's defaults in the form, execute and the SDK, those of
+#: ``multireader.stats.consensus.DawidSkene``: run to tolerance (1e-6 per read, capped at
+#: 1000 iterations) with a diagonal prior of 5 reads, from the vote shares, every read
+#: fitted (why: that class's Notes, and the README's "A consensus that converged")
 DS_DEFAULTS = {
-    # the fit of the earlier releases (the planted-error ranking downstream was tuned on
-    # it); a sparse study converges with diagonal_prior=5, single_reads="posterior_only",
-    # init="majority", max_iter=5000, tol=1e-8 (docs/consensus_and_profiles.md)
-    "max_iter": 100,
+    "max_iter": 1000,
     "tol": 1e-6,
-    "diagonal_prior": 0.0,
+    "diagonal_prior": 5.0,
     "single_reads": "fit",
     "init": "vote_shares",
 }

@@ -132,7 +132,7 @@ def test_bad_ratings_name_the_argument(ratings, n_classes, match):
 def test_dawid_skene_reproduces_the_1979_paper():
     r = _paper_ratings()
     assert r.shape == (45, 7)
-    ds = DawidSkene(4).fit(r, column_readers=PAPER_READERS)
+    ds = DawidSkene(4, diagonal_prior=0.0).fit(r, column_readers=PAPER_READERS)
     assert ds.converged_
     np.testing.assert_allclose(ds.priors_, PAPER_PRIORS, atol=0.005)
     np.testing.assert_allclose(ds.confusions_, PAPER_CONFUSIONS, atol=0.005)
@@ -146,8 +146,10 @@ def test_dawid_skene_reproduces_the_1979_paper():
 
 def test_dawid_skene_paper_converged_values_are_stable_to_tighter_tolerance():
     r = _paper_ratings()
-    a = DawidSkene(4).fit(r, column_readers=PAPER_READERS)
-    b = DawidSkene(4, max_iter=2000, tol=1e-12).fit(r, column_readers=PAPER_READERS)
+    a = DawidSkene(4, diagonal_prior=0.0).fit(r, column_readers=PAPER_READERS)
+    b = DawidSkene(4, max_iter=2000, tol=1e-12, diagonal_prior=0.0).fit(
+        r, column_readers=PAPER_READERS
+    )
     assert b.log_likelihood_ >= a.log_likelihood_ - 1e-9
     np.testing.assert_allclose(a.probas_, b.probas_, atol=1e-3)
 
@@ -183,7 +185,7 @@ def test_dawid_skene_matches_crowdkit_with_missing_reads(seed):
     r = _simulate(600, 5, k, missing=0.15, seed=seed)
     r[7] = -1  # an item nobody read: crowd-kit never sees it
     ck, ck_p = _crowdkit_probas(r, k, n_iter=100, tol=1e-5)
-    ds = DawidSkene(k, criterion="crowdkit").fit(r)
+    ds = DawidSkene.crowdkit_settings(k).fit(r)
     has = ds.n_reads_ > 0
     assert np.abs(ds.probas_[has] - ck_p[has]).max() < 1e-4
     assert ds.n_iter_ == len(ck.loss_history_)
@@ -201,8 +203,8 @@ def test_dawid_skene_both_criteria_reach_the_same_optimum():
     # convergence, the default (log-likelihood) criterion lands on the same fixed point
     k = 3
     r = _simulate(800, 4, k, missing=0.1, seed=11)
-    a = DawidSkene(k, max_iter=5000, tol=1e-13, criterion="crowdkit").fit(r)
-    b = DawidSkene(k, max_iter=5000, tol=1e-13).fit(r)
+    a = DawidSkene(k, max_iter=5000, tol=1e-13, criterion="crowdkit", diagonal_prior=0.0).fit(r)
+    b = DawidSkene(k, max_iter=5000, tol=1e-13, diagonal_prior=0.0).fit(r)
     assert a.converged_ and b.converged_
     assert np.abs(a.probas_ - b.probas_).max() < 1e-4
     np.testing.assert_allclose(a.confusions_, b.confusions_, atol=1e-4)
@@ -210,7 +212,10 @@ def test_dawid_skene_both_criteria_reach_the_same_optimum():
 
 def test_dawid_skene_log_likelihood_never_decreases():
     r = _simulate(400, 4, 3, missing=0.1, seed=5)
-    lls = [DawidSkene(3, max_iter=m, tol=0).fit(r).log_likelihood_ for m in range(1, 12)]
+    lls = [
+        DawidSkene(3, max_iter=m, tol=0, diagonal_prior=0.0).fit(r).log_likelihood_
+        for m in range(1, 12)
+    ]
     assert np.all(np.diff(lls) >= -1e-9)
     assert lls[-1] > lls[0]
 
@@ -236,13 +241,13 @@ def test_dawid_skene_item_without_reads_gets_prior_and_minus_one():
 
 def test_dawid_skene_unanimous_readers_unused_class_and_single_reader():
     r = np.array([[0, 0, 0], [2, 2, 2], [0, 0, 0], [2, 2, 2]])
-    ds = DawidSkene(4).fit(r)  # classes 1 and 3 never used, everyone agrees
+    ds = DawidSkene(4, diagonal_prior=0.0).fit(r)  # classes 1 and 3 never used, all agree
     np.testing.assert_array_equal(ds.labels_, [0, 2, 0, 2])
     np.testing.assert_allclose(ds.priors_, [0.5, 0, 0.5, 0], atol=1e-9)
     np.testing.assert_allclose(ds.confusions_[:, [0, 2], [0, 2]], 1.0, atol=1e-8)
     np.testing.assert_allclose(ds.confusions_[:, 1], 0.25)  # uninformative row
     assert not np.isnan(ds.probas_).any()
-    one = DawidSkene(3).fit(np.array([[0], [1], [-1], [2]]))
+    one = DawidSkene(3, diagonal_prior=0.0).fit(np.array([[0], [1], [-1], [2]]))
     np.testing.assert_array_equal(one.labels_, [0, 1, -1, 2])
     assert one.confusions_.shape == (1, 3, 3)
 
@@ -259,12 +264,12 @@ def test_dawid_skene_smoothing_is_additive_on_the_expected_counts():
     r = _simulate(300, 3, 3, missing=0.1, seed=4)
     s = 0.5
     # with the crowd-kit criterion, confusions_ is the M-step from the returned probas_
-    ds = DawidSkene(3, smoothing=s, criterion="crowdkit").fit(r)
+    ds = DawidSkene(3, smoothing=s, criterion="crowdkit", diagonal_prior=0.0).fit(r)
     onehot = (r[:, :, None] == np.arange(3)).astype(float)  # (n, R, l)
     counts = np.einsum("ik,irl->rkl", ds.probas_, onehot)
     expected = (counts + s) / (counts + s).sum(axis=2, keepdims=True)
     np.testing.assert_allclose(ds.confusions_, expected, atol=1e-12)
-    paper = DawidSkene(4, smoothing=0.5).fit(_paper_ratings(), PAPER_READERS)
+    paper = DawidSkene(4, smoothing=0.5, diagonal_prior=0.0).fit(_paper_ratings(), PAPER_READERS)
     assert paper.confusions_.min() > 1e-3  # no call left at probability ~0
 
 
@@ -294,9 +299,99 @@ def test_dawid_skene_errors_on_no_reads_and_bad_column_readers():
 def test_dawid_skene_many_columns_takes_the_row_unique_fallback():
     # (K+1)^n_columns overflows int64 here, so distinct rows are found with unique(axis=0)
     r = _simulate(300, 30, 3, missing=0.5, seed=2)
-    ds = DawidSkene(3, criterion="crowdkit").fit(r)
+    ds = DawidSkene.crowdkit_settings(3).fit(r)
     _, ck_p = _crowdkit_probas(r, 3, n_iter=100, tol=1e-5)
     assert np.abs(ds.probas_ - ck_p).max() < 1e-4
     # duplicated items get identical posteriors and count twice in the priors
     doubled = DawidSkene(3).fit(np.vstack([r, r]))
     np.testing.assert_allclose(doubled.probas_[:300], doubled.probas_[300:])
+
+
+# ------------------------------------------- the fast E/M sums against a dense reference
+
+
+def _reference_em(r, k, column_readers, n_m_steps, smoothing=0.0, diagonal=0.0, multi_only=False):
+    """Dawid-Skene EM written out densely (one-hot reads, einsum): vote-share start, then
+    ``n_m_steps`` M-steps each followed by an E-step; the floors are ours (1e-10)."""
+    n, c = r.shape
+    readers = np.asarray(column_readers)
+    onehot = (r[:, :, None] == np.arange(k)).astype(float)  # (n, columns, l)
+    per_reader = np.zeros((n, readers.max() + 1, k))
+    np.add.at(per_reader, (slice(None), readers), onehot)  # n_il^(r): a reader's columns pool
+    reads = onehot.sum(axis=(1, 2))
+    w = (reads > 0).astype(float)
+    if multi_only and (reads >= 2).any():
+        w = (reads >= 2).astype(float)
+    pseudo = smoothing + diagonal * np.eye(k)
+    T = onehot.sum(axis=1) / np.maximum(reads, 1)[:, None]
+    for _ in range(n_m_steps):
+        priors = (w[:, None] * T).sum(axis=0) / w.sum()
+        cell = np.maximum(np.einsum("i,ik,irl->rkl", w, T, per_reader) + pseudo, 1e-10)
+        conf = cell / cell.sum(axis=2, keepdims=True)
+        log_joint = np.log(np.maximum(priors, 1e-10)) + np.einsum(
+            "irl,rkl->ik", per_reader, np.log(conf)
+        )
+        T = np.exp(log_joint - log_joint.max(axis=1, keepdims=True))
+        T /= T.sum(axis=1, keepdims=True)
+        T[reads == 0] = priors
+    return T, priors, conf
+
+
+def _sparse_panel(n, c, k, missing, seed):
+    rng = np.random.default_rng(seed)
+    r = rng.integers(0, k, (n, c))
+    truth = rng.integers(0, k, n)
+    agree = rng.random((n, c)) < 0.6
+    r[agree] = np.broadcast_to(truth[:, None], (n, c))[agree]
+    r[rng.random((n, c)) < missing] = -1
+    return r
+
+
+@pytest.mark.parametrize(
+    ("n", "c", "k", "missing", "readers", "extra"),
+    [
+        # nearly every row distinct: dense column groups, no collapse
+        (3000, 12, 5, 0.3, None, {}),
+        # large enough for the sampled check: it skips the sort (few repeats) ...
+        (20000, 12, 5, 0.3, None, {}),
+        # ... or collapses (many repeats)
+        (40000, 3, 2, 0.2, None, {}),
+        # wide and mostly unread: sparse groups, rows found with unique(axis=0)
+        (2000, 40, 3, 0.9, None, {}),
+        # repeated readings: two columns per reader share a confusion matrix
+        (2000, 6, 4, 0.2, [0, 0, 1, 1, 2, 2], {}),
+        # few columns, many identical rows, unread rows, priors and single reads
+        (
+            5000, 4, 2, 0.4, None,
+            {"smoothing": 0.5, "diagonal_prior": 3.0, "single_reads": "posterior_only"},
+        ),
+        (500, 3, 7, 0.5, None, {"diagonal_prior": 1.0}),
+    ],
+)  # fmt: skip
+def test_dawid_skene_fast_sums_equal_a_dense_reference(n, c, k, missing, readers, extra):
+    r = _sparse_panel(n, c, k, missing, seed=n + c)
+    readers = list(range(c)) if readers is None else readers
+    m = 6
+    extra = {"diagonal_prior": 0.0, **extra}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = DawidSkene(k, max_iter=m, tol=0.0, **extra).fit(r, column_readers=np.array(readers))
+    T, priors, conf = _reference_em(
+        r,
+        k,
+        readers,
+        m + 1,
+        smoothing=extra.get("smoothing", 0.0),
+        diagonal=extra.get("diagonal_prior", 0.0),
+        multi_only=extra.get("single_reads") == "posterior_only",
+    )
+    assert ds.n_iter_ == m and not ds.converged_
+    np.testing.assert_allclose(ds.probas_, T, atol=1e-10)
+    np.testing.assert_allclose(ds.priors_, priors, atol=1e-12)
+    np.testing.assert_allclose(ds.confusions_, conf, atol=1e-12)
+    np.testing.assert_array_equal(ds.n_reads_, (r >= 0).sum(axis=1))
+    if n >= 20000:
+        from multireader.stats.consensus import _distinct_rows
+
+        _, inverse, _, _ = _distinct_rows(r, k)
+        assert (inverse is None) == (c == 12)

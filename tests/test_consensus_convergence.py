@@ -83,8 +83,8 @@ def test_maximum_likelihood_run_to_convergence_degenerates(seed):
     mv = MajorityVote(K).fit(r)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        capped = DawidSkene(K, criterion="crowdkit").fit(r)  # crowd-kit's 100 / 1e-5
-    ml = DawidSkene(K, max_iter=20000, tol=1e-10).fit(r)
+        capped = DawidSkene.crowdkit_settings(K).fit(r)  # crowd-kit's 100 / 1e-5
+    ml = DawidSkene(K, max_iter=20000, tol=1e-10, diagonal_prior=0.0).fit(r)
     assert ml.converged_ and ml.n_iter_ > 500  # the optimum is far from iteration 100
     s_cap, s_ml = _scores(capped, mv, truth), _scores(ml, mv, truth)
     # the symptom: far from the vote once converged, close to it at the cap
@@ -93,7 +93,9 @@ def test_maximum_likelihood_run_to_convergence_degenerates(seed):
     # and it is wrong, not merely different: less often right than the vote itself
     assert s_ml["truth"] < s_ml["mv_truth"] - 0.05
     # fitting without the single reads, or starting from the vote, is no remedy
-    alone = DawidSkene(K, max_iter=20000, tol=1e-10, single_reads="posterior_only").fit(r)
+    alone = DawidSkene(
+        K, max_iter=20000, tol=1e-10, single_reads="posterior_only", diagonal_prior=0.0
+    ).fit(r)
     assert _scores(alone, mv, truth)["truth"] < s_ml["mv_truth"] - 0.05
 
 
@@ -115,12 +117,32 @@ def test_diagonal_prior_converges_to_a_sensible_consensus(seed):
     assert np.isfinite(ds.log_likelihood_) and ds.log_posterior_ <= ds.log_likelihood_
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_default_converges_by_tolerance_without_relabelling(seed):
+    # the defaults (1000 / 1e-6 per read, 5 diagonal pseudo-reads, vote-share start):
+    # stopped by tol, never by the cap, and right as often as the vote (within 2
+    # points), where the maximum-likelihood fit at the same tol is not on seed 0
+    r, truth = simulate_sparse_panel(seed)
+    mv = MajorityVote(K).fit(r)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        ds = DawidSkene(K).fit(r)
+    assert (ds.max_iter, ds.tol, ds.diagonal_prior, ds.init) == (1000, 1e-6, 5.0, "vote_shares")
+    assert ds.converged_ and ds.n_iter_ < 1000
+    s = _scores(ds, mv, truth)
+    assert s["truth"] >= s["mv_truth"] - 0.02
+    assert ds.priors_.min() > 0.01
+    if seed == 0:
+        ml = DawidSkene(K, diagonal_prior=0.0).fit(r)
+        assert ml.converged_ and _scores(ml, mv, truth)["truth"] < s["mv_truth"] - 0.05
+
+
 def test_diagonal_prior_on_moderately_noisy_readers_agrees_with_the_vote():
     # readers of sd 0.5-0.9 levels: the maximum-likelihood optimum on seed 2 drifts to
     # 0.75 agreement with the vote and 0.59 accuracy (vote 0.66); the prior keeps it
     r, truth = simulate_sparse_panel(2, sd=(0.5, 0.9))
     mv = MajorityVote(K).fit(r)
-    ml = DawidSkene(K, max_iter=20000, tol=1e-10).fit(r)
+    ml = DawidSkene(K, max_iter=20000, tol=1e-10, diagonal_prior=0.0).fit(r)
     ds = DawidSkene(K, max_iter=20000, tol=1e-10, **FIXED).fit(r)
     s_ml, s = _scores(ml, mv, truth), _scores(ds, mv, truth)
     assert s_ml["agree_mv"] < 0.80 and s_ml["truth"] < s_ml["mv_truth"] - 0.03
@@ -200,8 +222,8 @@ def test_majority_init_starts_from_the_vote():
     r = np.array([[0, 0, 1], [1, 1, 2], [0, 1, 2], [2, 2, 2], [1, 0, 0]])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        mv = DawidSkene(3, max_iter=1, tol=0.0, init="majority").fit(r)
-        vs = DawidSkene(3, max_iter=1, tol=0.0).fit(r)
+        mv = DawidSkene(3, max_iter=1, tol=0.0, init="majority", diagonal_prior=0.0).fit(r)
+        vs = DawidSkene(3, max_iter=1, tol=0.0, diagonal_prior=0.0).fit(r)
     # one-hot majority labels, the three-way tie split in thirds
     T_mv = np.array([[1, 0, 0], [0, 1, 0], [1 / 3, 1 / 3, 1 / 3], [0, 0, 1], [1, 0, 0]])
     p, c = _one_em_step(r, T_mv)
