@@ -10,6 +10,7 @@ from .compute_recist_agreement import AdjudicateResponse, ComputeRecistAgreement
 from .compute_uniqueness import ComputeUniqueness
 from .compute_visualization import ComputeVisualization
 from .declare_label_schema import DeclareLabelSchema
+from .delete_study import DeleteStudy
 from .evaluate_model import EvaluateModel
 from .export_audit_report import ExportAuditReport
 from .find_disagreement_clusters import FindDisagreementClusters
@@ -63,6 +64,7 @@ OPERATORS = (
     VerifyAuditLog,
     ExportAuditLog,
     ExportAuditReport,
+    DeleteStudy,
 )
 
 # every operator appends to the dataset's audit log (App, operator browser, SDK, workers)

@@ -159,6 +159,16 @@ class ImportDicom(MultireaderOperator):
                 ctx.trigger("reload_dataset")
         return report.to_dict()
 
+    def audit_params(self, params: dict) -> dict:
+        """The params the audit log keeps: without ``include_identifiers``, the input
+        paths as their source-path tokens, so no folder or file name reaches the log."""
+        if params.get("include_identifiers", DEFAULTS["include_identifiers"]):
+            return dict(params)
+        from multireader.io import deid, source_paths
+
+        inputs = _split_inputs(params.get("inputs") or "")
+        return {**params, "inputs": source_paths.redact_inputs(inputs, deid.load_salt())}
+
     def resolve_output(self, ctx):
         outputs = types.Object()
         outputs.int("imported", label="Samples imported")

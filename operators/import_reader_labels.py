@@ -25,6 +25,14 @@ KIND_CHOICES = {
     ),
 }
 
+#: key columns a table may be forced to use (the library's ``key=``)
+KEY_CHOICES = {
+    "sop_instance_uid": "sop_instance_uid (+ frame)",
+    "series_instance_uid": "series_instance_uid (+ slice_index)",
+    "filepath": "filepath (the sample's render)",
+    "path": "path (the source DICOM file, absolute or relative to the table)",
+}
+
 #: most series offered as choices for a single label volume
 _MAX_SERIES_CHOICES = 1000
 
@@ -83,6 +91,7 @@ class ImportReaderLabels(MultireaderOperator):
                 "drew it); tables name the reader on every row"
             ),
         )
+        _key_inputs(inputs)
         if _is_volume(ctx.params):
             _volume_inputs(inputs, ctx)
         schema = _label_schema(ctx.dataset)
@@ -105,6 +114,8 @@ class ImportReaderLabels(MultireaderOperator):
             ctx.params["source"],
             kind=ctx.params.get("kind") or DEFAULTS["kind"],
             reader=(ctx.params.get("reader") or None),
+            key=(ctx.params.get("key") or None),
+            mask_dir=(ctx.params.get("mask_dir") or None),
             series_instance_uid=(ctx.params.get("series_instance_uid") or None),
             overwrite=bool(I.value(ctx, "overwrite", DEFAULTS)),
             progress=_common.progress_for(ctx),
@@ -132,11 +143,17 @@ class ImportReaderLabels(MultireaderOperator):
         *,
         kind: str = DEFAULTS["kind"],
         reader: str | None = None,
+        key: str | None = None,
+        mask_dir: str | None = None,
         series_instance_uid: str | None = None,
         overwrite: bool = DEFAULTS["overwrite"],
         delegate: bool = DEFAULTS["delegate"],
     ):
         """Import reader labels from the SDK; returns the import report as a dict.
+
+        ``key`` forces one key column of a table (see :data:`KEY_CHOICES`) instead of
+        the first non-empty one per row; ``mask_dir`` is where mask PNGs are written
+        (default: ``masks/<reader>/`` beside the dataset's renders).
 
         ``series_instance_uid`` and ``overwrite`` apply to 3-D label volumes (kind
         ``volume``): the series a single NIfTI/NRRD was drawn on, and whether it may
@@ -147,6 +164,8 @@ class ImportReaderLabels(MultireaderOperator):
             source=source,
             kind=kind,
             reader=reader,
+            key=key,
+            mask_dir=None if mask_dir is None else str(mask_dir),
             # a pydicom UID is a str subclass, which the form's validation refuses
             series_instance_uid=None if series_instance_uid is None else str(series_instance_uid),
             overwrite=overwrite,
@@ -159,6 +178,30 @@ def _is_volume(params) -> bool:
     kind = params.get("kind") or DEFAULTS["kind"]
     return kind == "volume" or (
         kind == "auto" and readers.is_volume_path(params.get("source") or "")
+    )
+
+
+def _key_inputs(inputs: types.Object) -> None:
+    """The table's key column and where masks are written (the library's options)."""
+    choices = types.Dropdown(label="Key column")
+    for value, label in KEY_CHOICES.items():
+        choices.add_choice(value, label=label)
+    inputs.enum(
+        "key",
+        choices.values(),
+        required=False,
+        label="Key column",
+        description=(
+            "Force one key column for every row of a table (default: the first "
+            "non-empty one of each row)"
+        ),
+        view=choices,
+    )
+    inputs.str(
+        "mask_dir",
+        required=False,
+        label="Mask folder",
+        description="Where mask PNGs are written (default: masks/<reader>/ beside the renders)",
     )
 
 

@@ -16,7 +16,7 @@ PLUGIN = "@multireader/disagreement"
 FIFTYONE_CLI = os.path.join(os.path.dirname(sys.executable), "fiftyone")
 
 #: operators that delete, rename or rewrite what is already there: never LOW
-DESTRUCTIVE = {"revise_label", "delete_training_set", "manage_runs"}
+DESTRUCTIVE = {"revise_label", "delete_training_set", "manage_runs", "delete_study"}
 #: operators that write something other than new analysis fields (files, tags,
 #: imported labels that replace a re-imported source, the label schema): not LOW either
 NOT_LOW = DESTRUCTIVE | {

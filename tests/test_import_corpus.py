@@ -84,7 +84,10 @@ def test_every_decodable_file_imports_and_every_other_is_explained(corpus, impor
     skipped = {item["path"]: item["reason"] for item in rep.skipped}
     indexes = {item["path"] for item in rep.indexes}
     keys = set(ds.values(F.DICOM_KEY))
-    imported_paths = set(ds.values(F.DICOM_PATH))
+    from multireader.io import source_paths
+
+    # dicom_path stores no folder names; the local lookup gives the files back
+    imported_paths = set(source_paths.resolve_all(ds.values(F.DICOM_PATH)))
     wrong = []
     n_images = 0
     for path in corpus:

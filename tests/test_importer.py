@@ -11,7 +11,12 @@ from pydicom.data import get_testdata_file
 
 from multireader.core import fields as F
 from multireader.ingest import importer
-from multireader.io import demo
+from multireader.io import demo, source_paths
+
+
+def _sources(view) -> list:
+    """The samples' source files: ``dicom_path`` stores them without folder names."""
+    return source_paths.resolve_all(view.values(F.DICOM_PATH))
 
 
 def _import(dataset, inputs, tmp_path, **kwargs):
@@ -55,7 +60,7 @@ def test_monochrome1_is_inverted_and_colour_keeps_three_channels(dataset, tmp_pa
     inverted, mono1 = written["MONOCHROME1"], written["MONOCHROME2"]
     rgb = get_testdata_file("SC_rgb.dcm")
     _import(dataset, [inverted, mono1, rgb], tmp_path, num_workers=1)
-    by_path = {s[F.DICOM_PATH]: s for s in dataset}
+    by_path = dict(zip(_sources(dataset), dataset, strict=True))
     a = np.asarray(Image.open(by_path[os.path.abspath(inverted)].filepath)).astype(int)
     b = np.asarray(Image.open(by_path[os.path.abspath(mono1)].filepath)).astype(int)
     # same pixels, same auto window, opposite polarity
@@ -83,7 +88,7 @@ def test_series_are_ordered_by_position_not_file_name(dataset, tmp_path):
     _import(dataset, study.dicom_dir, tmp_path)
     for series in dataset.distinct(F.SERIES_UID):
         view = dataset.match({F.SERIES_UID: series})
-        paths, index = view.values([F.DICOM_PATH, F.SLICE_INDEX])
+        paths, index = _sources(view), view.values(F.SLICE_INDEX)
         z = [
             float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[2])
             for p in paths
@@ -115,7 +120,13 @@ def test_reimport_adds_nothing_and_bad_files_are_reported(dataset, tmp_path):
     assert "truncated" in reasons["truncated.dcm"] or "pixel data" in reasons["truncated.dcm"]
     assert "empty" in reasons["empty.dcm"]
     assert "no such file" in reasons["missing"]
-    assert dataset.info["dicom_import"]["skipped"] == rep.skipped
+    # the stored report names the files without their folder or file names
+    stored = dataset.info["dicom_import"]["skipped"]
+    assert [s["reason"] for s in stored] == [s["reason"] for s in rep.skipped]
+    assert all(source_paths.is_stored_form(s["path"]) for s in stored)
+    assert source_paths.resolve_all(s["path"] for s in stored) == [
+        os.path.abspath(s["path"]) for s in rep.skipped
+    ]
 
     again = _import(dataset, str(folder), tmp_path)
     assert again.imported == 0 and again.duplicates == 1
@@ -175,7 +186,7 @@ def test_enhanced_multiframe_metadata_comes_from_functional_groups(dataset, tmp_
     _import(dataset, study.dicom_dir, tmp_path)
     frames = dataset.match({F.N_FRAMES: {"$gt": 1}})
     assert len(frames) == 4
-    mf = pydicom.dcmread(frames.first()[F.DICOM_PATH], stop_before_pixels=True)
+    mf = pydicom.dcmread(_sources(frames.limit(1))[0], stop_before_pixels=True)
     assert "KVP" not in mf and "RescaleIntercept" not in mf  # only in the functional groups
     kvps = [
         float(item.KVP)
@@ -216,7 +227,7 @@ def test_slice_index_follows_position_not_file_name_or_instance_number(dataset, 
     assert rep.imported == 5 and rep.series == 1
     got = dict(
         zip(
-            (os.path.basename(p) for p in dataset.values(F.DICOM_PATH)),
+            (os.path.basename(p) for p in _sources(dataset)),
             dataset.values(F.SLICE_INDEX),
             strict=True,
         )
@@ -237,7 +248,7 @@ def test_copies_of_one_instance_import_once_and_leave_no_stray_files(dataset, tm
     rep = _import(dataset, str(folder), tmp_path, num_workers=2)
     assert rep.imported == 1 and rep.duplicates == 4 and len(dataset) == 1
     # the first file given wins, whichever worker finished first
-    assert dataset.first()[F.DICOM_PATH] == os.path.abspath(folder / "five.dcm")
+    assert _sources(dataset) == [os.path.abspath(folder / "five.dcm")]
     files = [f for _, _, names in os.walk(tmp_path / "renders") for f in names]
     assert sorted(os.path.splitext(f)[1] for f in files) == [".npy", ".png"]
     assert not any(f.startswith(".") for f in files)
@@ -257,7 +268,7 @@ def test_a_dicomdir_imports_the_files_it_lists(dataset, tmp_path):
     listed = [os.path.abspath(i.path) for i in FileSet(dicomdir)]
     rep = _import(dataset, dicomdir, tmp_path)
     assert rep.indexes == [{"path": os.path.abspath(dicomdir), "files": len(listed)}]
-    imported = set(dataset.values(F.DICOM_PATH))
+    imported = set(_sources(dataset))
     skipped = {s["path"] for s in rep.skipped}
     assert imported | skipped == set(listed)
     assert len(imported) > 0

@@ -35,6 +35,7 @@ from multireader import __version__
 from multireader.core import collect as C
 from multireader.core import fields as F
 from multireader.core import runs as RUNS
+from multireader.core import storage
 from multireader.core.bulk import write_sample_fields
 from multireader.core.results import AnalysisResults
 from multireader.errors import MultireaderError
@@ -484,11 +485,7 @@ def compute_lesion_agreement(
         "nsd_tolerance_mm": float(nsd_tolerance_mm),
         "consensus": consensus,
     }
-    import fiftyone as fo
-
-    root = os.path.join(
-        fo.config.default_dataset_dir, "multireader", dataset.name, "lesions", run_key
-    )
+    root = os.path.join(storage.storage_dir(dataset), "lesions", run_key)
     jobs, skipped, meta = _jobs(view, rs, params, root)
     if not jobs:
         why = (

@@ -32,6 +32,7 @@ from multireader.core.predictions import (
     mark_prediction_field,
     write_predictions,
 )
+from multireader.io import source_paths
 from multireader.progress import ProgressFn, report
 
 #: columns (or JSON keys) that name the sample, in the order ``key="auto"`` tries them
@@ -287,14 +288,16 @@ class _SampleIndex:
         frames = cols.get(F.FRAME_INDEX, none)
         sops = cols.get(F.SOP_UID, none)
         dicom_paths = cols.get(F.DICOM_PATH, none)
+        # a stored dicom_path carries no identifier; a table may name the real file
+        sources = source_paths.resolve_all(dicom_paths)
         for i in range(n):
             frame = int(frames[i] or 0)
             if sops[i]:
                 self.by_sop.setdefault(sops[i], []).append(i)
                 self.by_sop_frame[(sops[i], frame)] = i
-            for p in {cols["filepath"][i], dicom_paths[i]}:
+            for p in {cols["filepath"][i], dicom_paths[i], sources[i]}:
                 if p:
-                    full = os.path.abspath(p)
+                    full = p if source_paths.is_stored_form(p) else os.path.abspath(p)
                     self.by_path.setdefault(full, []).append(i)
                     self.by_path_frame[(full, frame)] = i
         rows = cols.get(F.ROWS, cols.get("metadata.height", none))
@@ -326,7 +329,7 @@ class _SampleIndex:
             target = value
         else:
             full = value if os.path.isabs(value) else os.path.join(base, os.path.expanduser(value))
-            target = os.path.abspath(full)
+            target = value if source_paths.is_stored_form(value) else os.path.abspath(full)
             found = self.by_path.get(target)
             if not found:
                 return (

@@ -26,8 +26,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from multireader.core import fields as F
+from multireader.core import locks, storage
 from multireader.core import schema as S
 from multireader.errors import MultireaderError
+from multireader.io import source_paths
 from multireader.progress import ProgressFn, report
 
 KINDS = ("auto", "classification", "boxes", "masks", "seg", "rtstruct", "volume")
@@ -119,15 +121,17 @@ class _Index:
         self.geometry = {}
         self.series_of = {}
         self.by_frame_of_reference = defaultdict(list)
+        # a stored dicom_path carries no identifier; a table may name the real file
+        sources = source_paths.resolve_all(cols[F.DICOM_PATH])
         for i, key in enumerate(self.keys):
             sop, frame = cols[F.SOP_UID][i], int(cols[F.FRAME_INDEX][i] or 0)
             self.by_sop[sop].append(key)
             self.by_sop_frame[(sop, frame)] = key
             self.by_series[cols[F.SERIES_UID][i]].append(key)
             self.series_of[key] = cols[F.SERIES_UID][i]
-            for p in (cols[F.DICOM_PATH][i], cols["filepath"][i]):
+            for p in {cols[F.DICOM_PATH][i], sources[i], cols["filepath"][i]}:
                 if p:
-                    full = os.path.abspath(p)
+                    full = p if source_paths.is_stored_form(p) else os.path.abspath(p)
                     self.by_path[full].append(key)
                     self.by_path_frame[(full, frame)] = key
             self.shape[key] = (cols[F.ROWS][i], cols[F.COLUMNS][i])
@@ -190,7 +194,9 @@ class _Index:
                 return [], "series", f"unknown series_instance_uid {value!r} (not in the dataset)"
             return list(self.by_series[value]), "series", None
         candidates = [os.path.abspath(value)]
-        if not os.path.isabs(value):
+        if source_paths.is_stored_form(value):
+            candidates.insert(0, value)
+        elif not os.path.isabs(value):
             candidates.insert(0, os.path.abspath(os.path.join(base_dir, value)))
         for full in candidates:
             if frame is not None and (full, frame) in self.by_path_frame:
@@ -1116,18 +1122,9 @@ def _remove(path: str) -> None:
 
 
 def _default_mask_dir(dataset, index: _Index) -> str:
-    """``masks`` inside the folder that holds the dataset's renders.
-
-    Derived from the samples themselves (their common folder) rather than the importer's
-    default, so renders written anywhere (``render_dir=``) get their masks beside them.
-    """
-    paths = [p for p in index.filepaths[:1000] if p]
-    if paths:
-        folder = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
-        return os.path.join(folder, "masks")
-    import fiftyone as fo
-
-    return os.path.join(fo.config.default_dataset_dir, "multireader", dataset.name, "masks")
+    """``masks`` inside the dataset's storage folder (:mod:`multireader.core.storage`):
+    where the import put the renders, ``render_dir=`` included."""
+    return os.path.join(storage.storage_dir(dataset), "masks")
 
 
 def _mask_values(dataset, index: _Index, reader: str, masks: dict, source: str, mask_dir) -> dict:
@@ -1155,7 +1152,18 @@ def _mask_values(dataset, index: _Index, reader: str, masks: dict, source: str, 
 
 
 def _write(dataset, out: dict, rep: LabelImportReport, mask_targets: dict | None = None) -> None:
-    """One bulk write per field; field metadata and the reader registry updated."""
+    """One bulk write per field; field metadata and the reader registry updated.
+
+    Under the dataset's schema lock, from a freshly reloaded dataset: another process
+    importing other readers into the same dataset at the same time would otherwise
+    write back its copy of the schema and ``info`` over this one's new fields.
+    """
+    with locks.dataset_lock(dataset, "schema"):
+        dataset.reload()
+        _write_locked(dataset, out, rep, mask_targets)
+
+
+def _write_locked(dataset, out: dict, rep: LabelImportReport, mask_targets: dict | None) -> None:
     info = dict(dataset.info or {})
     meta = dict(info.get(F.INFO_KEY, {}))
     registry = {k: dict(v) for k, v in meta.get("readers", {}).items()}
