@@ -4,6 +4,9 @@
 #   ./setup.sh demo      builds the demo study, runs every operator, opens the App
 #   ./setup.sh test      runs the whole test suite (what CI runs)
 #   ./setup.sh install   only installs
+#   ./setup.sh cluster start|stop|status|reap|worker
+#                        a local MongoDB replica set and `fiftyone delegated launch`
+#                        workers (scripts/cluster.py; README "Running on several machines")
 # Environment: MULTIREADER_VENV (default ./.venv), MULTIREADER_PYTHON (default python3.11
 # or python3), MULTIREADER_PORT (App port for the demo, default 5151).
 set -euo pipefail
@@ -108,8 +111,12 @@ test)
     ensure_chromium
     exec "$PY" -m pytest -q -p no:cacheprovider --timeout=1200 tests "$@"
     ;;
+cluster)
+    install
+    exec "$PY" scripts/cluster.py "$@"
+    ;;
 *)
-    echo "usage: $0 {demo|test|install} [args...]" >&2
+    echo "usage: $0 {demo|test|install|cluster} [args...]" >&2
     exit 2
     ;;
 esac

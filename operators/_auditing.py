@@ -31,6 +31,8 @@ import functools
 import logging
 import time
 
+from multireader.lineage import delegated
+
 from . import _common
 
 logger = logging.getLogger(__name__)
@@ -146,11 +148,32 @@ def _mark(dataset, names: list[str], entry: dict | None, error: str | None) -> l
     return done
 
 
-def _record(ctx, dataset, before, started, result, error):
+def _left_by_failed_runs(dataset, entry: dict) -> list[str]:
+    """Fields marked incomplete by a failed run of the same action with the same
+    parameters as the completed run ``entry``: it redid what that one half-wrote (a
+    re-run after a crash or a lost worker), so its marks go."""
     from multireader.lineage import audit
 
-    if dataset is None:
-        return None
+    marked = {}
+    for name, field in dataset.get_field_schema().items():
+        mark = ((field.info or {}).get("multireader") or {}).get("incomplete")
+        if mark is not None:
+            marked[name] = mark.get("audit_seq")
+    if not marked:
+        return []
+    redone = {
+        e["seq"]
+        for e in audit.entries(dataset, action=entry["action"])
+        if e["status"] == "failed" and e["params"] == entry["params"]
+    }
+    return [name for name, seq in marked.items() if seq in redone]
+
+
+def _record(ctx, dataset, before, started, result, error, operator=None):
+    from multireader.lineage import audit
+
+    if dataset is None or getattr(dataset, "deleted", False):
+        return None  # a deleted study's last entry is its library's own (delete_study)
     after = _snapshot(dataset)
     declared = _declared_outputs(result)
     if declared is not None:
@@ -182,7 +205,9 @@ def _record(ctx, dataset, before, started, result, error):
         entry = audit.append(
             dataset,
             ctx.operator_uri.split("/")[-1] if ctx.operator_uri else "unknown",
-            params=_plain_params(ctx.params),
+            # an operator may say what of its params the log keeps (import_dicom: no
+            # source folder names)
+            params=_plain_params(getattr(operator, "audit_params", dict)(ctx.params or {})),
             view=view,
             wrote=wrote,
             counts=_counts(result),
@@ -195,6 +220,8 @@ def _record(ctx, dataset, before, started, result, error):
         return None
     # fields this run created or names as output: flagged if it failed, cleared if not
     outputs = list(new_fields) + [n for n in named_fields if n in after["fields"]]
+    if error is None:
+        outputs += _left_by_failed_runs(dataset, entry)
     try:
         _mark(dataset, list(dict.fromkeys(outputs)), entry, error)
     except Exception as e:
@@ -213,15 +240,20 @@ def audited(cls):
         started = time.time()
         dataset = _common.current_dataset(ctx)  # None: the operator creates it (import_dicom)
         before = _snapshot(dataset)
-        try:
-            result = execute(self, ctx)
-        except Exception as e:
-            _record(ctx, dataset, before, started, None, f"{type(e).__name__}: {e}")
-            raise
-        target = _target_dataset(ctx, result)
-        if target is not None and (dataset is None or target.name != dataset.name):
-            before = {"fields": set(), "runs": set(), "views": set()}
-        _record(ctx, target, before, started, result, None)
+        # a delegated run records its worker and a heartbeat, so a run whose worker dies
+        # is found and failed by multireader.lineage.delegated.reap_orphans
+        op_id = ctx.request_params.get("run_doc") if ctx.delegated else None
+        top = [f for f in before["fields"] if "." not in f]
+        with delegated.track(op_id, top):
+            try:
+                result = execute(self, ctx)
+            except Exception as e:
+                _record(ctx, dataset, before, started, None, f"{type(e).__name__}: {e}", self)
+                raise
+            target = _target_dataset(ctx, result)
+            if target is not None and (dataset is None or target.name != dataset.name):
+                before = {"fields": set(), "runs": set(), "views": set()}
+            _record(ctx, target, before, started, result, None, self)
         return result
 
     wrapper._multireader_audited = True
