@@ -138,6 +138,36 @@ def side_by_side(view, name, ckpt, repeats, batch_size, workers) -> dict:
     }
 
 
+def profile_ours(view, name, ckpt, batch_size) -> dict:
+    """Where one of our runs spends its time, each step timed alone (no overlap):
+    loading the model, reading + windowing + preprocessing every image, encoding."""
+    spec = embeddings.resolve_model(name, ckpt)
+    t = time.perf_counter()
+    model, preprocess = embeddings.load_open_clip(spec, "cpu")
+    load_s = time.perf_counter() - t
+    items = embeddings.sample_items(view)
+    data = embeddings._SampleImages(items, spec.kind, "auto", preprocess)
+    t = time.perf_counter()
+    batches = []
+    for k in range(0, len(data), batch_size):
+        _, batch, _ = embeddings._collate(
+            [data[i] for i in range(k, min(k + batch_size, len(data)))]
+        )
+        batches.append(data.grey.to_model(batch) if batch.dtype == torch.uint8 else batch)
+    prep_s = time.perf_counter() - t
+    t = time.perf_counter()
+    with torch.inference_mode():
+        for batch in batches:
+            model.encode_image(batch)
+    encode_s = time.perf_counter() - t
+    line = (
+        f"load {load_s:.2f} s, read+render+preprocess {prep_s:.2f} s "
+        f"({1e3 * prep_s / len(data):.1f} ms/img), encode {encode_s:.2f} s"
+    )
+    print(f"{name} profile: {line}")
+    return {"load_s": load_s, "prepare_s": prep_s, "encode_s": encode_s, "line": line}
+
+
 #: a tiny open_clip architecture: the model costs almost nothing, so what is timed is
 #: everything around it (loading, reading, rendering, preprocessing, batching, writing)
 TINY_CFG = {
@@ -215,12 +245,14 @@ def main() -> None:
         print(f"{len(view)} images, {args.model} checkpoint {os.path.getsize(ckpt) >> 20} MiB")
         clip = side_by_side(view, args.model, ckpt, args.repeats, args.batch_size, args.workers)
         clip["checkpoint"] = "randomly initialised, saved locally, loaded by both"
+        clip["profile"] = profile_ours(view, args.model, ckpt, args.batch_size)
         print(json.dumps(clip, indent=1))
         tiny_name, tiny_ckpt = save_tiny_checkpoint(work)
         overhead = side_by_side(
             ds.view(), tiny_name, tiny_ckpt, args.repeats, args.batch_size, args.workers
         )
         overhead["checkpoint"] = "tiny architecture (1 layer): times the pipeline, not the model"
+        overhead["profile"] = profile_ours(ds.view(), tiny_name, tiny_ckpt, args.batch_size)
         print(json.dumps(overhead, indent=1))
         rad = bench_radiomics(ds.view(), args.repeats)  # every demo image: it is cheap
         print(json.dumps(rad, indent=1))

@@ -453,3 +453,77 @@ def test_operator_delegated_run_reports_progress(demo_clone):
     assert result["n_embedded"] == len(demo_clone)
     assert len(demo_clone.exists("embedding_radiomics")) == len(demo_clone)
     assert "sim_embedding_radiomics" in demo_clone.list_brain_runs()
+
+
+# --- loading without random initial weights, and the prefetch thread -------------------
+def test_model_built_without_random_init_equals_the_checkpoint_bitwise(tiny, tmp_path):
+    import open_clip
+    import torch
+
+    from multireader.embed import embeddings as E
+
+    spec = E.resolve_model(tiny["config"], tiny["checkpoint"])
+    model, _ = E.load_open_clip(spec)
+    saved = torch.load(tiny["checkpoint"], weights_only=True)
+    state = model.state_dict()
+    assert set(state) == set(saved)
+    for key, value in saved.items():
+        assert torch.equal(state[key], value), key
+    # the buffers a checkpoint does not hold (the text tower's causal mask) are built,
+    # not drawn: equal to those of a model open_clip initialises the ordinary way
+    plain = open_clip.create_model("tiny-test-clip")
+    for (name, a), (_, b) in zip(model.named_buffers(), plain.named_buffers(), strict=True):
+        assert torch.equal(a, b), name
+    # a checkpoint missing one tensor is an error, never a model with one tensor unset
+    partial = {k: v for k, v in saved.items() if k != "visual.proj"}
+    path = tmp_path / "partial.pt"
+    torch.save(partial, path)
+    with pytest.raises(E.CheckpointMismatchError, match="visual.proj"):
+        E.load_open_clip(E.resolve_model(tiny["config"], str(path)))
+    # random initialisers work again after the load
+    assert torch.nn.init.normal_(torch.zeros(1000)).std() > 0.5
+
+
+def test_prefetch_keeps_the_order_and_raises_where_the_source_failed():
+    from multireader.embed import embeddings as E
+
+    assert list(E._prefetched(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        yield 2
+        raise OSError("disk gone at item 3")
+
+    got = []
+    with pytest.raises(OSError, match="item 3"):
+        for x in E._prefetched(failing()):
+            got.append(x)
+    assert got == [1, 2]
+    # a consumer that stops early does not leave the thread blocked
+    gen = E._prefetched(iter(range(10**6)), depth=2)
+    assert next(gen) == 0
+    gen.close()
+
+
+@pytest.mark.parametrize("size", [32, 224, 300])
+def test_grey_preprocess_equals_open_clips_transform_bitwise(demo_dataset, size):
+    import open_clip
+    import torch
+    from PIL import Image
+
+    from multireader.embed import embeddings as E
+
+    preprocess = open_clip.image_transform(size, is_train=False)
+    grey = E.grey_preprocess(preprocess)
+    assert grey is not None
+    samples = list(demo_dataset.limit(6))
+    rgbs = [
+        E.model_input(np.load(s["native_path"]), "auto", s["window_center"], s["window_width"])
+        for s in samples
+    ]
+    ref = torch.stack([preprocess(Image.fromarray(r, mode="RGB")) for r in rgbs])
+    batch = np.stack([grey.geometry(Image.fromarray(r[..., 0], mode="L")) for r in rgbs])
+    assert torch.equal(grey.to_model(torch.from_numpy(batch)), ref)
+    # a transform it does not know is left to open_clip, image by image
+    augment = open_clip.image_transform(size, is_train=True)
+    assert E.grey_preprocess(augment) is None

@@ -364,3 +364,76 @@ def test_operator_from_sdk_and_delegated(demo_clone):
     result = run_queued("compute_quality_metrics", demo_clone)
     assert result["n_computed"] == len(demo_clone)
     assert len(demo_clone.exists("quality_entropy")) == len(demo_clone)
+
+
+# --- the compiled kernels against a plain numpy reference ------------------------------------
+
+
+def _reference_quality(hu: np.ndarray, window) -> dict:
+    """Every metric the slow, obvious way: a full double-precision FFT, a convolution
+    for the Laplacian, masks for the foreground statistics, a sort for the median."""
+    x = hu.astype(np.float64)
+    body = x > quality.CT_BODY_THRESHOLD_HU
+    fg = x[body]
+    spec = np.abs(np.fft.fft2(x - x.mean())) ** 2
+    rho = np.hypot(np.fft.fftfreq(x.shape[0])[:, None], np.fft.fftfreq(x.shape[1])[None, :])
+    lap = ndimage.convolve(x, np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], float))[1:-1, 1:-1]
+    kernel = np.outer([1, -2, 1], [1, -2, 1]).astype(float)
+    resid = np.abs(ndimage.correlate(x, kernel))
+    h, w = x.shape
+    step = max(1, int(np.sqrt((h - 2) * (w - 2) / quality._NOISE_SAMPLES)))
+    inside = ndimage.binary_erosion(body, np.ones((3, 3)), border_value=0)
+    grid = np.zeros(x.shape, bool)
+    grid[1 : h - 1 : step, 1 : w - 1 : step] = True
+    r = np.sort(resid[grid & inside])
+    lo = window[0] - window[1] / 2
+    hist, _ = np.histogram(
+        np.clip(fg, lo, lo + window[1] - 1e-9), bins=256, range=(lo, lo + window[1])
+    )
+    p = hist[hist > 0] / hist.sum()
+    return {
+        "brightness": fg.mean(),
+        "contrast": fg.std(),
+        "sharpness_laplacian": lap.var(),
+        "sharpness_frequency": spec[rho > 0.25].sum() / spec[rho > 0].sum(),
+        "entropy": -(p * np.log2(p)).sum(),
+        "noise": r[r.size // 2] / (6 * 0.6744897501960817),
+        "clip_low": (x == x.min()).mean(),
+        "clip_high": (x == x.max()).mean(),
+        "foreground_fraction": body.mean(),
+    }
+
+
+#: the stated tolerance of the fast path (docs/quality_metrics.md): relative, per metric
+_FAST_TOLERANCE = {"sharpness_laplacian": 1e-4, "sharpness_frequency": 1e-4, "noise": 1e-6}
+
+
+@pytest.mark.parametrize("size, blur", [(512, 0.0), (512, 2.0), (255, 1.0)])
+def test_fast_metrics_match_a_plain_full_fft_reference(size, blur):
+    rng = np.random.default_rng(13)
+    scene = _scene(size)
+    if blur:
+        scene = ndimage.gaussian_filter(scene, blur)
+    hu = np.clip(np.rint(scene + rng.normal(0, 15, scene.shape)), -1024, 3071).astype(np.int16)
+    got = image_quality(hu, unit="HU", window=(40, 400))
+    want = _reference_quality(hu, (40, 400))
+    for name, value in want.items():
+        assert got[name] == pytest.approx(value, rel=_FAST_TOLERANCE.get(name, 1e-9)), name
+    # the same image as floats goes through numpy and the float kernels: same numbers
+    gotf = image_quality(hu.astype(np.float32), unit="HU", window=(40, 400))
+    for name, value in want.items():
+        assert gotf[name] == pytest.approx(value, rel=_FAST_TOLERANCE.get(name, 1e-6)), name
+
+
+def test_noise_median_by_counting_equals_the_partition():
+    # integer residuals take the counting path; the same image as floats, the partition
+    rng = np.random.default_rng(14)
+    for sigma in (0.4, 3.0, 200.0):
+        hu = np.rint(_scene(128) + rng.normal(0, sigma, (128, 128))).astype(np.int16)
+        for unit in ("HU", ""):  # with the body mask, and with Otsu's
+            a = image_quality(hu, unit=unit, metrics=["noise"])["noise"]
+            b = image_quality(hu.astype(np.float32), unit=unit, metrics=["noise"])["noise"]
+            assert a == pytest.approx(b, rel=1e-6), (sigma, unit)
+        assert quality.noise_sigma(hu) == pytest.approx(
+            quality.noise_sigma(hu.astype(np.float64)), rel=1e-6
+        )

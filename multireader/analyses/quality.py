@@ -12,6 +12,18 @@ statistics; for other units it is every pixel above Otsu's threshold (Otsu 1979)
 256-bin histogram of the image. Brightness, contrast, entropy and noise are taken over
 the foreground; sharpness and clipping over the whole image.
 
+Speed and precision: the pixel loops (histogram, Laplacian sums, noise residuals and
+their median, the power-spectrum sums) are compiled with numba
+(:mod:`multireader.analyses.quality_kernels`) and the full-image FFT is torch's (MKL on
+x86, one thread), about 2.2x faster than the numpy/scipy code they replaced. The
+metrics are the same; only round-off moved. Stated tolerance against the previous
+implementation and against a plain double-precision reference (full FFT, convolution,
+sort; ``tests/test_quality.py``): relative 1e-4 for ``sharpness_laplacian`` and
+``sharpness_frequency``, 1e-6 for ``noise``, identical for the others. Measured on the
+demo study's 336 slices (256 x 256): at most 5.5e-6 (Laplacian, now exact in double
+precision where single precision was used), 1.2e-6 (frequency share), 6.2e-8 (noise,
+no longer rounded to single precision); on 200 512 x 512 slices 3.0e-5, 6.2e-6, 6.2e-8.
+
 References
 ----------
 Pech-Pacheco, J. L., Cristobal, G., Chamorro-Martinez, J., Fernandez-Valdivia, J.
@@ -95,6 +107,44 @@ class QualityError(MultireaderError):
     """An image cannot be measured (wrong shape, non-finite values, too small)."""
 
 
+# --- compiled kernels (quality_kernels.py), torch's FFT ------------------------------------
+# Without numba the numpy code beside each kernel call runs, with the same results.
+
+
+@functools.lru_cache(maxsize=1)
+def _kernels():
+    """:mod:`multireader.analyses.quality_kernels`, or None without numba."""
+    try:
+        from multireader.analyses import quality_kernels
+    # no numba, or numba finds nowhere to cache (a read-only install and home): numpy
+    except (ImportError, RuntimeError):  # pragma: no cover - numba comes with umap-learn
+        return None
+    return quality_kernels
+
+
+@functools.lru_cache(maxsize=1)
+def _torch_fft():
+    """torch's rfft2 (MKL on x86: about 3x scipy's pocketfft at 512 x 512), else None."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a runtime requirement
+        return None
+    return torch
+
+
+def warm_up() -> None:
+    """Import torch and load (or compile) the kernels for the importer's int16 arrays,
+    so that forked worker processes inherit them instead of each doing it again."""
+    image_quality(np.arange(64, dtype=np.int16).reshape(8, 8), unit="HU", window=(40, 400))
+
+
+def init_worker() -> None:
+    """In a worker process of a pool with one worker per core: one thread each."""
+    torch = _torch_fft()
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
 def _check_metrics(metrics) -> tuple[str, ...]:
     if metrics is None:
         return QUALITY_METRICS
@@ -153,8 +203,13 @@ def _histogram(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     if x.dtype.kind in "iu":
         lo, hi = int(x.min()), int(x.max())
         if hi - lo < _MAX_INT_BINS:
-            # bincount works on intp: converting once here is cheaper than inside it
-            counts = np.bincount((x.astype(np.intp) - lo).ravel(), minlength=hi - lo + 1)
+            kernels = _kernels()
+            if kernels is not None:
+                counts = np.zeros(hi - lo + 1, np.int64)
+                kernels.int_histogram(np.ascontiguousarray(x), lo, counts)
+            else:
+                # bincount works on intp: converting once here is cheaper than inside it
+                counts = np.bincount((x.astype(np.intp) - lo).ravel(), minlength=hi - lo + 1)
             return np.arange(lo, hi + 1, dtype=np.float64), counts, True
     return None, None, False
 
@@ -216,6 +271,13 @@ def laplacian_variance(image: np.ndarray) -> float:
 
 
 def _laplacian_variance(x: np.ndarray) -> float:
+    kernels = _kernels()
+    if kernels is not None:
+        s1, s2 = kernels.laplacian_sums(np.ascontiguousarray(x))
+        n = (x.shape[0] - 2) * (x.shape[1] - 2)
+        mean = s1 / n
+        return max(0.0, s2 / n - mean * mean)
+    x = x.astype(np.float32, copy=False)
     lap = x[:-2, 1:-1] + x[2:, 1:-1]
     lap += x[1:-1, :-2]
     lap += x[1:-1, 2:]
@@ -258,18 +320,46 @@ def high_frequency_share(image: np.ndarray, cutoff: float = FREQUENCY_CUTOFF) ->
     return _high_frequency_share(x, cutoff)
 
 
-def _high_frequency_share(x: np.ndarray, cutoff: float = FREQUENCY_CUTOFF) -> float:
-    from scipy import fft
+def _high_frequency_share(
+    x: np.ndarray, cutoff: float = FREQUENCY_CUTOFF, mean: float | None = None
+) -> float:
+    """``mean``: the image's mean when already known (only the DC term depends on what
+    is subtracted; subtracting the mean keeps single precision's round-off small)."""
+    if mean is None:
+        mean = float(x.mean(dtype=np.float64))
+    kernels = _kernels()
+    if kernels is not None:
+        centred = np.empty(x.shape, np.float32)
+        kernels.centred_float32(np.ascontiguousarray(x), mean, centred)
+    else:
+        centred = np.subtract(x, np.float32(mean), dtype=np.float32)
+    torch = _torch_fft()
+    if torch is not None:
+        # one thread: the transform is too small to share, and on a busy machine
+        # torch's thread pool made it 20x slower
+        threads = torch.get_num_threads()
+        if threads != 1:
+            torch.set_num_threads(1)
+        try:
+            spec = torch.fft.rfft2(torch.from_numpy(centred)).numpy()
+        finally:
+            if threads != 1:
+                torch.set_num_threads(threads)
+    else:  # pragma: no cover - torch is a runtime requirement
+        from scipy import fft
 
-    spec = fft.rfft2(x - np.float32(x.mean(dtype=np.float64)), workers=1)
-    power = spec.real * spec.real
-    power += spec.imag * spec.imag
-    power = power.ravel()
+        spec = fft.rfft2(centred, workers=1)
     weight, high = _spectral_weights(x.shape, float(cutoff))
-    total = float(np.dot(power, weight))
+    if kernels is not None:
+        total, above = kernels.spectral_sums(spec, weight, high)
+    else:
+        power = spec.real * spec.real
+        power += spec.imag * spec.imag
+        power = power.ravel()
+        total, above = float(np.dot(power, weight)), float(np.dot(power, high))
     if total <= 0:
         return 0.0
-    return min(1.0, float(np.dot(power, high)) / total)
+    return min(1.0, above / total)
 
 
 def noise_sigma(image: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -282,15 +372,57 @@ def noise_sigma(image: np.ndarray, mask: np.ndarray | None = None) -> float:
     ``sigma = median(|r|) / (6 * 0.6745)``, over interior pixels whose centre is in
     ``mask`` (all when None), on a regular grid of at most about 65,000 of them.
     """
-    x = _as_gray(image).astype(np.float32, copy=False)
+    x = _as_gray(image)
+    if x.dtype.kind not in "iu":
+        x = x.astype(np.float32, copy=False)
     if mask is not None and mask.shape != x.shape:
         raise ValueError(f"mask shape {mask.shape} differs from the image's {x.shape}")
-    return _noise_sigma(x, mask)
+    if mask is None:
+        return _noise_sigma_above(x, None)
+    return _noise_sigma(x.astype(np.float32, copy=False), mask)
+
+
+def _noise_step(h: int, w: int) -> int:
+    return max(1, int(math.sqrt((h - 2) * (w - 2) / _NOISE_SAMPLES)))
+
+
+def _noise_sigma_above(x: np.ndarray, threshold: float | None, span: int | None = None) -> float:
+    """:func:`noise_sigma` with ``mask = x > threshold`` (None: no mask), in one pass;
+    ``span``: ``x.max() - x.min()`` of an integer image, when already known."""
+    kernels = _kernels()
+    if kernels is None:
+        xf = x.astype(np.float32, copy=False)
+        return _noise_sigma(xf, None if threshold is None else xf > threshold)
+    h, w = x.shape
+    step = _noise_step(h, w)
+    n = len(range(1, h - 1, step)) * len(range(1, w - 1, step))
+    out_all = np.empty(n, np.float64)
+    out_inside = np.empty(n if threshold is not None else 0, np.float64)
+    # the comparison the numpy code makes: single-precision pixels against the threshold
+    thr = float(np.float32(threshold)) if threshold is not None else 0.0
+    n_all, n_in = kernels.noise_residuals(
+        np.ascontiguousarray(x), step, thr, threshold is not None, out_all, out_inside
+    )
+    r, n_r = (out_inside, n_in) if n_in else (out_all, n_all)
+    if n_r == 0:
+        return float("nan")
+    k = n_r // 2
+    # an integer image's residuals are whole numbers up to 16 x its range: counting
+    # them finds the median faster than a partition does
+    if x.dtype.kind in "iu":
+        n_bins = 16 * (int(x.max()) - int(x.min()) if span is None else span) + 1
+    else:
+        n_bins = 0
+    if 0 < n_bins <= 4 * n_r:
+        kth = kernels.int_kth(r, n_r, k, n_bins)
+    else:
+        kth = np.partition(r[:n_r], k)[k]
+    return float(kth / (_KERNEL_NORM * _MAD_NORMAL))
 
 
 def _noise_sigma(x: np.ndarray, mask: np.ndarray | None) -> float:
     h, w = x.shape
-    step = max(1, int(math.sqrt((h - 2) * (w - 2) / _NOISE_SAMPLES)))
+    step = _noise_step(h, w)
     rows = slice(1, h - 1, step)
     # second difference down the columns, at the grid's rows only
     d = x[0 : h - 2 : step] - 2.0 * x[rows] + x[2:h:step]
@@ -355,7 +487,9 @@ def image_quality(
     win = _check_window(window)
     out: dict[str, float] = {}
 
-    xf = x.astype(np.float32, copy=False)
+    # integer images go to the kernels as they are (exact); others in single precision
+    xk = x if x.dtype.kind in "iu" else x.astype(np.float32, copy=False)
+    mean_all = None
     need_hist = {
         "brightness",
         "contrast",
@@ -371,7 +505,7 @@ def image_quality(
         if not exact:
             # float images: the same statistics from the pixels themselves, each
             # pixel a value of count 1 (counts None)
-            values = xf.ravel()
+            values = xk.ravel()
 
         def count(sel: np.ndarray) -> float:
             return float(np.count_nonzero(sel) if counts is None else counts[sel].sum())
@@ -408,12 +542,14 @@ def image_quality(
             out["clip_high"] = count(values == vmax) / n
         out["foreground_fraction"] = n_fg / n
         if "noise" in wanted:
-            mask = xf > threshold if n_fg > 0 else None
-            out["noise"] = _noise_sigma(xf, mask)
+            span = int(vmax - vmin) if counts is not None else None
+            out["noise"] = _noise_sigma_above(xk, threshold if n_fg > 0 else None, span)
+        if counts is not None:
+            mean_all = float(np.dot(values, counts)) / n
     if "sharpness_laplacian" in wanted:
-        out["sharpness_laplacian"] = _laplacian_variance(xf)
+        out["sharpness_laplacian"] = _laplacian_variance(xk)
     if "sharpness_frequency" in wanted:
-        out["sharpness_frequency"] = _high_frequency_share(xf)
+        out["sharpness_frequency"] = _high_frequency_share(xk, mean=mean_all)
     return {m: out[m] for m in wanted}
 
 
@@ -473,7 +609,10 @@ def _run(jobs: list[tuple], metrics: tuple[str, ...], num_workers: int | None, p
     size = max(4, min(64, len(jobs) // (4 * n) or 4))
     chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     done = 0
-    with ProcessPoolExecutor(max_workers=min(n, len(chunks)), mp_context=mp_context()) as pool:
+    warm_up()
+    with ProcessPoolExecutor(
+        max_workers=min(n, len(chunks)), mp_context=mp_context(), initializer=init_worker
+    ) as pool:
         futures = [pool.submit(_measure_chunk, chunk, metrics) for chunk in chunks]
         for future in as_completed(futures):
             results = future.result()

@@ -22,10 +22,14 @@ skipped. Vectors are written with ``set_values`` once per few thousand samples.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import math
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -285,6 +289,12 @@ def load_open_clip(spec: ModelSpec, device: str = "cpu") -> tuple[Any, Callable]
     random model). Failures become :class:`WeightsUnavailableError` (could not be
     fetched or found: says to pass a local checkpoint) or
     :class:`CheckpointMismatchError` (the tensors do not fit the architecture).
+
+    When weights are required, the architecture is built without drawing its random
+    initial weights (:func:`_skip_random_init`): open_clip then loads the checkpoint
+    with ``strict=True``, which overwrites every parameter and persistent buffer or
+    fails, so the model is the same; on CPU drawing ViT-B-32's 150 M random numbers
+    took 0.5-2 s of each run.
     """
     import open_clip
 
@@ -292,11 +302,13 @@ def load_open_clip(spec: ModelSpec, device: str = "cpu") -> tuple[Any, Callable]
     if name.endswith(".json"):
         name = _register_config(name)
     _check_reachable(spec)
-    kwargs = {"require_pretrained": True} if spec.pretrained or ":" in name else {}
+    required = bool(spec.pretrained or ":" in name)
+    kwargs = {"require_pretrained": True} if required else {}
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=spec.pretrained, device=device, **kwargs
-        )
+        with _skip_random_init() if required else contextlib.nullcontext():
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=spec.pretrained, device=device, **kwargs
+            )
     except Exception as err:  # noqa: BLE001 - open_clip raises many types; we name the cause
         text = str(err).strip() or type(err).__name__
         if spec.checkpoint_id and spec.pretrained:
@@ -310,6 +322,42 @@ def load_open_clip(spec: ModelSpec, device: str = "cpu") -> tuple[Any, Callable]
         raise WeightsUnavailableError(_unavailable_message(spec, text)) from err
     model.eval()
     return model, preprocess
+
+
+@functools.lru_cache(maxsize=1)
+def _skip_random_init_class():
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    init = torch.nn.init
+    skipped = {
+        init.normal_,
+        init.uniform_,
+        init.trunc_normal_,
+        init.kaiming_uniform_,
+        init.kaiming_normal_,
+        init.xavier_uniform_,
+        init.xavier_normal_,
+        init.orthogonal_,
+        torch.Tensor.normal_,
+        torch.Tensor.uniform_,
+    }
+
+    class SkipRandomInit(TorchFunctionMode):
+        """Random initialisers return their tensor untouched (uninitialised memory):
+        only for a model whose every weight a strict checkpoint load then overwrites."""
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func in skipped:
+                return args[0] if args else (kwargs or {})["tensor"]
+            return func(*args, **(kwargs or {}))
+
+    return SkipRandomInit
+
+
+def _skip_random_init():
+    """A context in which torch's random initialisers leave their tensors as they are."""
+    return _skip_random_init_class()()
 
 
 def load_tokenizer(spec: ModelSpec) -> Callable:
@@ -665,6 +713,7 @@ class _SampleImages:
 
     def __init__(self, items: list[_Item], kind: str, window: str, preprocess=None):
         self.items, self.kind, self.window, self.preprocess = items, kind, window, preprocess
+        self.grey = grey_preprocess(preprocess) if kind != RADIOMICS else None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -704,9 +753,65 @@ class _SampleImages:
                 rgb = model_input(native, self.window, item.center, item.width, item.photometric)
             else:
                 rgb = np.repeat(native[..., None], 3, axis=2)
+            if self.grey is not None and rgb.ndim == 3 and native.ndim == 2:
+                # grey: resize one channel, not three identical ones; the batch is
+                # scaled and normalised as one tensor (GreyPreprocess.to_model)
+                return i, self.grey.geometry(Image.fromarray(rgb[..., 0], mode="L")), None
             return i, self.preprocess(Image.fromarray(rgb, mode="RGB")), None
         except Exception as err:  # noqa: BLE001 - one bad image must not stop a run
             return i, None, str(err) if isinstance(err, OSError) else f"{type(err).__name__}: {err}"
+
+
+class GreyPreprocess:
+    """open_clip's evaluation preprocess split for grey images, same numbers bitwise.
+
+    open_clip's transform is ``Resize``, ``CenterCrop``, to RGB, ``ToTensor`` (divide
+    by 255), ``Normalize``. For a grey image rendered to RGB the three channels are
+    equal, and PIL resamples each channel alike, so: ``geometry`` (the transform's own
+    Resize and CenterCrop) runs on the one grey channel, per image, in the loader; and
+    ``to_model`` turns a batch of those 8-bit images into the model's input in one
+    tensor operation (the same float32 divide, subtract and divide as torchvision's).
+    """
+
+    def __init__(self, geometry: list, mean, std):
+        self.steps, self.mean, self.std = geometry, tuple(mean), tuple(std)
+
+    def geometry(self, image) -> np.ndarray:
+        for step in self.steps:
+            image = step(image)
+        return np.asarray(image, dtype=np.uint8)
+
+    def to_model(self, batch):
+        """(B, H, W) uint8 tensor -> (B, 3, H, W) float32, on the batch's device."""
+        import torch
+
+        mean = torch.as_tensor(self.mean, dtype=torch.float32, device=batch.device)
+        std = torch.as_tensor(self.std, dtype=torch.float32, device=batch.device)
+        x = batch.to(torch.float32).div(255).unsqueeze(1).expand(-1, len(self.mean), -1, -1)
+        return x.sub(mean.view(1, -1, 1, 1)).div(std.view(1, -1, 1, 1))
+
+
+def grey_preprocess(preprocess) -> GreyPreprocess | None:
+    """A :class:`GreyPreprocess` for open_clip's usual evaluation transform, or None
+    (any other transform: then every image goes through ``preprocess`` itself)."""
+    steps = getattr(preprocess, "transforms", None)
+    if not steps:
+        return None
+    names = [type(t).__name__ for t in steps]
+    geometry = []
+    k = 0
+    while k < len(names) and names[k] in ("Resize", "CenterCrop"):
+        geometry.append(steps[k])
+        k += 1
+    rest = names[k:]
+    if rest and rest[0] in ("MaybeConvertMode", "_convert_to_rgb", "function"):
+        rest = rest[1:]
+    if rest != ["MaybeToTensor", "Normalize"] and rest != ["ToTensor", "Normalize"]:
+        return None
+    norm = steps[-1]
+    if getattr(norm, "inplace", False) or len(norm.mean) != 3 or len(norm.std) != 3:
+        return None
+    return GreyPreprocess(geometry, norm.mean, norm.std)
 
 
 def _collate(batch):
@@ -718,6 +823,17 @@ def _collate(batch):
     if not ok:
         return idx, None, errors
     first = ok[0][1]
+    grey = [isinstance(x, np.ndarray) and x.dtype == np.uint8 for _, x in ok]
+    if all(grey):
+        # grey model inputs (GreyPreprocess): 8-bit, a quarter of float32's bytes
+        return idx, torch.from_numpy(np.stack([x for _, x in ok])), errors
+    if any(grey):
+        # a colour image among grey ones: the grey ones become model input here
+        return (
+            idx,
+            [torch.from_numpy(x) if g else x for (_, x), g in zip(ok, grey, strict=True)],
+            errors,
+        )
     if isinstance(first, np.ndarray):
         return idx, np.stack([x for _, x in ok]), errors
     return idx, torch.stack([x for _, x in ok]), errors
@@ -764,23 +880,77 @@ def encode_items(
     import torch
     from torch.utils.data import DataLoader
 
+    data = _SampleImages(items, spec.kind, window, preprocess)
     loader = DataLoader(
-        _SampleImages(items, spec.kind, window, preprocess),
+        data,
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=_collate,
         pin_memory=device.startswith("cuda"),
     )
+    # without worker processes, a thread reads and renders the next batches while the
+    # model encodes this one (numpy, PIL and torch release the GIL while they work)
+    batches = loader if num_workers > 0 else _prefetched(loader)
     with torch.inference_mode():
-        for idx, batch, errs in loader:
+        for idx, batch, errs in batches:
             vecs = None
             if batch is not None:
                 if spec.kind == RADIOMICS:
                     vecs = batch
                 else:
-                    out = torch_model.encode_image(batch.to(device, non_blocking=True))
+                    if isinstance(batch, list):
+                        batch = torch.stack(
+                            [data.grey.to_model(x[None])[0] if x.ndim == 2 else x for x in batch]
+                        )
+                    batch = batch.to(device, non_blocking=True)
+                    if batch.dtype == torch.uint8:
+                        batch = data.grey.to_model(batch)
+                    out = torch_model.encode_image(batch)
                     vecs = out.float().cpu().numpy()
             yield idx, vecs, errs
+
+
+def _prefetched(iterable, depth: int = 2):
+    """Iterate ``iterable`` in a background thread that keeps ``depth`` items ready.
+
+    An exception in the thread is raised here, at the item where it happened; when
+    the consumer stops early the thread stops too.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in iterable:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as err:  # noqa: BLE001 - re-raised in the consumer
+            put((end, err))
+
+    thread = threading.Thread(target=produce, name="multireader-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, err = ready.get()
+            if item is end:
+                if err is not None:
+                    raise err
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 def default_workers() -> int:
