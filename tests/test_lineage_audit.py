@@ -240,6 +240,55 @@ def test_verify_and_export_operators(logged, tmp_path):
 # --- label history ---------------------------------------------------------------------
 
 
+def _ref_dump(c) -> str:
+    return json.dumps(c, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _ref_canon(v, base: str = ""):
+    """A reference implementation of label hash scheme 2 (docs/DESIGN.md, "Label
+    hashes"), written from the rules, on a label as MongoDB extended JSON: what a
+    FiftyOne export writes, or ``bson.json_util`` makes of the raw document."""
+    if isinstance(v, dict):
+        if list(v) == ["$date"]:
+            t = dt.datetime.fromisoformat(v["$date"].replace("Z", "+00:00"))
+            t = t.astimezone(dt.UTC)
+            return {"$date": t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"}
+        if list(v) == ["$oid"]:
+            return v
+        out = {}
+        for k, x in v.items():
+            if k == "id" or (k.startswith("_") and k != "_cls"):
+                continue
+            if k in ("mask_path", "map_path") and isinstance(x, str):
+                path = os.path.join(base, x)  # an export's relative paths
+                if os.path.isfile(path):
+                    with open(path, "rb") as fh:
+                        out[k + "_sha256"] = hashlib.sha256(fh.read()).hexdigest()
+                else:
+                    out[k + "_sha256"] = "missing"
+                continue
+            c = _ref_canon(x, base)
+            if c is None or c == [] or c == {}:
+                continue
+            out[k] = c
+        key = {"Detections": "detections", "Polylines": "polylines", "Keypoints": "keypoints"}
+        key = key.get(out.get("_cls"))
+        if key in out:
+            out[key] = sorted(out[key], key=_ref_dump)
+        return out
+    if isinstance(v, list):
+        return [_ref_canon(x, base) for x in v]
+    if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
+        return int(v)
+    return v
+
+
+def _ref_hash(label_json, base: str = "") -> str | None:
+    if label_json is None:
+        return None
+    return hashlib.sha256(_ref_dump(_ref_canon(label_json, base)).encode("utf-8")).hexdigest()
+
+
 def test_label_hash_is_the_content_without_ids():
     import fiftyone as fo
 
@@ -247,12 +296,62 @@ def test_label_hash_is_the_content_without_ids():
 
     a = fo.Classification(label="benign", confidence=0.5)
     b = fo.Classification(label="benign", confidence=0.5)
-    body = {k: v for k, v in a.to_dict().items() if k != "_id"}
-    want = hashlib.sha256(
-        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
-    assert lineage.label_hash(a) == want == lineage.label_hash(b)
+    # scheme 2: the stored document without ids and empty defaults (tags)
+    want = hashlib.sha256(b'{"_cls":"Classification","confidence":0.5,"label":"benign"}')
+    assert lineage.label_hash(a) == want.hexdigest() == lineage.label_hash(b)
     assert lineage.label_hash(fo.Classification(label="malignant", confidence=0.5)) != want
+    # scheme 1, kept for older freezes: to_dict() as sorted compact JSON without the id
+    body = {k: v for k, v in a.to_dict().items() if k != "_id"}
+    v1 = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+    assert lineage.label_hash(a, scheme=1) == v1.hexdigest() == lineage.label_hash(b, scheme=1)
+    with pytest.raises(lineage.LineageError, match="unknown label hash scheme 7"):
+        lineage.label_hash(a, scheme=7)
+
+
+def test_canonical_form_known_bytes():
+    from bson import Int64, ObjectId
+
+    from multireader.lineage import canonical
+
+    doc = {
+        "_id": ObjectId(),
+        "_cls": "Classification",
+        "tags": [],
+        "attributes": {},
+        "label": "bénin",
+        "confidence": 1.0,
+        "logits": None,
+        "x": -0.0,
+        "n": Int64(3),
+        "f": 0.1,
+        "tiny": 1e-07,
+        "nan": float("nan"),
+        "ok": True,
+        "read_at": dt.datetime(2026, 1, 5, 1, 2, 3, 456789),
+        "ref": ObjectId("0123456789abcdef01234567"),
+        "pts": [[0.5, None], []],
+        "note": 'a"b\n',
+    }
+    want = (
+        '{"_cls":"Classification","confidence":1,"f":0.1,"label":"bénin","n":3,"nan":NaN,'
+        '"note":"a\\"b\\n","ok":true,"pts":[[0.5,null],[]],"read_at":{"$date":'
+        '"2026-01-05T01:02:03.456Z"},"ref":{"$oid":"0123456789abcdef01234567"},'
+        '"tiny":1e-07,"x":0}'
+    ).encode()
+    assert canonical.canonical_bytes(doc) == want
+    assert canonical.content_hash(doc) == hashlib.sha256(want).hexdigest()
+    # a timezone-aware time is the same instant in UTC
+    aware = dt.datetime(2026, 1, 5, 2, 2, 3, 456000, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert canonical.canonical({"t": aware}) == {"t": {"$date": "2026-01-05T01:02:03.456Z"}}
+    # boxes in another order are the same content; a moved box is not
+    box = [{"_cls": "Detection", "label": "a", "bounding_box": [0.1, 0.2, 0.3, 0.4]},
+           {"_cls": "Detection", "label": "b", "bounding_box": [0.5, 0.5, 0.1, 0.1]}]  # fmt: skip
+    h = canonical.content_hash({"_cls": "Detections", "detections": box})
+    assert canonical.content_hash({"_cls": "Detections", "detections": box[::-1]}) == h
+    moved = [box[0], {**box[1], "bounding_box": [0.5, 0.5, 0.1, 0.2]}]
+    assert canonical.content_hash({"_cls": "Detections", "detections": moved}) != h
+    with pytest.raises(canonical.CanonicalError, match=r"label\.bad: a complex value"):
+        canonical.content_hash({"_cls": "Classification", "bad": 1j})
 
 
 def test_revisions_keep_every_version_and_reconstruct_the_past(clone):
@@ -351,7 +450,7 @@ def test_freeze_relabel_verify_diff_tamper_delete(clone):
     # tampering with a frozen row is caught by the freeze's own hash
     db = lineage._db()
     fid = db[lineage.FREEZES].find_one({"dataset_id": str(clone._doc.id), "name": "v2"})["_id"]
-    db[lineage.ITEMS].update_one({"freeze_id": fid}, {"$set": {"hashes.reader_r1": "0" * 64}})
+    db[lineage.ITEMS].update_one({"freeze_id": fid}, {"$set": {"hashes.reader_r1.0": "0" * 64}})
     assert lineage.verify_training_set(clone, "v2")["freeze_hash_ok"] is False
 
     with pytest.raises(Exception, match="reason"):
@@ -366,6 +465,154 @@ def test_freeze_relabel_verify_diff_tamper_delete(clone):
     assert gone["detail"]["deleted_header"]["freeze_hash"] == header["freeze_hash"]
     assert gone["params"]["reason"] == "superseded by v2"
     assert audit.verify(clone)["ok"]
+
+
+def test_frozen_hashes_recompute_from_an_export_and_the_raw_documents(clone, tmp_path):
+    """Scheme 2 is reproducible without this code: from a FiftyOne export (media and
+    masks copied, so every path differs) and from the raw database documents."""
+    import fiftyone as fo
+    from bson import json_util
+
+    from multireader.core.fields import reader_fields
+    from multireader.lineage import records as lineage
+
+    fields = sorted(reader_fields(clone))
+    kinds = {v["kind"] for v in reader_fields(clone).values()}
+    assert {"classification", "boxes", "mask"} <= kinds, kinds
+    lineage.freeze_training_set(
+        clone.view(), "v1", model_name="cnn", model_version="1", label_fields=fields
+    )
+    header, stored = lineage._load(clone, "v1")
+    frozen = stored.as_dict()
+    assert len(frozen) == len(clone) and header["hash_scheme"] == 2
+    # the record's own hash is over the rows as the reference computes it
+    rows = [{"sample_id": i, "hashes": h} for i, h in frozen.items()]
+    assert _v1_freeze_hash(header, rows) == header["freeze_hash"]
+
+    export = tmp_path / "export"
+    clone.export(export_dir=str(export), dataset_type=fo.types.FiftyOneDataset)
+    with open(export / "samples.json", encoding="utf-8") as f:
+        exported = json.load(f)["samples"]
+    n_masks = 0
+    for s in exported:
+        sid = s["_id"]["$oid"]
+        got = {f: _ref_hash(s.get(f), str(export)) for f in fields}
+        assert got == frozen[sid], sid
+        for f in fields:
+            if isinstance(s.get(f), dict) and "mask_path" in s[f]:
+                assert s[f]["mask_path"] != clone[sid][f].mask_path  # copied by the export
+                n_masks += 1
+    assert n_masks > 0
+
+    opts = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED, tz_aware=True)
+    for doc in clone._sample_collection.find({}, dict.fromkeys(fields, 1)):
+        raw = json.loads(json_util.dumps(doc, json_options=opts))
+        assert {f: _ref_hash(raw.get(f)) for f in fields} == frozen[str(doc["_id"])]
+
+    # the public label_hash of FiftyOne's own label objects agrees, sample by sample
+    for sample in clone.iter_samples():
+        assert {f: lineage.label_hash(sample[f]) for f in fields} == frozen[sample.id]
+
+    # a mask edited in place is a relabel of that mask only
+    masks = [f for f, v in reader_fields(clone).items() if v["kind"] == "mask"]
+    sid, f = next((i, f) for i in frozen for f in masks if clone[i][f] is not None)
+    path = clone[sid][f].mask_path
+    with open(path, "r+b") as fh:
+        first = fh.read(1)
+        fh.seek(0)
+        fh.write(bytes([first[0] ^ 0xFF]))
+    try:
+        out = lineage.verify_training_set(clone, "v1")
+    finally:
+        with open(path, "r+b") as fh:
+            fh.write(first)
+    assert [(r["sample_id"], r["field"]) for r in out["relabelled"]] == [(sid, f)]
+    assert out["hash_scheme"] == 2 and out["freeze_hash_ok"]
+
+
+def _v1_hash(label) -> str | None:
+    """Scheme 1 as the code before scheme 2 computed it, for class labels."""
+    if label is None:
+        return None
+    body = {
+        k: (v.isoformat() if isinstance(v, dt.datetime) else v)
+        for k, v in label.to_dict().items()
+        if k not in ("_id", "id")
+    }
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+    ).hexdigest()
+
+
+def _v1_freeze_hash(header: dict, rows: list[dict]) -> str:
+    body = {k: header[k] for k in sorted(header) if k not in ("_id", "freeze_hash", "audit_seq")}
+    h = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode())
+    for r in sorted(rows, key=lambda r: r["sample_id"]):
+        h.update(json.dumps([r["sample_id"], r["hashes"]], sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def test_a_scheme_1_freeze_still_verifies(clone):
+    """A freeze recorded before scheme 2 (no ``hash_scheme``, scheme-1 hashes) verifies
+    with the scheme it was made with, and still catches a relabel."""
+    from multireader.core.fields import reader_fields
+    from multireader.lineage import records as lineage
+
+    fields = sorted(reader_fields(clone, ["classification"]))
+    lineage.freeze_training_set(
+        clone.view(), "old", model_name="cnn", model_version="0", label_fields=fields
+    )
+    # rewrite the record into what the earlier code stored
+    db = lineage._db()
+    header = db[lineage.FREEZES].find_one({"dataset_id": str(clone._doc.id), "name": "old"})
+    header.pop("hash_scheme")
+    rows = [
+        {"sample_id": sample.id, "hashes": {f: _v1_hash(sample[f]) for f in fields}}
+        for sample in clone.iter_samples()
+    ]
+    db[lineage.ITEMS].delete_many({"freeze_id": header["_id"]})
+    db[lineage.ITEMS].insert_many([{"freeze_id": header["_id"], **r} for r in rows])
+    header["freeze_hash"] = _v1_freeze_hash(header, rows)
+    db[lineage.FREEZES].replace_one({"_id": header["_id"]}, header)
+
+    out = lineage.verify_training_set(clone, "old")
+    assert out["ok"] and out["hash_scheme"] == 1, out["counts"]
+    ids, r1 = clone.values(["id", fields[0] + ".label"])
+    sid = next(i for i, v in zip(ids, r1, strict=True) if v not in (None, "malignant"))
+    lineage.revise_label(clone, sid, fields[0], "malignant", reason="re-read")
+    out = lineage.verify_training_set(clone, "old")
+    assert [(r["sample_id"], r["field"]) for r in out["relabelled"]] == [(sid, fields[0])]
+    assert out["relabelled"][0]["current_hash"] == _v1_hash(clone[sid][fields[0]])
+    assert out["freeze_hash_ok"] and not out["removed"] and not out["added"]
+    # and an edited old row is still caught by the record's own hash
+    db[lineage.ITEMS].update_one(
+        {"freeze_id": header["_id"], "sample_id": sid}, {"$set": {f"hashes.{fields[1]}": "0"}}
+    )
+    assert lineage.verify_training_set(clone, "old")["freeze_hash_ok"] is False
+
+    lineage.freeze_training_set(
+        clone.view(), "new", model_name="cnn", model_version="1", label_fields=fields
+    )
+    with pytest.raises(lineage.LineageError, match="scheme 1 and 'new' with scheme 2"):
+        lineage.diff_training_sets(clone, "old", "new")
+
+
+def test_a_label_without_canonical_form_is_named(clone):
+    from bson import ObjectId, Regex
+
+    from multireader.core.fields import reader_fields
+    from multireader.lineage import records as lineage
+
+    field = sorted(reader_fields(clone, ["classification"]))[0]
+    ids, labels = clone.values(["id", field])
+    sid = next(i for i, v in zip(ids, labels, strict=True) if v is not None)
+    clone._sample_collection.update_one(
+        {"_id": ObjectId(sid)}, {"$set": {f"{field}.pattern": Regex("^a")}}
+    )
+    with pytest.raises(lineage.LineageError, match=rf"sample {sid}: {field}\.pattern: a Regex"):
+        lineage.freeze_training_set(
+            clone.view(), "x", model_name="m", model_version="1", label_fields=[field]
+        )
 
 
 # --- the audit report ------------------------------------------------------------------

@@ -19,10 +19,15 @@ removed, relabelled, or added (now matching the frozen view definition) since, a
 whether the freeze record itself still matches its own hash.
 :func:`diff_training_sets` compares two freezes.
 
-Label content hash (:func:`label_hash`): SHA-256 of the label as canonical JSON
-(sorted keys, compact), without ``_id`` and the database's internal keys; a mask's
-``mask_path`` is replaced by the SHA-256 of the mask file's bytes, so editing a mask
-file in place is a relabel; detections are hashed each without its id, in sorted order.
+Label content hashes (:func:`label_hash`), versioned; every freeze header records its
+``hash_scheme`` and is verified with that scheme:
+
+- scheme 2 (current): SHA-256 of the canonical form of the label's stored document,
+  defined in :mod:`multireader.lineage.canonical` and ``docs/DESIGN.md``, computed in
+  bulk from one projected database read, and reproducible from a FiftyOne export;
+- scheme 1 (freezes without ``hash_scheme``): SHA-256 of the label's ``to_dict()`` as
+  sorted compact JSON without ``_id``/``id``; a ``mask_path`` replaced by the SHA-256
+  of the file (``mask_sha256``), detections in sorted order, dates as ``isoformat()``.
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ import datetime as dt
 import hashlib
 import json
 import os
+import struct
 
 from multireader.errors import MultireaderError
-from multireader.lineage import audit
+from multireader.lineage import audit, canonical
 
 HISTORY = "multireader_label_history"
 FREEZES = "multireader_training_sets"
@@ -64,6 +70,10 @@ def _db():
 
 # --- hashing ------------------------------------------------------------------------
 
+#: the label hash scheme new freezes use; each freeze header records its own
+HASH_SCHEME = canonical.SCHEME
+HASH_SCHEMES = (1, 2)
+
 
 def _file_hash(path) -> str | None:
     if not path or not os.path.exists(path):
@@ -76,7 +86,7 @@ def _file_hash(path) -> str | None:
 
 
 def _content(d):
-    """A label dict without ids and database internals; masks by file content."""
+    """Scheme 1: a label dict without ids and database internals; masks by file content."""
     if isinstance(d, dict):
         out = {}
         for k, v in d.items():
@@ -100,13 +110,118 @@ def _content(d):
     return d
 
 
-def label_hash(label) -> str | None:
-    """SHA-256 of a label's content (see the module docstring); None for no label."""
+def _label_hash_v1(label) -> str | None:
     if label is None:
         return None
     d = label.to_dict() if hasattr(label, "to_dict") else dict(label)
     body = json.dumps(_content(d), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def label_hash(label, scheme: int = HASH_SCHEME) -> str | None:
+    """Content hash of a label (a FiftyOne label, or its stored document); None for none.
+
+    Scheme 2 (the default): SHA-256 of the canonical form of the stored document
+    (:mod:`multireader.lineage.canonical`). Scheme 1 (freezes made before it): SHA-256
+    of ``to_dict()`` as sorted compact JSON without ids (see the module docstring).
+    """
+    if scheme == 1:
+        return _label_hash_v1(label)
+    if scheme != 2:
+        raise LineageError(f"unknown label hash scheme {scheme!r}; known: {list(HASH_SCHEMES)}")
+    if label is None:
+        return None
+    return canonical.content_hash(label.to_mongo() if hasattr(label, "to_mongo") else label)
+
+
+def _read_raw(samples, fields: list[str], batch_size: int = 10_000):
+    """Yield ``(sample ids, {field: each label's raw BSON bytes, a decoded document or
+    None})`` a batch at a time, from one projected aggregation over the view.
+
+    The labels stay raw BSON (nothing is decoded into FiftyOne or Python objects);
+    label ids are projected away in the database, since no hash uses them, so equal
+    bytes are equal content.
+    """
+    from bson.raw_bson import RawBSONDocument
+
+    pipeline = getattr(samples, "_pipeline", None)
+    dataset = getattr(samples, "_dataset", None)
+    coll = getattr(dataset, "_sample_collection", None)
+    if pipeline is None or coll is None:  # pragma: no cover - FiftyOne dropped internals
+        ids = samples.values("id")
+        cols = {f: [None if v is None else v.to_mongo() for v in samples.values(f)]
+                for f in fields}  # fmt: skip
+        yield ids, cols
+        return
+    project = {"_id": 1, **dict.fromkeys(fields, 1)}
+    drop = {f"{f}._id": 0 for f in fields}
+    opts = coll.codec_options.with_options(document_class=RawBSONDocument)
+    cursor = coll.with_options(codec_options=opts).aggregate(
+        pipeline(post_pipeline=[{"$project": project}, {"$project": drop}]),
+        allowDiskUse=True,
+        batchSize=batch_size,
+    )
+    top = all("." not in f for f in fields)
+    ids: list[str] = []
+    cols: dict[str, list] = {f: [] for f in fields}
+    adds = [(f, cols[f].append) for f in fields]
+    for doc in cursor:
+        parts = _split_raw(doc.raw) if top else None
+        if parts is None:  # a nested path or an unusual value: decode this document
+            d = _bson_decode(doc.raw)
+            ids.append(str(d["_id"]))
+            for f, add in adds:
+                v = d
+                for key in f.split("."):
+                    v = v.get(key) if isinstance(v, dict) else None
+                add(v)
+        else:
+            ids.append(parts.pop("_id"))
+            get = parts.get
+            for f, add in adds:
+                add(get(f))
+        if len(ids) == batch_size:
+            yield ids, cols
+            ids, cols = [], {f: [] for f in fields}
+            adds = [(f, cols[f].append) for f in fields]
+    if ids:
+        yield ids, cols
+
+
+def _bson_decode(raw: bytes) -> dict:
+    import bson
+
+    return bson.decode(raw)
+
+
+_I32 = struct.Struct("<i").unpack_from
+
+
+def _split_raw(raw: bytes) -> dict | None:
+    """The top level of a projected sample document: ``_id`` as hex, each embedded
+    document as its raw bytes, null as None; None for anything else (then the caller
+    decodes). Walking the six elements here is much cheaper than the driver's inflation
+    of a raw document, which runs in Python."""
+    out: dict = {}
+    pos, end = 4, len(raw) - 1
+    index = raw.index
+    while pos < end:
+        kind = raw[pos]
+        z = index(0, pos + 1)
+        key = raw[pos + 1 : z].decode("utf-8")
+        pos = z + 1
+        if kind == 3:  # embedded document
+            n = _I32(raw, pos)[0]
+            out[key] = raw[pos : pos + n]
+            pos += n
+        elif kind == 7:  # ObjectId
+            out[key] = raw[pos : pos + 12].hex()
+            pos += 12
+        elif kind == 10:  # null
+            out[key] = None
+        else:
+            return None
+    return out
 
 
 # --- label history ------------------------------------------------------------------
@@ -182,6 +297,7 @@ def _write_version(dataset, sample, field, label, *, kind, reader, reason, when)
                     "version": 0,
                     "label": current.to_dict(),
                     "content_hash": label_hash(current),
+                    "hash_scheme": HASH_SCHEME,
                     "reader": getattr(current, "reader", None),
                     "time": _iso(getattr(current, "read_at", None)),
                     "reason": "as imported",
@@ -214,6 +330,7 @@ def _write_version(dataset, sample, field, label, *, kind, reader, reason, when)
         "version": version,
         "label": new.to_dict(),
         "content_hash": label_hash(new),
+        "hash_scheme": HASH_SCHEME,
         "reader": reader,
         "time": when,
         "reason": reason,
@@ -322,23 +439,70 @@ def labels_as_of(samples, field: str, when) -> dict:
 # --- frozen training sets -----------------------------------------------------------
 
 
-def _freeze_hash(header: dict, rows: list[dict]) -> str:
+def _header_digest(header: dict):
     body = {k: header[k] for k in sorted(header) if k not in ("_id", "freeze_hash", "audit_seq")}
-    h = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode())
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode())
+
+
+def _freeze_hash(header: dict, rows: list[dict]) -> str:
+    """The record's own hash: its header, then every ``[sample_id, hashes]`` row in
+    sample-id order, each as ``json.dumps(row, sort_keys=True)``."""
+    h = _header_digest(header)
     for r in sorted(rows, key=lambda r: r["sample_id"]):
         h.update(json.dumps([r["sample_id"], r["hashes"]], sort_keys=True).encode())
     return h.hexdigest()
 
 
-def _hash_fields(view, fields: list[str], progress=None) -> tuple[list[str], list[dict]]:
-    ids = view.values("id")
-    hashes = [dict() for _ in ids]
-    for k, f in enumerate(fields):
-        for row, label in zip(hashes, view.values(f), strict=True):
-            row[f] = label_hash(label)
+def _freeze_hash_columns(header: dict, ids: list[str], columns: dict[str, list]) -> str:
+    """:func:`_freeze_hash` of the rows these columns hold, without building them: each
+    row's JSON is formatted directly (ids are hex and hashes hex or null, so nothing
+    needs escaping; field names are escaped once)."""
+    h = _header_digest(header)
+    fields = sorted(columns)
+    keys = [json.dumps(f) for f in fields]
+    cols = [columns[f] for f in fields]
+    update = h.update
+    for k in sorted(range(len(ids)), key=ids.__getitem__):
+        inner = ", ".join(
+            f'{key}: "{c[k]}"' if c[k] is not None else f"{key}: null"
+            for key, c in zip(keys, cols, strict=True)
+        )
+        update(f'["{ids[k]}", {{{inner}}}]'.encode())
+    return h.hexdigest()
+
+
+def _hash_fields(samples, fields: list[str], progress=None,
+                 scheme: int = HASH_SCHEME) -> tuple[list[str], dict[str, list]]:  # fmt: skip
+    """Sample ids of ``samples`` (a view) and, per field, the column of label hashes.
+
+    Scheme 2 hashes the stored documents of one bulk read, a batch at a time; scheme 1
+    (kept to verify older freezes) hashes FiftyOne label objects one by one, as it did.
+    """
+    if scheme == 1:
+        ids = samples.values("id")
+        columns = {}
+        for k, f in enumerate(fields):
+            columns[f] = [_label_hash_v1(label) for label in samples.values(f)]
+            if progress:
+                progress((k + 1) / (len(fields) + 1), f"hashed {f}")
+        return ids, columns
+    if scheme != 2:
+        raise LineageError(f"unknown label hash scheme {scheme!r}; known: {list(HASH_SCHEMES)}")
+    ids: list[str] = []
+    columns = {f: [] for f in fields}
+    memos: dict[str, dict] = {f: {} for f in fields}
+    total = max(1, samples.count()) if progress else 1
+    for batch_ids, batch in _read_raw(samples, fields):
+        for f in fields:
+            try:
+                col = canonical.raw_column_hashes(batch[f], f, batch_ids, memos[f])
+            except canonical.CanonicalError as e:
+                raise LineageError(f"cannot hash {e}") from None
+            columns[f].extend(col)
+        ids.extend(batch_ids)
         if progress:
-            progress((k + 1) / (len(fields) + 1), f"hashed {f}")
-    return ids, hashes
+            progress(0.9 * len(ids) / total, f"hashed {len(ids)} samples")
+    return ids, columns
 
 
 def default_consensus_field(dataset) -> str | None:
@@ -389,8 +553,9 @@ def freeze_training_set(view, name: str, *, model_name: str, model_version: str,
                     "run_created_at": cfg.get("created_at"),
                 }
         consensus = consensus or {"field": consensus_field, "method": None, "run_key": None}
-    ids, hashes = _hash_fields(view, list(label_fields), progress)
+    ids, columns = _hash_fields(view, list(label_fields), progress)
     header = {
+        "hash_scheme": HASH_SCHEME,
         "dataset_id": ds_id,
         "dataset_name": dataset.name,
         "name": str(name),
@@ -404,8 +569,7 @@ def freeze_training_set(view, name: str, *, model_name: str, model_version: str,
         "view": json.dumps(view._serialize()),
         "n_samples": len(ids),
     }
-    rows = [{"sample_id": i, "hashes": h} for i, h in zip(ids, hashes, strict=True)]
-    header["freeze_hash"] = _freeze_hash(header, rows)
+    header["freeze_hash"] = _freeze_hash_columns(header, ids, columns)
     entry = audit.append(
         dataset,
         "freeze_training_set",
@@ -417,8 +581,19 @@ def freeze_training_set(view, name: str, *, model_name: str, model_version: str,
     header["audit_seq"] = entry["seq"]
     res = db[FREEZES].insert_one(dict(header))
     fid = res.inserted_id
-    for start in range(0, len(rows), _BATCH):
-        db[ITEMS].insert_many([{"freeze_id": fid, **r} for r in rows[start : start + _BATCH]])
+    # the rows in chunks of _BATCH samples, as parallel arrays: a hundred documents
+    # for 100,000 samples instead of 100,000 (the freeze hash is over the rows either way)
+    chunks = [
+        {
+            "freeze_id": fid,
+            "chunk": c,
+            "sample_ids": ids[start : start + _BATCH],
+            "hashes": {f: col[start : start + _BATCH] for f, col in columns.items()},
+        }
+        for c, start in enumerate(range(0, len(ids), _BATCH))
+    ]
+    for start in range(0, len(chunks), 10):
+        db[ITEMS].insert_many(chunks[start : start + 10])
     if progress:
         progress(1.0, f"froze {len(ids)} samples")
     header.pop("_id", None)
@@ -430,22 +605,62 @@ def list_training_sets(dataset) -> list[dict]:
     return list(_db()[FREEZES].find({"dataset_id": ds_id}, {"_id": 0}).sort("created", 1))
 
 
-def _load(dataset, name):
+class _Frozen:
+    """A freeze's rows: sample ids and one column of label hashes per field.
+
+    Stored in chunks of parallel arrays; freezes made before that stored one document
+    per sample (``sample_id``, ``hashes``), kept as ``rows`` so their freeze hash is
+    recomputed from exactly what was stored.
+    """
+
+    def __init__(self, docs: list[dict], fields: list[str]):
+        self.rows = None
+        if docs and all("sample_id" in d for d in docs):
+            self.rows = docs
+            self.ids = [d["sample_id"] for d in docs]
+            self.columns = {f: [(d.get("hashes") or {}).get(f) for d in docs] for f in fields}
+            return
+        self.ids, self.columns = [], {f: [] for f in fields}
+        for d in sorted(docs, key=lambda d: (d.get("chunk", -1), str(d.get("sample_id")))):
+            ids = d.get("sample_ids") or [d.get("sample_id")]
+            hashes = d.get("hashes") or {}
+            for f in fields:
+                col = hashes.get(f) if "sample_ids" in d else [hashes.get(f)]
+                col = list(col or [])[: len(ids)]
+                self.columns[f].extend(col + [None] * (len(ids) - len(col)))
+            self.ids.extend(ids)
+
+    def freeze_hash(self, header: dict) -> str:
+        header = {k: v for k, v in header.items() if k != "_id"}
+        if self.rows is not None:
+            return _freeze_hash(header, self.rows)
+        return _freeze_hash_columns(header, self.ids, self.columns)
+
+    def as_dict(self) -> dict[str, dict]:
+        """``{sample_id: {field: hash}}``."""
+        fields = list(self.columns)
+        cols = [self.columns[f] for f in fields]
+        return {
+            i: dict(zip(fields, row, strict=True)) for i, *row in zip(self.ids, *cols, strict=True)
+        }
+
+
+def _load(dataset, name) -> tuple[dict, _Frozen]:
     ds_id, _ = audit.dataset_key(dataset)
     db = _db()
     header = db[FREEZES].find_one({"dataset_id": ds_id, "name": name})
     if header is None:
         names = [h["name"] for h in list_training_sets(dataset)]
         raise LineageError(f"no frozen training set {name!r}; frozen: {names}")
-    rows = list(db[ITEMS].find({"freeze_id": header["_id"]}, {"_id": 0, "freeze_id": 0}))
-    return header, rows
+    docs = list(db[ITEMS].find({"freeze_id": header["_id"]}, {"_id": 0, "freeze_id": 0}))
+    return header, _Frozen(docs, list(header.get("label_fields") or []))
 
 
 def load_training_set(dataset, name: str, ids: bool = False) -> dict:
-    header, rows = _load(dataset, name)
+    header, frozen = _load(dataset, name)
     header.pop("_id", None)
     if ids:
-        header["sample_ids"] = sorted(r["sample_id"] for r in rows)
+        header["sample_ids"] = sorted(frozen.ids)
     return header
 
 
@@ -454,43 +669,53 @@ def verify_training_set(dataset, name: str, progress=None) -> dict:
     import fiftyone.server.view as fosv
 
     dataset = getattr(dataset, "_dataset", dataset)
-    header, rows = _load(dataset, name)
-    stored = header.get("freeze_hash")
-    freeze_ok = _freeze_hash({k: v for k, v in header.items() if k != "_id"}, rows) == stored
-    frozen = {r["sample_id"]: r["hashes"] for r in rows}
-    fields = [f for f in header["label_fields"] if dataset.has_field(f)]
+    header, frozen = _load(dataset, name)
+    freeze_ok = frozen.freeze_hash(header) == header.get("freeze_hash")
+    label_fields = list(header["label_fields"])
+    fields = [f for f in label_fields if dataset.has_field(f)]
+    # freezes made before scheme 2 carry no scheme and are verified the way they were made
+    scheme = header.get("hash_scheme", 1)
     # the whole dataset read in bulk, then restricted in Python: a select() stage of
     # 100,000 ids costs more than reading the few extra samples
-    ids = dataset.values("id")
-    keep = [k for k, i in enumerate(ids) if i in frozen]
-    now = {ids[k]: {} for k in keep}
-    for n_done, f in enumerate(fields):
-        values = dataset.values(f)
-        for k in keep:
-            now[ids[k]][f] = label_hash(values[k])
-        if progress:
-            progress((n_done + 1) / (len(fields) + 1), f"hashed {f}")
-    removed = sorted(set(frozen) - set(now))
-    relabelled = []
-    for sid, h in now.items():
-        for f in header["label_fields"]:
-            if frozen[sid].get(f) != h.get(f):
-                relabelled.append(
-                    {"sample_id": sid, "field": f, "frozen_hash": frozen[sid].get(f),
-                     "current_hash": h.get(f)}
-                )  # fmt: skip
-    view = fosv.get_view(dataset.name, stages=json.loads(header["view"]))
-    added = sorted(set(view.values("id")) - set(frozen))
+    ids, now = _hash_fields(dataset, fields, progress, scheme)
+    pos = {i: k for k, i in enumerate(ids)}
+    where = [pos.get(i) for i in frozen.ids]
+    removed = sorted(i for i, j in zip(frozen.ids, where, strict=True) if j is None)
+    changed = []  # (frozen row, field index, frozen hash, current hash)
+    for n_f, f in enumerate(label_fields):
+        was = frozen.columns[f]
+        col = now.get(f)
+        cur = [None if j is None or col is None else col[j] for j in where]
+        if cur == was:
+            continue
+        changed.extend(
+            (k, n_f, a, b)
+            for k, (a, b, j) in enumerate(zip(was, cur, where, strict=True))
+            if a != b and j is not None
+        )
+    changed.sort()
+    relabelled = [
+        {"sample_id": frozen.ids[k], "field": label_fields[n_f], "frozen_hash": a,
+         "current_hash": b}
+        for k, n_f, a, b in changed
+    ]  # fmt: skip
+    stages = json.loads(header["view"])
+    in_view = ids if not stages else fosv.get_view(dataset.name, stages=stages).values("id")
+    known = set(frozen.ids)
+    added = sorted(i for i in in_view if i not in known)
     ok = freeze_ok and not removed and not relabelled and not added
+    if progress:
+        progress(1.0, f"verified {len(frozen.ids)} samples")
     result = {
         "name": name,
+        "hash_scheme": scheme,
         "ok": ok,
         "freeze_hash_ok": freeze_ok,
         "removed": removed,
         "relabelled": relabelled,
         "added": added,
         "counts": {
-            "frozen": len(frozen),
+            "frozen": len(frozen.ids),
             "removed": len(removed),
             "relabelled_samples": len({r["sample_id"] for r in relabelled}),
             "relabelled_labels": len(relabelled),
@@ -502,10 +727,16 @@ def verify_training_set(dataset, name: str, progress=None) -> dict:
 
 def diff_training_sets(dataset, name_a: str, name_b: str) -> dict:
     """What ``name_b`` has that ``name_a`` did not: samples added, removed, relabelled."""
-    ha, ra = _load(dataset, name_a)
-    hb, rb = _load(dataset, name_b)
-    a = {r["sample_id"]: r["hashes"] for r in ra}
-    b = {r["sample_id"]: r["hashes"] for r in rb}
+    ha, fa = _load(dataset, name_a)
+    hb, fb = _load(dataset, name_b)
+    sa, sb = ha.get("hash_scheme", 1), hb.get("hash_scheme", 1)
+    if sa != sb:
+        raise LineageError(
+            f"{name_a!r} hashed its labels with scheme {sa} and {name_b!r} with scheme {sb}: "
+            "their label hashes cannot be compared; verify each against the dataset "
+            "(verify_training_set) instead"
+        )
+    a, b = fa.as_dict(), fb.as_dict()
     relabelled = [
         {"sample_id": s, "field": f}
         for s in sorted(set(a) & set(b))
@@ -531,13 +762,13 @@ def delete_training_set(dataset, name: str, *, reason: str) -> dict:
     """Delete a freeze (a reason is required); its full header stays in the audit log."""
     if not reason or not str(reason).strip():
         raise LineageError("deleting a frozen training set needs a reason")
-    header, rows = _load(dataset, name)
+    header, frozen = _load(dataset, name)
     fid = header.pop("_id")
     entry = audit.append(
         dataset,
         "delete_training_set",
         params={"name": name, "reason": reason},
-        counts={"n_samples": len(rows)},
+        counts={"n_samples": len(frozen.ids)},
         detail={"deleted_header": header},
     )
     db = _db()
