@@ -24,6 +24,7 @@ The module is importable (``Cluster``): the tests start their replica set with i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -138,12 +139,11 @@ class Cluster:
 
     # --- the replica set --------------------------------------------------------
     def _spawn(self, argv: list[str], log: str, env: dict | None = None) -> subprocess.Popen:
-        out = open(log, "ab")
         # its own session: a signal to the group reaches a worker's child processes too
-        proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        out.close()
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         self._procs[proc.pid] = proc
         return proc
 
@@ -255,10 +255,8 @@ class Cluster:
 
     def kill_worker(self, worker: dict, sig: int = signal.SIGKILL) -> None:
         """Signal the worker's whole process group (as losing its machine would)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(worker["pid"], sig)
-        except ProcessLookupError:
-            pass
         self._reap(worker["pid"], timeout=20)
 
     # --- stopping ---------------------------------------------------------------
@@ -282,10 +280,8 @@ class Cluster:
             return
         self._reap(pid, timeout)
         if _alive(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self._reap(pid, 10)
 
     def stop(self, remove: bool = False) -> None:

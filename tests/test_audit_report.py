@@ -407,8 +407,8 @@ def test_consensus_section_reports_convergence_and_the_ordinal_test(analysed):
     report, text = analysed["report"], analysed["html"]
     reads = _reads_when_analysed(analysed)
     k = len(reads.classes)
-    # the operator's defaults (the earlier releases' fit)
-    ds = DawidSkene(k, max_iter=100, tol=1e-6, diagonal_prior=0.0,
+    # the operator's defaults (DawidSkene's: to tolerance, diagonal prior of 5)
+    ds = DawidSkene(k, max_iter=1000, tol=1e-6, diagonal_prior=5.0,
                     single_reads="fit", init="vote_shares").fit(reads.codes)  # fmt: skip
     c = report["consensus"]
     assert c["convergence"]["converged"] is bool(ds.converged_)

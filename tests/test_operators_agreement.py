@@ -119,9 +119,9 @@ def test_consensus_form_offers_dawid_skene_options_with_their_defaults(demo_data
 
     props = form("compute_consensus", demo_dataset)
     assert {k: props[k]["default"] for k in DS_DEFAULTS} == {
-        "max_iter": 100,
+        "max_iter": 1000,
         "tol": 1e-6,
-        "diagonal_prior": 0.0,
+        "diagonal_prior": 5.0,
         "single_reads": "fit",
         "init": "vote_shares",
     }
@@ -173,7 +173,7 @@ def test_consensus_not_converged_warns_with_the_iterations_run(demo_clone):
     out = op("compute_consensus")(demo_clone, max_iter=2, tol=0.0, diagonal_prior=0.0,
                                   single_reads="fit", init="vote_shares")  # fmt: skip
     reads = _class_reads(demo_clone)
-    ds = DawidSkene(len(reads.classes), max_iter=2, tol=0.0).fit(reads.codes)
+    ds = DawidSkene(len(reads.classes), max_iter=2, tol=0.0, diagonal_prior=0.0).fit(reads.codes)
     assert out["converged"] is False and out["n_iter"] == 2 == ds.n_iter_
     assert out["log_likelihood"] == pytest.approx(ds.log_likelihood_, rel=1e-12)
     assert len(out["warnings"]) == 1 and "max_iter=2" in out["warnings"][0]

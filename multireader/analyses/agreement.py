@@ -25,7 +25,8 @@ from multireader import __version__
 from multireader.core import collect as C
 from multireader.core import fields as F
 from multireader.core import runs as RUNS
-from multireader.core.bulk import write_sample_fields
+from multireader.core import storage
+from multireader.core.bulk import write_labels, write_sample_fields
 from multireader.core.results import AnalysisResults
 from multireader.errors import MultireaderError
 from multireader.progress import ProgressFn, report, scaled
@@ -63,7 +64,7 @@ def profile_scale(ordered: bool) -> str:
     return "ordinal" if ordered else "nominal"
 
 
-#: how the class calls' Fleiss' kappa and Gwet's AC1 intervals are drawn
+#: how the class calls' Fleiss' kappa, Gwet's AC1 and Krippendorff's alpha intervals are drawn
 #: (operator form and ``interval=``)
 INTERVALS = {
     "cases": "Cases random (bootstrap over patients or images; readers fixed)",
@@ -73,7 +74,13 @@ INTERVALS = {
     ),
 }
 #: the statistics a readers-random interval is computed for (summary key -> mrmc name)
-READER_RANDOM_STATISTICS = {"fleiss_kappa": "fleiss_kappa", "gwet_ac1": "gwet_ac1"}
+READER_RANDOM_STATISTICS = {
+    "fleiss_kappa": "fleiss_kappa",
+    "gwet_ac1": "gwet_ac1",
+    "krippendorff_alpha_nominal": "krippendorff_alpha_nominal",
+    "krippendorff_alpha_ordinal": "krippendorff_alpha_ordinal",
+    "krippendorff_alpha_interval": "krippendorff_alpha_interval",
+}
 
 
 #: how many problem items (unknown labels, unreadable masks) a run keeps verbatim
@@ -285,11 +292,60 @@ def _classification_agreement(
     return _KindResult(result, ids, cols, dis_expanded)
 
 
+#: worker processes for mask agreement (None: one per CPU); below MASK_POOL_MIN samples
+#: the masks are compared in this process (starting workers would cost more)
+MASK_WORKERS: int | None = None
+MASK_POOL_MIN = 200
+
+
+def _mask_item(item):
+    """One sample's masks read and compared: (masks read, stats or None, errors, whether
+    some readers drew nothing where others drew a lesion). Runs in a worker process."""
+    from multireader.stats import masks as M
+
+    paths, spacing, sample_id, fields = item
+    masks, errors = [], []
+    for j, path in enumerate(paths):
+        try:
+            masks.append(C.load_mask(path))
+        except Exception as e:  # noqa: BLE001 - every unreadable mask is reported by name
+            masks.append(None)
+            errors.append({"sample_id": sample_id, "field": fields[j], "reason": str(e)})
+    present = [m for m in masks if m is not None]
+    if len(present) < 2:
+        return len(present), None, errors, False
+    shapes = {m.shape for m in present}
+    if len(shapes) > 1:
+        errors.append(
+            {
+                "sample_id": sample_id,
+                "field": ", ".join(fields),
+                "reason": f"readers' masks differ in shape: {sorted(shapes)}",
+            }
+        )
+        return len(present), None, errors, False
+    stats = M.mask_sample_stats(masks, spacing)
+    empty = [not m.any() for m in present]
+    return len(present), stats, errors, any(empty) and not all(empty)
+
+
+def _map_masks(items, n: int):
+    """:func:`_mask_item` of every item, in order, on a pool of worker processes (the
+    masks are decoded and compared there; only the small results come back)."""
+    from multireader.core.parallel import mp_context
+
+    workers = MASK_WORKERS or os.cpu_count() or 1
+    if workers < 2 or n < MASK_POOL_MIN:
+        yield from map(_mask_item, items)
+        return
+    chunk = max(1, min(64, n // (workers * 8)))
+    with mp_context().Pool(workers) as pool:
+        yield from pool.imap(_mask_item, items, chunksize=chunk)
+
+
 def _mask_agreement(
     view, rs, level, n_boot, seed, by_patient, surface, progress, clock
 ) -> _KindResult:
-    from multireader.stats import masks as M
-
     reads = C.mask_reads(view, rs)
     clock.lap("read_s")
     n, r = len(reads.item_ids), len(rs.fields)
@@ -302,43 +358,26 @@ def _mask_agreement(
     presence_split = np.zeros(n, dtype=bool)
     errors = []
     step = max(1, n // 100)
-    for i in range(n):
+    items = (
+        ([paths[i] for paths in reads.paths], reads.spacing[i], reads.item_ids[i], rs.fields)
+        for i in range(n)
+    )
+    for i, (k, stats, errs, split) in enumerate(_map_masks(items, n)):
         if i % step == 0:
             report(progress, 0.05 + 0.85 * i / max(n, 1), f"masks: sample {i + 1} of {n}")
-        masks = []
-        for j, paths in enumerate(reads.paths):
-            try:
-                masks.append(C.load_mask(paths[i]))
-            except Exception as e:  # noqa: BLE001 - every unreadable mask is reported by name
-                masks.append(None)
-                errors.append(
-                    {"sample_id": reads.item_ids[i], "field": rs.fields[j], "reason": str(e)}
-                )
-        present = [m for m in masks if m is not None]
-        n_read[i] = len(present)
-        if len(present) < 2:
+        errors += errs
+        n_read[i] = k
+        if stats is None:
             continue
-        shapes = {m.shape for m in present}
-        if len(shapes) > 1:
-            errors.append(
-                {
-                    "sample_id": reads.item_ids[i],
-                    "field": ", ".join(rs.fields),
-                    "reason": f"readers' masks differ in shape: {sorted(shapes)}",
-                }
-            )
-            continue
-        stats = M.mask_sample_stats(masks, reads.spacing[i])
         pair["dice"][i] = _matrix(stats["pairwise_dice"])
         pair["iou"][i] = _matrix(stats["pairwise_iou"])
         if surface:
             pair["hd95"][i] = _matrix(stats["pairwise_hd95"])
             pair["msd"][i] = _matrix(stats["pairwise_msd"])
-        for k in per:
-            v = stats.get(k)
-            per[k][i] = np.nan if v is None else float(v)
-        empty = [not m.any() for m in present]
-        presence_split[i] = any(empty) and not all(empty)
+        for key in per:
+            v = stats.get(key)
+            per[key][i] = np.nan if v is None else float(v)
+        presence_split[i] = split
     groups = reads.groups if by_patient else None
     report(progress, 0.92, "masks: confidence intervals")
     pairwise = {
@@ -557,7 +596,7 @@ def compute_agreement(
     fields_written = []
     if write_fields:
         report(progress, 0.95, "writing per-sample disagreement fields")
-        ids = view.values("id")
+        ids = C.sample_ids(view)
         clock.lap("read_s")
         pos = {sid: i for i, sid in enumerate(ids)}
         stack = np.full((len(parts), len(ids)), np.nan)
@@ -635,11 +674,8 @@ def compute_agreement(
 
 # --------------------------------------------------------------------------- consensus
 def _consensus_dir(dataset, field: str) -> str:
-    import fiftyone as fo
-
-    return os.path.join(
-        fo.config.default_dataset_dir, "multireader", dataset.name, "consensus", field
-    )
+    """``consensus/<field>`` in the dataset's storage folder, beside its renders."""
+    return os.path.join(storage.storage_dir(dataset), "consensus", field)
 
 
 def _prepare_output_field(dataset, name: str, label_type) -> None:
@@ -677,9 +713,9 @@ def compute_consensus(
     run_key: str | None = None,
     profiles: bool = True,
     alpha: float = 0.05,
-    max_iter: int = 100,
+    max_iter: int = 1000,
     tol: float = 1e-6,
-    diagonal_prior: float = 0.0,
+    diagonal_prior: float = 5.0,
     single_reads: str = "fit",
     init: str = "vote_shares",
     iou_threshold: float = 0.55,
@@ -702,12 +738,11 @@ def compute_consensus(
     objective rises by less than ``tol`` per read, or ``max_iter`` iterations;
     ``diagonal_prior`` (pseudo-reads on each confusion row's diagonal), ``single_reads``
     ("posterior_only": items read once do not fit the matrices) and ``init``
-    ("majority" or "vote_shares") are passed through. The defaults (0, "fit",
-    "vote_shares", 100, 1e-6) are the earlier releases' fit, which the demo's
-    planted-error ranking was tuned on: the converging options (5, "posterior_only",
-    "majority", 5000, 1e-8) keep sparse panels from drifting into relabelled latent
-    classes but moved the demo's precision@10 of planted errors from 0.9 to 0.7, so
-    they are offered, not yet the default. The run stores ``converged``,
+    ("majority" or "vote_shares") are passed through. The defaults (5, "fit",
+    "vote_shares", 1000, 1e-6) are DawidSkene's: run to tolerance, with a prior that
+    keeps sparse panels from drifting into relabelled latent classes; the
+    majority-vote start is offered but not the default, since on the demo it lowered
+    the planted-error precision@10 downstream (0.8 against 0.9). The run stores ``converged``,
     ``n_iter`` and ``log_likelihood``; a fit stopped at ``max_iter`` is named in the
     result's ``warnings``.
     """
@@ -778,7 +813,14 @@ def compute_consensus(
         label_type = fo.Detections
     report(progress, 0.95, f"writing {output_field}")
     _prepare_output_field(dataset, output_field, label_type)
-    view.set_values(output_field, values, key_field="id")
+    if isinstance(values, _Labels):
+        if dataset.get_field(output_field) is None:  # as set_values would declare it
+            dataset.add_sample_field(
+                output_field, fo.EmbeddedDocumentField, embedded_doc_type=label_type
+            )
+        write_labels(view, output_field, values.ids, values.make())
+    else:
+        view.set_values(output_field, values, key_field="id")
     _mark_consensus_field(dataset, output_field, provenance)
     if kind == "mask":
         targets = dict(dataset.mask_targets)
@@ -797,6 +839,15 @@ def compute_consensus(
     results["run_key"] = run_key
     report(progress, 1.0, "consensus done")
     return ConsensusResults(results, run_key=run_key, config=config)
+
+
+@dataclass
+class _Labels:
+    """Consensus labels to write: the sample ids and a function making the labels in
+    the same order (called once, while they are written)."""
+
+    ids: list[str]
+    make: object
 
 
 def _check_ds_options(o: dict) -> None:
@@ -885,29 +936,52 @@ def _class_consensus(view, rs, method, provenance, want_profiles, alpha, ds_opti
         _add_pairwise_agreement(prof, reads, labels, k)
         results["profiles"] = prof
         results["flags"] = prof.get("flags", [])
-    values = {}
-    item_values = []
-    for i in range(reads.n_items):
+
+    def label(i: int):
         if n_reads[i] == 0:
-            item_values.append(None)
-            continue
+            return None
         lab = int(labels[i])
-        item_values.append(
-            fo.Classification(
-                label=reads.classes[lab] if lab >= 0 else None,
-                confidence=float(confidence[i]),
-                contested=bool(contested[i]),
-                n_reads=int(n_reads[i]),
-                probabilities=[float(x) for x in probas[i]],
+        return fo.Classification(
+            label=reads.classes[lab] if lab >= 0 else None,
+            confidence=float(confidence[i]),
+            contested=bool(contested[i]),
+            n_reads=int(n_reads[i]),
+            probabilities=[float(x) for x in probas[i]],
+            method=method,
+        )
+
+    def stored():
+        """The labels as ``label(i).to_dict()`` stores them, without building each
+        FiftyOne label (about 1 ms apiece): the same keys in the same order."""
+        from bson import ObjectId
+
+        conf, cont, nr = confidence.tolist(), contested.tolist(), n_reads.tolist()
+        prob = probas.tolist()
+        for i, lab in enumerate(labels.tolist()):
+            if nr[i] == 0:
+                yield None
+                continue
+            doc = {"_id": ObjectId(), "_cls": "Classification", "tags": []}
+            if lab >= 0:
+                doc["label"] = reads.classes[lab]
+            doc.update(
+                confidence=float(conf[i]),
+                contested=bool(cont[i]),
+                n_reads=int(nr[i]),
+                probabilities=[float(x) for x in prob[i]],
                 method=method,
             )
-        )
+            yield doc
+
     if reads.members is None:
-        values = dict(zip(reads.item_ids, item_values, strict=True))
-    else:
-        for members, v in zip(reads.members, item_values, strict=True):
-            for sid in members:
-                values[sid] = v.copy() if v is not None else None
+        # written a chunk at a time: never one label per sample of a million-sample
+        # view in memory at once
+        return _Labels(reads.item_ids, stored), results
+    values = {}
+    item_values = [label(i) for i in range(reads.n_items)]
+    for members, v in zip(reads.members, item_values, strict=True):
+        for sid in members:
+            values[sid] = v.copy() if v is not None else None
     return values, results
 
 

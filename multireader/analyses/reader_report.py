@@ -4,7 +4,8 @@ Recomputes :func:`multireader.stats.profiles.reader_profiles` on the samples of 
 a stored consensus field (never re-fitted here, so the reference does not move when the
 view is filtered), and builds the view behind any bar, cell or point: a reader's calls
 of one class, the images where the reader said A and consensus said B, a reader's
-labels of one session. Reads with ``values()``; no App code.
+labels of one session. Reads with one aggregation (:mod:`multireader.core.collect`); no
+App code.
 """
 
 from __future__ import annotations
@@ -58,10 +59,11 @@ def profiles_for_view(view, consensus_field: str | None = None, alpha: float = 0
     path = f"{consensus_field}.label"
     # session names without read times (a third less to read); their order comes from
     # the stored consensus run where there is one (see _in_stored_order)
-    reads = C.categorical_reads(view, rs, scores=False, sessions="names", extra=[path])
-    index = {c: k for k, c in enumerate(reads.classes)}
-    labels = reads.extra[path]
-    ref = np.array([index.get(v, -1) if v is not None else -1 for v in labels], dtype=np.int64)
+    # (coded against the classes in the database: -1 where missing or not a class)
+    reads = C.categorical_reads(
+        view, rs, scores=False, sessions="names", coded=[path], ids=False, groups=False
+    )
+    ref = reads.extra_codes[path]
     sessions = reads.sessions if (reads.sessions >= 0).any() else None
     session_names = reads.session_names
     if sessions is not None:
@@ -82,7 +84,7 @@ def profiles_for_view(view, consensus_field: str | None = None, alpha: float = 0
     )
     prof["reader_fields"] = dict(zip(rs.readers, rs.fields, strict=True))
     prof["consensus_field"] = consensus_field
-    prof["n_samples"] = len(labels)
+    prof["n_samples"] = reads.n_items
     prof["consensus_run"] = consensus_convergence(dataset, consensus_field)
     return prof
 

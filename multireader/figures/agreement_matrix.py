@@ -236,7 +236,8 @@ def _nan(m) -> np.ndarray:
 
 
 def _class_matrix(view, reader_set, statistic, class_name, n_boot, level, seed):
-    reads = C.categorical_reads(view, reader_set, scores=False, sessions=False)
+    # the calls and patient keys only: no sample ids, scores or sessions to decode
+    reads = C.categorical_reads(view, reader_set, scores=False, sessions=False, ids=False)
     x, classes = reads.codes, reads.classes
     K = max(len(classes), 1)
     ordered = reads.ordered

@@ -1047,11 +1047,7 @@ def _html_agreement(a: dict) -> list[str]:
             )
         else:
             names = {k: v[0] for k, v in STATISTICS.items()}
-            done = [
-                names.get(k, k)
-                for k, v in (iv.get("statistics") or {}).items()
-                if v.get("ci")
-            ]
+            done = [names.get(k, k) for k, v in (iv.get("statistics") or {}).items() if v.get("ci")]
             out.append(
                 f"<p>Intervals of {_e(', '.join(done) or 'no statistic')}: "
                 f"{_e(iv.get('description'))}. The other statistics' intervals are over "
