@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from fiftyone import ViewField as F
 from helpers_browser import (
+    HARMLESS_CONSOLE,
     ROOT,
     TIMEOUT_MS,
     app_page,
@@ -29,7 +30,7 @@ from helpers_browser import (
 
 PANEL_TYPE = "lesion_agreement"
 #: console errors of an offline App that say nothing about the panel
-_HARMLESS = ("ERR_NAME_NOT_RESOLVED", "ERR_INTERNET_DISCONNECTED", "Failed to load resource")
+_HARMLESS = HARMLESS_CONSOLE
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,19 @@ import uuid
 
 import pytest
 from fiftyone import ViewField as F
-from helpers_browser import ROOT, TIMEOUT_MS, app_page, browser_missing, wait_count, wait_plots
+from helpers_browser import (
+    HARMLESS_CONSOLE,
+    ROOT,
+    TIMEOUT_MS,
+    app_page,
+    browser_missing,
+    wait_count,
+    wait_plots,
+)
 
 PANEL_TYPE = "recist_timeline"
 #: console errors of an offline App that say nothing about the panel
-_HARMLESS = ("ERR_NAME_NOT_RESOLVED", "ERR_INTERNET_DISCONNECTED", "Failed to load resource")
+_HARMLESS = HARMLESS_CONSOLE
 
 
 @pytest.fixture(scope="module")

@@ -446,8 +446,9 @@ _NOT_DATE = _MIN_LONG + 1  # a read time stored as something other than a date
 _BSON_TYPE = {"i4": 0x10, "i8": 0x12, "f8": 0x01, "oid": 0x07, "str": 0x02}
 
 
-class _Layout(Exception):
-    """The documents did not come back in the fixed layout: use the general read."""
+class _Layout(MultireaderError):
+    """The documents did not come back in the fixed layout: use the general read (caught
+    inside this module, never shown)."""
 
 
 def _fixed_dtype(columns: list[tuple[str, str]]) -> np.dtype:
