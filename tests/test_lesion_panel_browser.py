@@ -11,7 +11,9 @@ Set ``MULTIREADER_SCREENSHOTS=1`` to also write ``docs/panel_lesion_agreement.pn
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import uuid
 
 import numpy as np
@@ -121,7 +123,14 @@ def _hover(page, figure: int, trace: int, xi: int, yi: int, expect: str) -> str:
         except Exception:  # no label yet, or it vanished in a redraw: again
             continue
         return " ".join(label.all_text_contents())
-    raise AssertionError(f"no hover with {expect!r} on figure {figure}, cell ({xi}, {yi})")
+    # what did show, for the next person (this failed once in a full-suite run and never
+    # alone): the hover texts and a picture in the temp folder
+    seen = label.all_text_contents()
+    with contextlib.suppress(Exception):
+        page.screenshot(path=os.path.join(tempfile.gettempdir(), "lesion_hover_failure.png"))
+    raise AssertionError(
+        f"no hover with {expect!r} on figure {figure}, cell ({xi}, {yi}); showing {seen!r}"
+    )
 
 
 def _watch_console(page) -> list[str]:
