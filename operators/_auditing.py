@@ -118,36 +118,6 @@ def _target_dataset(ctx, result):
     return ctx.dataset
 
 
-def _mark(dataset, names: list[str], entry: dict | None, error: str | None) -> list[str]:
-    """Mark (error given) or clear (error None) the incomplete flag of output fields."""
-    from multireader.core.fields import reader_fields
-
-    readers = set(reader_fields(dataset))
-    schema = dataset.get_field_schema(flat=True)
-    done = []
-    for name in names:
-        if name not in schema or name in readers or name.split(".")[0] in readers:
-            continue
-        field = dataset.get_field(name)
-        info = dict(field.info or {})
-        meta = dict(info.get("multireader") or {})
-        if error is None:
-            if "incomplete" not in meta:
-                continue
-            meta.pop("incomplete")
-        else:
-            meta["incomplete"] = {
-                "audit_seq": (entry or {}).get("seq"),
-                "error": error,
-                "time": (entry or {}).get("time"),
-            }
-        info["multireader"] = meta
-        field.info = info
-        field.save()
-        done.append(name)
-    return done
-
-
 def _left_by_failed_runs(dataset, entry: dict) -> list[str]:
     """Fields marked incomplete by a failed run of the same action with the same
     parameters as the completed run ``entry``: it redid what that one half-wrote (a
@@ -223,7 +193,7 @@ def _record(ctx, dataset, before, started, result, error, operator=None):
     if error is None:
         outputs += _left_by_failed_runs(dataset, entry)
     try:
-        _mark(dataset, list(dict.fromkeys(outputs)), entry, error)
+        audit.mark_incomplete(dataset, outputs, entry, error)
     except Exception as e:
         logger.warning("could not mark the output fields of %s: %s", entry.get("action"), e)
     return entry

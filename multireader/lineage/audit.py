@@ -359,3 +359,38 @@ def delete_log(dataset) -> int:
     n = coll.delete_many({"dataset_id": ds_id}).deleted_count
     heads.delete_one({"_id": ds_id})
     return n
+
+
+def mark_incomplete(dataset, names, entry: dict | None, error: str | None) -> list[str]:
+    """Mark (``error`` given) or clear (``error`` None) the incomplete flag of the
+    fields ``names`` of ``dataset``: ``info["multireader"]["incomplete"]`` names the
+    audit entry and the error. A reader's field (or a path inside one) is never touched.
+    Returns the fields changed. The audit wrapper of the operators marks what a failed
+    run half-wrote; :func:`multireader.lineage.delegated.reap_orphans` does the same
+    for a run whose worker died."""
+    from multireader.core.fields import reader_fields
+
+    readers = set(reader_fields(dataset))
+    schema = dataset.get_field_schema(flat=True)
+    done = []
+    for name in dict.fromkeys(names):
+        if name not in schema or name in readers or name.split(".")[0] in readers:
+            continue
+        field = dataset.get_field(name)
+        info = dict(field.info or {})
+        meta = dict(info.get("multireader") or {})
+        if error is None:
+            if "incomplete" not in meta:
+                continue
+            meta.pop("incomplete")
+        else:
+            meta["incomplete"] = {
+                "audit_seq": (entry or {}).get("seq"),
+                "error": error,
+                "time": (entry or {}).get("time"),
+            }
+        info["multireader"] = meta
+        field.info = info
+        field.save()
+        done.append(name)
+    return done

@@ -39,7 +39,6 @@ import os
 import socket
 import threading
 
-from multireader.core.fields import reader_fields
 from multireader.lineage import audit
 
 #: FiftyOne's collection of delegated operations
@@ -231,30 +230,6 @@ def _named_fields(params: dict) -> list[str]:
     return out
 
 
-def mark_incomplete(dataset, names, entry: dict | None, error: str) -> list[str]:
-    """Mark the top-level fields ``names`` of ``dataset`` incomplete (never a reader's),
-    in the same form as the audit wrapper: ``info["multireader"]["incomplete"]``."""
-    readers = set(reader_fields(dataset))
-    schema = dataset.get_field_schema()
-    done = []
-    for name in dict.fromkeys(names):
-        if name not in schema or name in readers:
-            continue
-        field = dataset.get_field(name)
-        info = dict(field.info or {})
-        meta = dict(info.get("multireader") or {})
-        meta["incomplete"] = {
-            "audit_seq": (entry or {}).get("seq"),
-            "error": error,
-            "time": (entry or {}).get("time"),
-        }
-        info["multireader"] = meta
-        field.info = info
-        field.save()
-        done.append(name)
-    return done
-
-
 def _mark_failed(doc: dict, reason: str) -> bool:
     now = _now()
     message = f"marked failed by multireader reap_orphans: {reason}"
@@ -325,7 +300,7 @@ def reap_orphans(
             )
             before = set(rec.get("fields_before") or [])
             created = [f for f in dataset.get_field_schema() if rec and f not in before]
-            row["incomplete"] = mark_incomplete(
+            row["incomplete"] = audit.mark_incomplete(
                 dataset, created + _named_fields(params), entry, error
             )
             row["audit_seq"] = entry["seq"]
