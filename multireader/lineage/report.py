@@ -1547,6 +1547,34 @@ def _html_lesions(x: dict) -> list[str]:
     return out
 
 
+#: the columns of a model-vs-readers row (one per figure of merit, overall or per slice)
+_MVR_HEADERS = (
+    "Figure of merit",
+    "Model",
+    "Readers' mean",
+    "Model - readers [95% CI]",
+    "df (Hillis)",
+    "p (model worse)",
+    "n",
+)
+
+
+def _mvr_cells(x: dict) -> list:
+    """One OR-Hillis model-vs-readers row's cells, 3 decimals (a note where it has none)."""
+    if x.get("note"):
+        return [x["fom"], "-", "-", "-", "-", "-", x["note"]]
+    ci = x.get("ci") or [None, None]
+    return [
+        x["fom"],
+        fmt_num(x.get("model"), 3),
+        fmt_num(x.get("readers_mean"), 3),
+        f"{fmt_num(x.get('difference'), 3)} [{fmt_num(ci[0], 3)}, {fmt_num(ci[1], 3)}]",
+        fmt_num(x.get("df"), 1),
+        fmt_p(x.get("p_noninferiority")),
+        f"{x.get('n_readers')} readers x {x.get('n_cases')} cases",
+    ]
+
+
 def _html_model(m: dict) -> list[str]:
     out = [_h2("model")]
     if not m.get("available"):
@@ -1571,69 +1599,19 @@ def _html_model(m: dict) -> list[str]:
             + ". The p-value tests &quot;the model is worse than the readers' mean&quot; "
             "(non-inferiority at the stated margin).</p>"
         )
-        body = []
-        for x in m["model_vs_readers"]:
-            if x.get("note"):
-                body.append([x["fom"], "-", "-", "-", "-", "-", x["note"]])
-                continue
-            ci = x.get("ci") or [None, None]
-            body.append(
-                [x["fom"], fmt_num(x.get("model"), 3), fmt_num(x.get("readers_mean"), 3),
-                 f"{fmt_num(x.get('difference'), 3)} [{fmt_num(ci[0], 3)}, {fmt_num(ci[1], 3)}]",
-                 fmt_num(x.get("df"), 1), fmt_p(x.get("p_noninferiority")),
-                 f"{x.get('n_readers')} readers x {x.get('n_cases')} cases"]
-            )  # fmt: skip
-        out.append(
-            _table(
-                [
-                    "Figure of merit",
-                    "Model",
-                    "Readers' mean",
-                    "Model - readers [95% CI]",
-                    "df (Hillis)",
-                    "p (model worse)",
-                    "n",
-                ],
-                body,
-                "num",
-            )  # fmt: skip
-        )
+        body = [_mvr_cells(x) for x in m["model_vs_readers"]]
+        out.append(_table(list(_MVR_HEADERS), body, "num"))
     if m.get("model_vs_readers_slices"):
         out.append(
             "<h4>By subgroup</h4><p>The same comparison on each subgroup's cases alone "
             "(few cases or readers give wide intervals; a note says why a subgroup has none)."
             "</p>"
         )
-        body = []
-        for x in m["model_vs_readers_slices"]:
-            sl = x["slice"]
-            name = f"{sl['field']} = {sl['value']}"
-            if x.get("note"):
-                body.append([name, x["fom"], "-", "-", "-", "-", "-", x["note"]])
-                continue
-            ci = x.get("ci") or [None, None]
-            body.append(
-                [name, x["fom"], fmt_num(x.get("model"), 3), fmt_num(x.get("readers_mean"), 3),
-                 f"{fmt_num(x.get('difference'), 3)} [{fmt_num(ci[0], 3)}, {fmt_num(ci[1], 3)}]",
-                 fmt_num(x.get("df"), 1), fmt_p(x.get("p_noninferiority")),
-                 f"{x.get('n_readers')} readers x {x.get('n_cases')} cases"]
-            )  # fmt: skip
-        out.append(
-            _table(
-                [
-                    "Subgroup",
-                    "Figure of merit",
-                    "Model",
-                    "Readers' mean",
-                    "Model - readers [95% CI]",
-                    "df (Hillis)",
-                    "p (model worse)",
-                    "n",
-                ],
-                body,
-                "num",
-            )  # fmt: skip
-        )
+        body = [
+            [f"{x['slice']['field']} = {x['slice']['value']}", *_mvr_cells(x)]
+            for x in m["model_vs_readers_slices"]
+        ]
+        out.append(_table(["Subgroup", *_MVR_HEADERS], body, "num"))
     return out
 
 
